@@ -1,0 +1,133 @@
+// Start a throw-away redis-server for tests.
+//
+// The server runs in the foreground as our child process (no daemonize), on
+// a free loopback port, with persistence off by default: a stop()/start()
+// cycle then behaves like a real restart of a cache-only Redis and loses its
+// data. Pass { persist: true } to keep an append-only file in the temp dir so
+// data survives stop()/start().
+//
+//   const r = await startRedis();
+//   await r.cli('PING');            // 'PONG'
+//   await r.stop(); await r.start();
+//   await r.cleanup();
+
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const READY_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+// Servers still running when the process exits are killed here, by PID.
+const live = new Set();
+process.on('exit', () => {
+  for (const child of live) {
+    try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+});
+
+/** Ask the kernel for a free loopback TCP port. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Start redis-server.
+ * @param {{ persist?: boolean, args?: string[] }} [opts]
+ *   args: extra redis-server command-line arguments.
+ */
+export async function startRedis({ persist = false, args = [] } = {}) {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'imgw-redis-'));
+  const port = await freePort();
+  const logFile = path.join(dir, 'redis.log');
+  let child = null;
+  let exited = null;
+
+  function cli(...cmd) {
+    return new Promise((resolve, reject) => {
+      execFile('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...cmd],
+        { timeout: 10_000, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+        (err, stdout, stderr) => {
+          if (err) {
+            err.message = `redis-cli ${cmd.join(' ')}: ${err.message}\n${stderr}`;
+            reject(err);
+          } else {
+            resolve(stdout.endsWith('\n') ? stdout.slice(0, -1) : stdout);
+          }
+        });
+    });
+  }
+
+  async function start() {
+    if (child) return;
+    const argv = ['--port', String(port), '--bind', '127.0.0.1', '--daemonize', 'no',
+      '--dir', dir, '--logfile', logFile, '--save', '',
+      '--appendonly', persist ? 'yes' : 'no', ...args];
+    const log = await fs.open(logFile, 'a');
+    child = spawn('redis-server', argv, { stdio: ['ignore', log.fd, log.fd] });
+    await log.close();
+    live.add(child);
+    const me = child;
+    exited = new Promise((resolve) => me.once('exit', (code, sig) => {
+      live.delete(me);
+      resolve({ code, sig });
+    }));
+    let dead = false;
+    exited.then(() => { dead = true; });
+
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    for (;;) {
+      if (dead) break;
+      try {
+        if ((await cli('PING')) === 'PONG') return;
+      } catch { /* not listening yet */ }
+      if (Date.now() > deadline) break;
+      await sleep(25);
+    }
+    const text = await fs.readFile(logFile, 'utf8').catch(() => '');
+    await stop();
+    throw new Error(`redis-server on ${port} not ready\n${text}`);
+  }
+
+  async function stop() {
+    if (!child) return;
+    const me = child;
+    const done = exited;
+    child = null;
+    if (me.exitCode === null && me.signalCode === null) {
+      me.kill('SIGTERM');
+      const timer = setTimeout(() => { try { me.kill('SIGKILL'); } catch { } }, STOP_TIMEOUT_MS);
+      await done;
+      clearTimeout(timer);
+    }
+  }
+
+  async function cleanup() {
+    try { await stop(); } finally { await fs.rm(dir, { recursive: true, force: true }); }
+  }
+
+  try {
+    await start();
+  } catch (e) {
+    await fs.rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+
+  return {
+    port, host: '127.0.0.1', url: `redis://127.0.0.1:${port}`, dir,
+    get pid() { return child?.pid ?? null; },
+    cli, stop, start, cleanup,
+  };
+}
