@@ -203,8 +203,12 @@ export function compareIds(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** A client id: 32 hex digits from the best random source at hand. */
-function makeCid() {
+/**
+ * A fresh client id: 32 hex digits from the best random source at hand. Applications that
+ * want to show a send before its ack can make the cid themselves and pass it to send().
+ * @returns {string}
+ */
+export function newCid() {
   const c = globalThis.crypto;
   if (c && typeof c.getRandomValues === 'function') {
     const b = c.getRandomValues(new Uint8Array(16));
@@ -528,6 +532,8 @@ export class ImgwClient {
     this.jid = typeof f.jid === 'string' ? f.jid.toLowerCase() : null;
     this.session = f.session ?? null;
     this._welcome = f;
+    // A user id opened before the first welcome could not be expanded to a JID yet.
+    if (this._openConv && !this._openConv.includes('@')) this._openConv = bareJid(this._openConv, this.domain);
     // Re-send everything not acknowledged, with the same cid, in the original order: the
     // gateway recognises a cid it has stored and does not store the message twice.
     for (const e of this._outbox.values()) this._write(e.frame);
@@ -610,7 +616,7 @@ export class ImgwClient {
     if (this._userClosed || this.state === 'closed') {
       return Promise.reject(new ImgwError('closed', 'client closed'));
     }
-    const cid = opts.cid ?? makeCid();
+    const cid = opts.cid ?? newCid();
     if (this._outbox.has(cid)) return this._outbox.get(cid).promise;
     /** @type {Record<string, any>} */
     const frame = { op: 'send', to: String(to), body: String(body), cid };
@@ -658,7 +664,8 @@ export class ImgwClient {
     const conv = peer == null || peer === '' ? null : bareJid(peer, this.domain);
     this._openConv = conv;
     if (this._live) this._write({ op: 'open', with: conv });
-    if (conv) {
+    // Before the first welcome a bare user id has no domain yet; the chat list waits.
+    if (conv && conv.includes('@')) {
       let c = this._chats.get(conv);
       if (!c) {
         c = { conv, last: null, unread: 0, at: ++this._seq };
