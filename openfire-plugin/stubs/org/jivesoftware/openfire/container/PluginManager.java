@@ -1,0 +1,8 @@
+package org.jivesoftware.openfire.container;
+
+import java.util.Collection;
+
+/** Compile-time stand-in for Openfire's PluginManager. Never packaged. */
+public class PluginManager {
+    public Collection<Plugin> getPlugins() { throw new UnsupportedOperationException("compile-time stand-in"); }
+}

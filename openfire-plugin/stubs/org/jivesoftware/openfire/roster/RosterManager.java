@@ -1,0 +1,8 @@
+package org.jivesoftware.openfire.roster;
+
+import org.jivesoftware.openfire.user.UserNotFoundException;
+
+/** Compile-time stand-in for Openfire's RosterManager. Never packaged. */
+public class RosterManager {
+    public Roster getRoster(String username) throws UserNotFoundException { throw new UnsupportedOperationException("compile-time stand-in"); }
+}
