@@ -23,7 +23,8 @@
 //
 // Options beyond the brief: logLevel ('debug' | 'info' | 'warn', default 'debug'; use
 // 'info' for benchmarks), modules (extra global modules_enabled), hostConfig (raw Lua
-// appended inside the VirtualHost block), startTimeoutMs.
+// appended inside the VirtualHost block), startTimeoutMs. Set IMGW_KEEP_TMP=1 to keep
+// the temp dir (config, log, data) after cleanup() for a post-mortem.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -251,6 +252,10 @@ export async function startProsody({
 
   async function cleanup() {
     await stop();
+    if (process.env.IMGW_KEEP_TMP) {
+      process.stderr.write(`IMGW_KEEP_TMP: kept Prosody dir ${dir}\n`);
+      return;
+    }
     await fs.promises.rm(dir, { recursive: true, force: true });
   }
 

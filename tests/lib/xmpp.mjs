@@ -11,15 +11,16 @@
 //                        xml('body', {}, 'hi')));
 //   const copy = await seen;
 //   await gw.iqCaller.request(xml('iq', { type: 'set', to: 'shop.test' }, ...), 5000);
-//   const cond = await iqError(gw.iqCaller.request(...));   // 'forbidden', ...
+//   const { condition, type } = await iqError(gw.iqCaller.request(...)); // 'forbidden', 'auth'
 //   await stopAll(alice, gw);
 //
-// Every client and component made here records each <message> it receives from the
-// moment it is online in an inbox, so a message that arrives before the test starts
-// waiting for it is not lost. nextMessage(c, pred, ms) takes the first recorded message
-// matching pred out of the inbox (others stay), or waits up to ms for one, then rejects
-// with a timeout error. With pred = () => true it returns the next message in arrival
-// order, which is how a test proves that nothing else came first.
+// Every client and component made here records each <message> and <presence> it
+// receives from the moment it is online in an inbox (IQs go to iqCaller/iqCallee), so
+// a stanza that arrives before the test starts waiting for it is not lost.
+// nextMessage(c, pred, ms) takes the first recorded message matching pred out of the
+// inbox (others stay), or waits up to ms for one, then rejects with a timeout error.
+// With pred = () => true it returns the next message in arrival order, which is how a
+// test proves that nothing else came first. nextPresence() is the same for <presence>.
 //
 // login() authenticates with whatever @xmpp/client picks among the mechanisms Prosody
 // offers over plain TCP on loopback: SCRAM-SHA-1 (works with the sasl-scram-sha-1 1.2.1
@@ -40,7 +41,7 @@ class Inbox {
     this.items = [];
     this.waiters = [];
     entity.on('stanza', (st) => {
-      if (!st.is('message')) return;
+      if (st.is('iq')) return; // iqCaller/iqCallee own IQs
       const i = this.waiters.findIndex((w) => w.pred(st));
       if (i >= 0) {
         const [w] = this.waiters.splice(i, 1);
@@ -62,7 +63,7 @@ class Inbox {
       w.timer = setTimeout(() => {
         const k = this.waiters.indexOf(w);
         if (k >= 0) this.waiters.splice(k, 1);
-        reject(new Error(`no matching <message> within ${ms} ms; unmatched in inbox: `
+        reject(new Error(`no matching stanza within ${ms} ms; unmatched in inbox: `
           + (this.items.map((m) => m.toString()).join('\n') || '(none)')));
       }, ms);
       this.waiters.push(w);
@@ -88,11 +89,16 @@ function inboxOf(entity) {
  * @param {number} [ms=5000]
  */
 export function nextMessage(entity, pred = () => true, ms = 5000) {
-  return inboxOf(entity).next(pred, ms);
+  return inboxOf(entity).next((st) => st.is('message') && pred(st), ms);
 }
 
-/** Messages received and not yet taken by nextMessage (a copy of the list). */
-export function pendingMessages(entity) {
+/** Like nextMessage, for <presence>. */
+export function nextPresence(entity, pred = () => true, ms = 5000) {
+  return inboxOf(entity).next((st) => st.is('presence') && pred(st), ms);
+}
+
+/** Messages and presences received and not yet taken (a copy of the list). */
+export function pendingStanzas(entity) {
   return [...inboxOf(entity).items];
 }
 
@@ -122,7 +128,8 @@ async function startBounded(entity, ms, what) {
 }
 
 /**
- * Logs a user in over c2s and sends initial presence (unless presence: false).
+ * Logs a user in over c2s and sends initial presence (unless presence: false), then
+ * waits until the server has reflected it, i.e. the session is available.
  * @param {{ port: number, domain: string, username: string, password: string,
  *           resource?: string, host?: string, presence?: boolean, priority?: number,
  *           mechanism?: 'PLAIN' | 'SCRAM-SHA-1', timeoutMs?: number }} o
@@ -139,8 +146,18 @@ export async function login(o) {
   if (o.mechanism) forceMechanism(c, o.mechanism);
   await startBounded(c, o.timeoutMs ?? 10000, `login of ${o.username}@${o.domain}`);
   if (o.presence !== false) {
+    // The server reflects initial presence back to the session once it has made the
+    // session available; until then messages to the bare JID skip this resource.
+    const self = c.jid.toString();
+    const echoed = nextPresence(c, (x) => x.attrs.from === self && !x.attrs.type, o.timeoutMs ?? 10000);
     const children = o.priority !== undefined ? [xml('priority', {}, String(o.priority))] : [];
     await c.send(xml('presence', {}, ...children));
+    try {
+      await echoed;
+    } catch (err) {
+      await stopAll(c);
+      throw new Error(`${self}: initial presence was not reflected: ${err.message}`);
+    }
   }
   return c;
 }
