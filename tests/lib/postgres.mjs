@@ -155,15 +155,17 @@ export async function startPostgres({ db = 'imgw', settings = {} } = {}) {
    * one trailing newline removed. tuplesOnly (default) gives unaligned rows
    * with '|' between columns. vars are passed as psql -v variables, so values
    * can be quoted verbatim with :'name' (literal) or :"name" (identifier).
+   * timeoutMs (default 120 s, 0 for none) kills psql when exceeded.
    * @param {string} sql
-   * @param {{ tuplesOnly?: boolean, vars?: Record<string,string>, db?: string, fieldSep?: string }} [o]
+   * @param {{ tuplesOnly?: boolean, vars?: Record<string,string>, db?: string,
+   *           fieldSep?: string, timeoutMs?: number }} [o]
    */
-  async function psql(sql, { tuplesOnly = true, vars = {}, db: dbName = db, fieldSep } = {}) {
+  async function psql(sql, { tuplesOnly = true, vars = {}, db: dbName = db, fieldSep, timeoutMs = 120_000 } = {}) {
     const args = [...base, '-d', dbName, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'];
     if (tuplesOnly) args.push('-A', '-t');
     if (fieldSep !== undefined) args.push('-F', fieldSep);
     for (const [k, v] of Object.entries(vars)) args.push('-v', `${k}=${v}`);
-    const { stdout } = await run('psql', args, { input: sql, env });
+    const { stdout } = await run('psql', args, { input: sql, env, timeout: timeoutMs });
     return stdout.endsWith('\n') ? stdout.slice(0, -1) : stdout;
   }
 
