@@ -1,0 +1,108 @@
+// History benchmark: a private PostgreSQL 15, the schema, a generated
+// history (bench/gen_history.sql), EXPLAIN (ANALYZE) of the gateway's and the
+// analysts' queries (bench/history_explain.sql) and pgbench latency of a
+// 50-message page (bench/history_*.pgbench).
+//
+//   node bench/history_run.mjs [--rows 5000000] [--seconds 30] [--clients 2] [--hold]
+//
+// --hold keeps the cluster running after the run and prints its connection
+// string, for poking at plans by hand; Ctrl-C stops and removes it.
+// Results go to stdout. Numbers depend on the machine: quote them with it.
+
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startPostgres } from '../tests/lib/postgres.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.dirname(here);
+
+const opts = { rows: 5_000_000, seconds: 30, clients: 2, hold: false, skip: [] };
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  if (a === '--rows') opts.rows = Number(argv[++i]);
+  else if (a === '--seconds') opts.seconds = Number(argv[++i]);
+  else if (a === '--clients') opts.clients = Number(argv[++i]);
+  else if (a === '--hold') opts.hold = true;
+  else if (a === '--skip') opts.skip.push(argv[++i]);
+  else { console.error(`unknown argument ${a}`); process.exit(2); }
+}
+
+// Sizes for a 24 GiB machine; production would look much the same.
+const settings = {
+  shared_buffers: '4GB', effective_cache_size: '16GB', work_mem: '64MB',
+  maintenance_work_mem: '1GB', max_wal_size: '8GB', random_page_cost: 1.1,
+  jit: 'off',
+};
+
+function run(cmd, args) {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { maxBuffer: 64 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) { err.message += `\n${stderr}`; reject(err); } else resolve(stdout + stderr);
+    });
+  });
+}
+
+function pct(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+const pg = await startPostgres({ db: 'imgw', settings });
+process.on('SIGINT', async () => { await pg.cleanup(); process.exit(130); });
+try {
+  console.log(`# imgw history benchmark, ${new Date().toISOString()}`);
+  console.log(`# ${os.cpus().length} x ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
+    `${execFileSync('psql', ['--version'], { encoding: 'utf8' }).trim()}`);
+  console.log(`# settings ${JSON.stringify(settings)}`);
+  execFileSync(path.join(root, 'schema/migrate.sh'), [pg.connString], { stdio: 'inherit' });
+
+  let t = Date.now();
+  const gen = await pg.psql(await fs.readFile(path.join(here, 'gen_history.sql'), 'utf8'),
+    { vars: { rows: String(opts.rows) }, tuplesOnly: false, timeoutMs: 0 });
+  console.log(`\n## generate ${opts.rows} rows: ${((Date.now() - t) / 1000).toFixed(1)} s\n${gen}`);
+  console.log(await pg.psql(`SELECT pg_size_pretty(pg_total_relation_size('messages_p' || to_char(now() - interval '2 months', 'YYYY_MM'))) AS one_month,
+    (SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits WHERE inhparent = 'messages'::regclass) AS messages_total`,
+  { tuplesOnly: false }));
+
+  if (!opts.skip.includes('explain')) {
+    t = Date.now();
+    const out = await pg.psql(await fs.readFile(path.join(here, 'history_explain.sql'), 'utf8'),
+      { tuplesOnly: false, timeoutMs: 0 });
+    console.log(`\n## EXPLAIN (${((Date.now() - t) / 1000).toFixed(1)} s)\n${out}`);
+  }
+
+  if (!opts.skip.includes('pgbench')) {
+    const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'imgw-pgbench-'));
+    const scripts = (await fs.readdir(here)).filter((f) => f.startsWith('history_') && f.endsWith('.pgbench')).sort();
+    for (const s of scripts) {
+      const prefix = path.join(tmp, s.replace(/\.pgbench$/, ''));
+      const out = await run('pgbench', ['-h', pg.host, '-p', String(pg.port), '-U', 'postgres',
+        '-n', '-M', 'prepared', '-c', String(opts.clients), '-j', String(opts.clients),
+        '-T', String(opts.seconds), '-l', `--log-prefix=${prefix}`, '-f', path.join(here, s), pg.db]);
+      const lat = [];
+      for (const f of await fs.readdir(tmp)) {
+        if (!f.startsWith(path.basename(prefix) + '.')) continue;
+        for (const line of (await fs.readFile(path.join(tmp, f), 'utf8')).split('\n')) {
+          const col = line.split(' ');
+          if (col.length > 2) lat.push(Number(col[2]) / 1000);
+        }
+      }
+      lat.sort((a, b) => a - b);
+      const tps = /tps = ([\d.]+)/.exec(out)?.[1];
+      console.log(`\n## pgbench ${s}: ${opts.clients} clients, ${opts.seconds} s, ${lat.length} transactions, ${tps} tps`);
+      console.log(`latency ms: p50 ${pct(lat, 50).toFixed(3)}  p90 ${pct(lat, 90).toFixed(3)}  ` +
+        `p99 ${pct(lat, 99).toFixed(3)}  p99.9 ${pct(lat, 99.9).toFixed(3)}  max ${lat[lat.length - 1].toFixed(3)}`);
+    }
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+
+  if (opts.hold) {
+    console.log(`\nholding: psql "${pg.connString}"  (Ctrl-C to stop)`);
+    await new Promise(() => {});
+  }
+} finally {
+  if (!opts.hold) await pg.cleanup();
+}
