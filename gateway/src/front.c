@@ -1,0 +1,400 @@
+/*
+ * front.c - libwebsockets adapter.
+ */
+#include "front.h"
+#include "gw.h"
+#include "log.h"
+
+#include <libwebsockets.h>
+#include <stdlib.h>
+#include <string.h>
+
+_Static_assert(GW_PAYLOAD_PRE >= LWS_PRE, "payload headroom must hold a WebSocket header");
+
+struct gw_front {
+    uv_loop_t *loop;
+    const gw_config_t *cfg;
+    gw_front_cbs_t cbs;
+    void *ud;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    struct lws_protocols protocols[2];
+    struct lws_http_mount mounts[3];
+    char demo_origin[1024];
+    char client_origin[1024];
+    void *foreign[1];
+    size_t nsessions;
+    uint64_t next_id;
+    int shutting_down;
+    void (*shutdown_cb)(void *ud);
+    void *shutdown_ud;
+    uv_timer_t shutdown_timer;
+    int port;
+};
+
+/* lws keeps no user pointer per context that is handy in log callbacks. */
+static void lws_log_emit(int level, const char *line)
+{
+    size_t n = strlen(line);
+
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    if (level & LLL_ERR)
+        gw_log(GW_LOG_ERROR, "lws", "%.*s", (int)n, line);
+    else if (level & LLL_WARN)
+        gw_log(GW_LOG_WARNING, "lws", "%.*s", (int)n, line);
+    else if (level & (LLL_NOTICE | LLL_USER))
+        gw_log(GW_LOG_INFO, "lws", "%.*s", (int)n, line);
+    else
+        gw_log(GW_LOG_DEBUG, "lws", "%.*s", (int)n, line);
+}
+
+static int origin_allowed(gw_front_t *f, const char *origin)
+{
+    const char *list = f->cfg->allowed_origins;
+    size_t olen = strlen(origin);
+
+    while (*list) {
+        size_t n;
+        while (*list == ' ' || *list == ',')
+            list++;
+        n = strcspn(list, ", ");
+        if (n == 0)
+            break;
+        if ((n == 1 && list[0] == '*') || (n == olen && strncmp(list, origin, n) == 0))
+            return 1;
+        list += n;
+    }
+    return 0;
+}
+
+static void free_queue(gw_session_t *s)
+{
+    while (s->qlen) {
+        gw_payload_unref(s->q[s->qhead]);
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+    }
+    free(s->q);
+    s->q = NULL;
+    s->qcap = 0;
+    free(s->rx);
+    s->rx = NULL;
+    s->rxlen = 0;
+}
+
+static int push(gw_session_t *s, gw_payload_t *p, uint32_t max)
+{
+    if (s->qlen == s->qcap) {
+        uint32_t ncap = s->qcap ? s->qcap * 2 : 4;
+        gw_payload_t **nq;
+        if (s->qlen >= max)
+            return GW_EFULL;
+        if (ncap > max)
+            ncap = max;
+        nq = malloc(ncap * sizeof(*nq));
+        if (nq == NULL)
+            return GW_ENOMEM;
+        for (uint32_t i = 0; i < s->qlen; i++)
+            nq[i] = s->q[(s->qhead + i) % s->qcap];
+        free(s->q);
+        s->q = nq;
+        s->qcap = ncap;
+        s->qhead = 0;
+    }
+    s->q[(s->qhead + s->qlen) % s->qcap] = gw_payload_ref(p);
+    s->qlen++;
+    return 0;
+}
+
+void gw_front_send(gw_front_t *f, gw_session_t *s, gw_payload_t *p)
+{
+    int rc;
+
+    if (s->closing || p == NULL)
+        return;
+    rc = push(s, p, (uint32_t)f->cfg->session_queue_max);
+    if (rc != 0) {
+        gw_warn("front", "session %llu: outbound queue full (%u frames), closing",
+                (unsigned long long)s->id, s->qlen);
+        gw_front_close(f, s, 1008, "overloaded");
+        return;
+    }
+    lws_callback_on_writable((struct lws *)s->conn);
+}
+
+void gw_front_close(gw_front_t *f, gw_session_t *s, int code, const char *reason)
+{
+    GW_UNUSED(f);
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->close_code = (uint16_t)code;
+    s->close_reason = reason;
+    lws_callback_on_writable((struct lws *)s->conn);
+}
+
+static int write_next(gw_front_t *f, struct lws *wsi, gw_session_t *s)
+{
+    if (s->qlen) {
+        gw_payload_t *p = s->q[s->qhead];
+        int n;
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+        n = lws_write(wsi, gw_payload_data(p), p->len, LWS_WRITE_TEXT);
+        gw_payload_unref(p);
+        if (n < 0)
+            return -1;
+        if (s->qlen || s->closing || f->shutting_down)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (f->shutting_down && !s->closing) {
+        s->closing = 1;
+        s->close_code = 1001;
+        s->close_reason = "gateway shutting down";
+    }
+    if (s->closing) {
+        const char *r = s->close_reason ? s->close_reason : "";
+        lws_close_reason(wsi, (enum lws_close_status)s->close_code, (unsigned char *)r, strlen(r));
+        return -1;
+    }
+    return 0;
+}
+
+static int on_rx(gw_front_t *f, struct lws *wsi, gw_session_t *s, const char *in, size_t len)
+{
+    int final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+    size_t max = (size_t)f->cfg->max_frame_bytes;
+
+    if (s->closing)
+        return 0;
+    if (lws_frame_is_binary(wsi)) {
+        gw_front_close(f, s, 1003, "binary frames are not supported");
+        return 0;
+    }
+    if (final && s->rx == NULL) {
+        if (len > max) {
+            gw_front_close(f, s, 1009, "frame too large");
+            return 0;
+        }
+        f->cbs.on_frame(f->ud, s, in, len);
+        return 0;
+    }
+    if (s->rxlen + len > max) {
+        free(s->rx);
+        s->rx = NULL;
+        s->rxlen = 0;
+        gw_front_close(f, s, 1009, "frame too large");
+        return 0;
+    }
+    {
+        char *nb = realloc(s->rx, s->rxlen + len + 1);
+        if (nb == NULL) {
+            gw_front_close(f, s, 1011, "out of memory");
+            return 0;
+        }
+        s->rx = nb;
+        memcpy(s->rx + s->rxlen, in, len);
+        s->rxlen += len;
+    }
+    if (final) {
+        char *buf = s->rx;
+        size_t n = s->rxlen;
+        s->rx = NULL;
+        s->rxlen = 0;
+        f->cbs.on_frame(f->ud, s, buf, n);
+        free(buf);
+    }
+    return 0;
+}
+
+static void on_shutdown_timeout(uv_timer_t *t)
+{
+    gw_front_t *f = t->data;
+
+    if (f->shutdown_cb) {
+        void (*cb)(void *) = f->shutdown_cb;
+        if (f->nsessions)
+            gw_warn("front", "%zu session(s) did not close in time", f->nsessions);
+        f->shutdown_cb = NULL;
+        cb(f->shutdown_ud);
+    }
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    gw_front_t *f = vh ? lws_vhost_user(vh) : NULL;
+    gw_session_t *s = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char buf[512];
+        int n;
+        if (f->shutting_down)
+            return 1;
+        n = lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_GET_URI);
+        if (n <= 0 || strcmp(buf, "/ws") != 0) {
+            gw_info("front", "refused WebSocket upgrade on path '%s'", n > 0 ? buf : "");
+            return 1;
+        }
+        n = lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_ORIGIN);
+        if (n > 0) {
+            if (!origin_allowed(f, buf)) {
+                gw_info("front", "refused WebSocket from origin '%s'", buf);
+                return 1;
+            }
+        } else if (!f->cfg->allow_no_origin) {
+            gw_info("front", "refused WebSocket without Origin");
+            return 1;
+        }
+        if (f->cbs.session_count(f->ud) >= (size_t)f->cfg->max_sessions ||
+            f->nsessions >= (size_t)f->cfg->max_sessions) {
+            gw_warn("front", "refused WebSocket: max_sessions (%d) reached", f->cfg->max_sessions);
+            return 1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        memset(s, 0, sizeof(*s));
+        s->conn = wsi;
+        s->id = ++f->next_id;
+        f->nsessions++;
+        lws_set_timer_usecs(wsi, (lws_usec_t)f->cfg->auth_timeout_ms * 1000);
+        f->cbs.on_open(f->ud, s);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        return on_rx(f, wsi, s, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return write_next(f, wsi, s);
+    case LWS_CALLBACK_TIMER:
+        if (s->user == NULL && !s->closing) {
+            gw_info("front", "session %llu: no hello within %d ms", (unsigned long long)s->id,
+                    f->cfg->auth_timeout_ms);
+            gw_front_close(f, s, 4408, "authentication timeout");
+        }
+        return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        f->cbs.on_close(f->ud, s);
+        free_queue(s);
+        f->nsessions--;
+        /* Finish the shutdown from the loop, never inside an lws callback. */
+        if (f->shutting_down && f->nsessions == 0 && f->shutdown_cb)
+            uv_timer_start(&f->shutdown_timer, on_shutdown_timeout, 0, 0);
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+int gw_front_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_front_cbs_t *cbs, void *ud,
+                 gw_front_t **out)
+{
+    struct lws_context_creation_info info;
+    gw_front_t *f = calloc(1, sizeof(*f));
+    int lvl = LLL_ERR | LLL_WARN;
+
+    if (f == NULL)
+        return GW_ENOMEM;
+    f->loop = loop;
+    f->cfg = cfg;
+    f->cbs = *cbs;
+    f->ud = ud;
+    if (gw_log_level <= GW_LOG_DEBUG)
+        lvl |= LLL_NOTICE | LLL_INFO;
+    lws_set_log_level(lvl, lws_log_emit);
+
+    f->protocols[0].name = "imgw.v1";
+    f->protocols[0].callback = callback;
+    f->protocols[0].per_session_data_size = sizeof(gw_session_t);
+    f->protocols[0].rx_buffer_size = (size_t)cfg->rx_buffer_bytes;
+    /* protocols[1] stays zeroed: the list terminator (4.1 has no LWS_PROTOCOL_LIST_TERM). */
+
+    if (cfg->web_root[0]) {
+        snprintf(f->demo_origin, sizeof(f->demo_origin), "%s/demo", cfg->web_root);
+        snprintf(f->client_origin, sizeof(f->client_origin), "%s", cfg->web_root);
+        f->mounts[0].mountpoint = "/demo";
+        f->mounts[0].mountpoint_len = 5;
+        f->mounts[0].origin = f->demo_origin;
+        f->mounts[0].def = "index.html";
+        f->mounts[0].origin_protocol = LWSMPRO_FILE;
+        f->mounts[0].cache_max_age = 60;
+        f->mounts[0].cache_reusable = 1;
+        f->mounts[0].cache_revalidate = 1;
+        f->mounts[0].mount_next = &f->mounts[1];
+        f->mounts[1].mountpoint = "/client";
+        f->mounts[1].mountpoint_len = 7;
+        f->mounts[1].origin = f->client_origin;
+        f->mounts[1].origin_protocol = LWSMPRO_FILE;
+        f->mounts[1].cache_max_age = 60;
+        f->mounts[1].cache_reusable = 1;
+        f->mounts[1].cache_revalidate = 1;
+    }
+
+    memset(&info, 0, sizeof(info));
+    f->foreign[0] = loop;
+    info.foreign_loops = f->foreign;
+    /* lws closes a text frame that is not UTF-8 with 1007 before we see it. */
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.port = cfg->listen_port;
+    info.iface = cfg->listen_host;
+    info.protocols = f->protocols;
+    info.mounts = cfg->web_root[0] ? f->mounts : NULL;
+    info.user = f;
+    info.vhost_name = "imgw";
+    info.count_threads = 1;
+    /* One fd per session plus a margin; lws sizes its tables from this. */
+    info.fd_limit_per_thread = (unsigned)cfg->max_sessions + 64;
+    info.timeout_secs = 10;
+    info.ka_time = 0;
+
+    f->ctx = lws_create_context(&info);
+    if (f->ctx == NULL) {
+        gw_error("front", "cannot start the WebSocket server on %s:%d", cfg->listen_host,
+                 cfg->listen_port);
+        free(f);
+        return GW_EIO;
+    }
+    f->vh = lws_get_vhost_by_name(f->ctx, "imgw");
+    f->port = f->vh ? lws_get_vhost_listen_port(f->vh) : cfg->listen_port;
+    uv_timer_init(loop, &f->shutdown_timer);
+    f->shutdown_timer.data = f;
+    gw_info("front", "listening on %s:%d (WebSocket at /ws%s)", cfg->listen_host, f->port,
+            cfg->web_root[0] ? ", demo at /demo/" : "");
+    *out = f;
+    return 0;
+}
+
+int gw_front_port(const gw_front_t *f) { return f->port; }
+
+void gw_front_shutdown(gw_front_t *f, void (*cb)(void *ud), void *ud)
+{
+    f->shutting_down = 1;
+    f->shutdown_cb = cb;
+    f->shutdown_ud = ud;
+    if (f->nsessions == 0) {
+        uv_timer_start(&f->shutdown_timer, on_shutdown_timeout, 0, 0);
+        return;
+    }
+    lws_callback_on_writable_all_protocol(f->ctx, &f->protocols[0]);
+    uv_timer_start(&f->shutdown_timer, on_shutdown_timeout, 3000, 0);
+}
+
+void gw_front_destroy(gw_front_t *f)
+{
+    if (f->ctx == NULL)
+        return;
+    uv_close((uv_handle_t *)&f->shutdown_timer, NULL);
+    lws_context_destroy(f->ctx);
+    f->ctx = NULL;
+}
+
+void gw_front_free(gw_front_t *f)
+{
+    free(f);
+}

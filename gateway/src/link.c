@@ -1,0 +1,852 @@
+/*
+ * link.c - the component link: libstrophe stepped from the libuv loop.
+ *
+ * How libstrophe runs here: the library owns the socket and its send queue;
+ * we learn the socket through the sockopt callback (where TCP_NODELAY is also
+ * set), watch it with a uv_poll, and call xmpp_run_once(ctx, 0) whenever it
+ * is readable, writable while output is pending, or when we have queued a
+ * stanza (a uv_prepare hook flushes once per loop iteration, so a burst of
+ * sends costs one write).
+ *
+ * Why raw mode: libstrophe's component mode writes a fixed stream header, and
+ * Openfire needs an extra allowMultiple attribute to let several gateways
+ * share one domain. So the link connects in raw mode, opens the stream with
+ * its own attributes and performs the XEP-0114 handshake itself. libstrophe
+ * 0.12 has no getter for the stream id the server chose; its debug log line
+ * for the received stream header is the only public place it appears, so the
+ * log handler picks it up from there.
+ *
+ * libstrophe 0.12.2 also dereferences conn->sm_state on every stanza, but only
+ * xmpp_connect_client() allocates it. Each connection therefore borrows a
+ * state from a throw-away client connection that fails at once (see
+ * borrow_sm_state()); tests/link keeps stanzas flowing both ways so a
+ * regression would crash the suite.
+ */
+#include "link.h"
+#include "gw.h"
+#include "log.h"
+#include "payload.h"
+#include "text.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strophe.h>
+#include <sys/socket.h>
+
+#define NS_STREAMS "http://etherx.jabber.org/streams"
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
+#define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
+#define NS_PING "urn:xmpp:ping"
+#define NS_COMPANION "urn:imgw:companion:0"
+#define NS_FORWARD "urn:xmpp:forward:0"
+#define NS_PRIVILEGE "urn:xmpp:privilege:2"
+
+typedef enum { L_DOWN, L_CONNECTING, L_HANDSHAKE, L_UP, L_STOPPED } lstate_t;
+
+typedef struct qitem {
+    struct qitem *next;
+    size_t len;
+    char data[];
+} qitem_t;
+
+struct gw_link {
+    uv_loop_t *loop;
+    const gw_config_t *cfg;
+    gw_link_cbs_t cbs;
+    void *ud;
+
+    xmpp_ctx_t *ctx;
+    xmpp_log_t logger;
+    xmpp_conn_t *conn;     /* current connection, or NULL */
+    xmpp_conn_t *dead;     /* disconnected connection to release outside its callbacks */
+    uv_poll_t *poll;       /* watches the current socket; NULL when none */
+    int fd;
+    int poll_events;
+
+    uv_timer_t reconnect_timer;
+    uv_timer_t keepalive_timer;
+    uv_timer_t handshake_timer;
+    uv_prepare_t flush;
+    int dirty;
+
+    lstate_t state;
+    unsigned attempt;
+    char stream_id[128];
+    int stream_id_seen;
+
+    qitem_t *qhead, *qtail;
+    size_t qlen;
+};
+
+static void schedule_reconnect(gw_link_t *l);
+static void update_poll(gw_link_t *l);
+
+/* ---- logging ---------------------------------------------------------- */
+
+static void strophe_log(void *ud, xmpp_log_level_t level, const char *area, const char *msg)
+{
+    gw_link_t *l = ud;
+    static const char open_prefix[] = "RECV: <stream:stream";
+
+    if (level == XMPP_LEVEL_DEBUG) {
+        if (strncmp(msg, open_prefix, sizeof(open_prefix) - 1) == 0) {
+            const char *id = strstr(msg, " id=\"");
+            l->stream_id[0] = '\0';
+            if (id) {
+                size_t n;
+                id += 5;
+                n = strcspn(id, "\"");
+                if (n < sizeof(l->stream_id)) {
+                    memcpy(l->stream_id, id, n);
+                    l->stream_id[n] = '\0';
+                }
+            }
+            l->stream_id_seen = 1;
+        }
+        gw_debug("xmpp", "%s: %.300s", area, msg);
+        return;
+    }
+    if (level == XMPP_LEVEL_INFO)
+        gw_info("xmpp", "%s: %s", area, msg);
+    else if (level == XMPP_LEVEL_WARN)
+        gw_warn("xmpp", "%s: %s", area, msg);
+    else
+        gw_error("xmpp", "%s: %s", area, msg);
+}
+
+/* ---- queue of messages waiting for the link --------------------------- */
+
+static int queue_push(gw_link_t *l, const char *data, size_t len, int front)
+{
+    qitem_t *q = malloc(sizeof(*q) + len + 1);
+
+    if (q == NULL)
+        return GW_ENOMEM;
+    q->len = len;
+    memcpy(q->data, data, len);
+    q->data[len] = '\0';
+    if (front) {
+        q->next = l->qhead;
+        l->qhead = q;
+        if (l->qtail == NULL)
+            l->qtail = q;
+    } else {
+        q->next = NULL;
+        if (l->qtail)
+            l->qtail->next = q;
+        else
+            l->qhead = q;
+        l->qtail = q;
+    }
+    l->qlen++;
+    return 0;
+}
+
+static void queue_flush(gw_link_t *l)
+{
+    size_t n = 0;
+
+    while (l->qhead) {
+        qitem_t *q = l->qhead;
+        l->qhead = q->next;
+        xmpp_send_raw(l->conn, q->data, q->len);
+        free(q);
+        n++;
+    }
+    l->qtail = NULL;
+    l->qlen = 0;
+    if (n) {
+        gw_info("link", "flushed %zu queued message(s)", n);
+        l->dirty = 1;
+    }
+}
+
+/*
+ * Moves stanzas libstrophe had not yet written back to the front of our
+ * queue so that they are sent after the reconnect. A stanza it had started
+ * writing cannot be taken back; it is lost with the TCP connection.
+ */
+static void reclaim_unsent(gw_link_t *l, xmpp_conn_t *conn)
+{
+    char *s;
+    size_t n = 0;
+
+    while ((s = xmpp_conn_send_queue_drop_element(conn, XMPP_QUEUE_YOUNGEST)) != NULL) {
+        size_t len = strlen(s);
+        /* Keepalive whitespace is not worth keeping. */
+        if (len > 1 && queue_push(l, s, len, 1) == 0)
+            n++;
+        xmpp_free(l->ctx, s);
+    }
+    if (n)
+        gw_warn("link", "%zu unsent stanza(s) kept for the next connection", n);
+}
+
+/* ---- libuv plumbing ---------------------------------------------------- */
+
+static void step(gw_link_t *l)
+{
+    l->dirty = 0;
+    xmpp_run_once(l->ctx, 0);
+    if (l->dead != NULL && l->dead != l->conn) {
+        /* Released here, never from inside its own callback. */
+        xmpp_conn_release(l->dead);
+        l->dead = NULL;
+    }
+    update_poll(l);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    gw_link_t *l = h->data;
+
+    GW_UNUSED(events);
+    if (status < 0)
+        gw_debug("link", "poll error: %s", uv_strerror(status));
+    if (l != NULL)
+        step(l);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    gw_link_t *l = h->data;
+
+    if (l->dirty && l->conn != NULL)
+        step(l);
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void close_poll(gw_link_t *l)
+{
+    if (l->poll) {
+        l->poll->data = NULL;
+        uv_close((uv_handle_t *)l->poll, free_handle);
+        l->poll = NULL;
+    }
+    l->fd = -1;
+    l->poll_events = 0;
+}
+
+static void update_poll(gw_link_t *l)
+{
+    int want;
+
+    if (l->poll == NULL || l->conn == NULL)
+        return;
+    want = UV_READABLE;
+    if (l->state == L_CONNECTING || xmpp_conn_send_queue_len(l->conn) > 0)
+        want |= UV_WRITABLE;
+    if (want != l->poll_events) {
+        uv_poll_start(l->poll, want, on_poll);
+        l->poll_events = want;
+    }
+}
+
+static int on_sockopt(xmpp_conn_t *conn, void *sock)
+{
+    int fd = *(int *)sock;
+    int one = 1;
+
+    /* Nagle adds tens of milliseconds to every small stanza at low rates. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return xmpp_sockopt_cb_keepalive(conn, sock);
+}
+
+/* ---- stanzas ----------------------------------------------------------- */
+
+static void send_stanza_text(gw_link_t *l, gw_sbuf_t *b)
+{
+    if (!b->overflow && l->conn != NULL && l->state == L_UP) {
+        xmpp_send_raw(l->conn, b->data, b->len);
+        l->dirty = 1;
+    }
+    gw_sbuf_free(b);
+}
+
+static void attr(gw_sbuf_t *b, const char *name, const char *v)
+{
+    if (v == NULL)
+        return;
+    gw_sbuf_printf(b, " %s='", name);
+    gw_xml_escape(b, v, strlen(v));
+    gw_sbuf_puts(b, "'");
+}
+
+static void reply_iq(gw_link_t *l, xmpp_stanza_t *iq, const char *type, const char *inner)
+{
+    gw_sbuf_t b;
+
+    gw_sbuf_init(&b, 65536);
+    gw_sbuf_puts(&b, "<iq");
+    attr(&b, "type", type);
+    attr(&b, "id", xmpp_stanza_get_id(iq));
+    attr(&b, "from", xmpp_stanza_get_to(iq));
+    attr(&b, "to", xmpp_stanza_get_from(iq));
+    if (inner) {
+        gw_sbuf_puts(&b, ">");
+        gw_sbuf_puts(&b, inner);
+        gw_sbuf_puts(&b, "</iq>");
+    } else {
+        gw_sbuf_puts(&b, "/>");
+    }
+    send_stanza_text(l, &b);
+}
+
+static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    gw_link_t *l = ud;
+    const char *type = xmpp_stanza_get_type(st);
+    xmpp_stanza_t *child;
+    const char *ns;
+
+    GW_UNUSED(conn);
+    if (type == NULL || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)) {
+        if (type && strcmp(type, "error") == 0)
+            gw_warn("link", "IQ error from %s (id %s)", xmpp_stanza_get_from(st) ?: "?",
+                    xmpp_stanza_get_id(st) ?: "?");
+        return 1;
+    }
+    child = xmpp_stanza_get_children(st);
+    while (child && !xmpp_stanza_is_tag(child))
+        child = xmpp_stanza_get_next(child);
+    ns = child ? xmpp_stanza_get_ns(child) : NULL;
+    if (strcmp(type, "get") == 0 && ns && strcmp(ns, NS_DISCO_INFO) == 0) {
+        const char *node = xmpp_stanza_get_attribute(child, "node");
+        if (node == NULL) {
+            reply_iq(l, st, "result",
+                     "<query xmlns='" NS_DISCO_INFO "'>"
+                     "<identity category='component' type='c2s' name='imgw web gateway'/>"
+                     "<feature var='" NS_DISCO_INFO "'/>"
+                     "<feature var='" NS_DISCO_ITEMS "'/>"
+                     "<feature var='" NS_PING "'/>"
+                     "</query>");
+            return 1;
+        }
+    } else if (strcmp(type, "get") == 0 && ns && strcmp(ns, NS_DISCO_ITEMS) == 0) {
+        reply_iq(l, st, "result", "<query xmlns='" NS_DISCO_ITEMS "'/>");
+        return 1;
+    } else if (strcmp(type, "get") == 0 && ns && strcmp(ns, NS_PING) == 0) {
+        reply_iq(l, st, "result", NULL);
+        return 1;
+    }
+    /* XEP-0114 components must answer every get/set. */
+    reply_iq(l, st, "error",
+             "<error type='cancel'><service-unavailable xmlns='" NS_STANZAS "'/></error>");
+    return 1;
+}
+
+static xmpp_stanza_t *child_ns(xmpp_stanza_t *st, const char *name, const char *ns)
+{
+    return xmpp_stanza_get_child_by_name_and_ns(st, name, ns);
+}
+
+static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied)
+{
+    const char *type = xmpp_stanza_get_type(msg);
+    xmpp_stanza_t *body;
+    char *text;
+    gw_link_msg_t m;
+
+    if (type == NULL)
+        type = "normal";
+    if (strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {
+        if (strcmp(type, "error") == 0)
+            gw_info("link", "dropped error message from %s to %s",
+                    xmpp_stanza_get_from(msg) ?: "?", xmpp_stanza_get_to(msg) ?: "?");
+        else
+            gw_debug("link", "dropped %s message", type);
+        return;
+    }
+    body = xmpp_stanza_get_child_by_name(msg, "body");
+    if (body == NULL) {
+        gw_debug("link", "dropped message without body from %s", xmpp_stanza_get_from(msg) ?: "?");
+        return;
+    }
+    text = xmpp_stanza_get_text(body);
+    m.from = xmpp_stanza_get_from(msg);
+    m.to = xmpp_stanza_get_to(msg);
+    m.id = xmpp_stanza_get_id(msg);
+    m.type = type;
+    m.body = text ? text : "";
+    m.body_len = text ? strlen(text) : 0;
+    m.copied = copied;
+    if (m.from == NULL || m.to == NULL || m.body_len == 0) {
+        gw_debug("link", "dropped message without from, to or body text");
+    } else {
+        l->cbs.on_message(l->ud, &m);
+    }
+    if (text)
+        xmpp_free(l->ctx, text);
+}
+
+static int on_message(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    gw_link_t *l = ud;
+    xmpp_stanza_t *copy;
+
+    GW_UNUSED(conn);
+    if (l->state != L_UP)
+        return 1;
+    copy = child_ns(st, "copy", NS_COMPANION);
+    if (copy != NULL) {
+        const char *from = xmpp_stanza_get_from(st);
+        xmpp_stanza_t *fwd = child_ns(copy, "forwarded", NS_FORWARD);
+        xmpp_stanza_t *inner = fwd ? xmpp_stanza_get_child_by_name(fwd, "message") : NULL;
+        /* Only the companion on our own XMPP domain may hand us copies. */
+        if (from == NULL || strcmp(from, l->cfg->xmpp_domain) != 0 || inner == NULL) {
+            gw_warn("link", "dropped companion copy from %s", from ?: "?");
+            return 1;
+        }
+        deliver(l, inner, 1);
+        return 1;
+    }
+    deliver(l, st, 0);
+    return 1;
+}
+
+static int on_stream_error(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    gw_link_t *l = ud;
+    xmpp_stanza_t *c = xmpp_stanza_get_children(st);
+    const char *cond = "unknown";
+    const char *hint = "";
+
+    GW_UNUSED(conn);
+    for (; c; c = xmpp_stanza_get_next(c))
+        if (xmpp_stanza_is_tag(c) && strcmp(xmpp_stanza_get_name(c), "text") != 0) {
+            cond = xmpp_stanza_get_name(c);
+            break;
+        }
+    if (strcmp(cond, "conflict") == 0)
+        hint = ": the component domain is already bound by another connection "
+               "(run several gateways with allow_multiple = yes)";
+    else if (strcmp(cond, "not-authorized") == 0)
+        hint = ": the server rejected the handshake; check component_secret";
+    else if (strcmp(cond, "host-unknown") == 0)
+        hint = ": the server does not accept this component domain; check component_domain "
+               "and the server's external component settings";
+    else if (strcmp(cond, "internal-server-error") == 0)
+        hint = ": the server has no secret configured for this component";
+    gw_error("link", "stream error '%s' from %s:%d for %s%s", cond, l->cfg->xmpp_host,
+             l->cfg->xmpp_port, l->cfg->component_domain, hint);
+    return 1;
+}
+
+static int on_handshake(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    gw_link_t *l = ud;
+
+    GW_UNUSED(conn);
+    GW_UNUSED(st);
+    if (l->state != L_HANDSHAKE)
+        return 1;
+    uv_timer_stop(&l->handshake_timer);
+    l->state = L_UP;
+    l->attempt = 0;
+    gw_info("link", "component %s connected to %s:%d", l->cfg->component_domain,
+            l->cfg->xmpp_host, l->cfg->xmpp_port);
+    queue_flush(l);
+    l->cbs.on_up(l->ud);
+    return 1;
+}
+
+/* ---- connection lifecycle --------------------------------------------- */
+
+static void send_handshake(gw_link_t *l)
+{
+    gw_sbuf_t b;
+    char *digest;
+
+    gw_sbuf_init(&b, 4096);
+    gw_sbuf_puts(&b, l->stream_id);
+    gw_sbuf_puts(&b, l->cfg->component_secret);
+    if (b.overflow || l->stream_id[0] == '\0') {
+        gw_error("link", "server sent no usable stream id; closing");
+        gw_sbuf_free(&b);
+        xmpp_disconnect(l->conn);
+        return;
+    }
+    digest = xmpp_sha1(l->ctx, (const unsigned char *)b.data, b.len);
+    gw_sbuf_free(&b);
+    if (digest == NULL) {
+        xmpp_disconnect(l->conn);
+        return;
+    }
+    xmpp_send_raw_string(l->conn, "<handshake>%s</handshake>", digest);
+    xmpp_free(l->ctx, digest);
+    l->state = L_HANDSHAKE;
+    l->dirty = 1;
+}
+
+static void on_handshake_timeout(uv_timer_t *t)
+{
+    gw_link_t *l = t->data;
+
+    if (l->state == L_HANDSHAKE && l->conn) {
+        gw_error("link", "no handshake answer from %s:%d within %d ms; reconnecting",
+                 l->cfg->xmpp_host, l->cfg->xmpp_port, l->cfg->handshake_timeout_ms);
+        xmpp_disconnect(l->conn);
+        l->dirty = 1;
+    }
+}
+
+static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
+                    xmpp_stream_error_t *se, void *ud)
+{
+    gw_link_t *l = ud;
+
+    GW_UNUSED(se);
+    switch (ev) {
+    case XMPP_CONN_RAW_CONNECT: {
+        char *attrs[] = {
+            "to",           l->cfg->component_domain,
+            "xmlns",        "jabber:component:accept",
+            "xmlns:stream", NS_STREAMS,
+            "allowMultiple", "true",
+        };
+        size_t n = l->cfg->allow_multiple ? 8 : 6;
+        l->stream_id_seen = 0;
+        xmpp_conn_open_stream(conn, attrs, n);
+        l->dirty = 1;
+        break;
+    }
+    case XMPP_CONN_CONNECT:
+        /* The server's stream header has arrived (raw mode). */
+        if (!l->stream_id_seen)
+            gw_warn("link", "stream header not seen in the log; handshake may fail");
+        send_handshake(l);
+        uv_timer_stop(&l->handshake_timer);
+        uv_timer_start(&l->handshake_timer, on_handshake_timeout,
+                       (uint64_t)l->cfg->handshake_timeout_ms, 0);
+        break;
+    case XMPP_CONN_DISCONNECT:
+    case XMPP_CONN_FAIL: {
+        int was_up = l->state == L_UP;
+        uv_timer_stop(&l->handshake_timer);
+        reclaim_unsent(l, conn);
+        close_poll(l);
+        if (conn == l->conn) {
+            l->dead = conn;
+            l->conn = NULL;
+        }
+        if (l->state == L_STOPPED)
+            break;
+        l->state = L_DOWN;
+        if (was_up)
+            gw_warn("link", "component link to %s:%d lost%s%s", l->cfg->xmpp_host,
+                    l->cfg->xmpp_port, error ? ": " : "", error ? strerror(error) : "");
+        else
+            gw_warn("link", "cannot connect component to %s:%d%s%s", l->cfg->xmpp_host,
+                    l->cfg->xmpp_port, error ? ": " : "", error ? strerror(error) : "");
+        if (was_up)
+            l->cbs.on_down(l->ud);
+        schedule_reconnect(l);
+        break;
+    }
+    }
+}
+
+static void dummy_cb(xmpp_conn_t *c, xmpp_conn_event_t e, int err, xmpp_stream_error_t *se,
+                     void *ud)
+{
+    GW_UNUSED(c); GW_UNUSED(e); GW_UNUSED(err); GW_UNUSED(se); GW_UNUSED(ud);
+}
+
+/* Works around the libstrophe 0.12.2 component-mode crash (see the top of this file). */
+static xmpp_sm_state_t *borrow_sm_state(gw_link_t *l)
+{
+    xmpp_conn_t *tmp = xmpp_conn_new(l->ctx);
+    xmpp_sm_state_t *sm;
+
+    if (tmp == NULL)
+        return NULL;
+    xmpp_conn_set_jid(tmp, "x@invalid");
+    xmpp_connect_client(tmp, "invalid.invalid", 1, dummy_cb, NULL);
+    sm = xmpp_conn_get_sm_state(tmp);
+    xmpp_conn_release(tmp);
+    return sm;
+}
+
+/* libstrophe's sockopt callback has no user data; the link is found through the ctx's one conn. */
+static gw_link_t *sockopt_link;
+
+static int on_sockopt_track(xmpp_conn_t *conn, void *sock)
+{
+    gw_link_t *l = sockopt_link;
+    int fd = *(int *)sock;
+
+    if (l != NULL && conn == l->conn) {
+        close_poll(l);
+        l->poll = malloc(sizeof(*l->poll));
+        if (l->poll != NULL) {
+            if (uv_poll_init(l->loop, l->poll, fd) != 0) {
+                free(l->poll);
+                l->poll = NULL;
+            } else {
+                l->poll->data = l;
+                l->fd = fd;
+                l->poll_events = 0;
+            }
+        }
+    }
+    return on_sockopt(conn, sock);
+}
+
+static void do_connect(gw_link_t *l)
+{
+    xmpp_sm_state_t *sm;
+    int rc;
+
+    if (l->dead) {
+        xmpp_conn_release(l->dead);
+        l->dead = NULL;
+    }
+    l->conn = xmpp_conn_new(l->ctx);
+    if (l->conn == NULL) {
+        schedule_reconnect(l);
+        return;
+    }
+    sm = borrow_sm_state(l);
+    if (sm == NULL || xmpp_conn_set_sm_state(l->conn, sm) != XMPP_EOK) {
+        gw_error("link", "cannot allocate libstrophe stream state");
+        if (sm)
+            xmpp_free_sm_state(sm);
+        xmpp_conn_release(l->conn);
+        l->conn = NULL;
+        schedule_reconnect(l);
+        return;
+    }
+    xmpp_conn_set_jid(l->conn, l->cfg->component_domain);
+    xmpp_conn_set_flags(l->conn, XMPP_CONN_FLAG_DISABLE_TLS);
+    xmpp_conn_set_sockopt_callback(l->conn, on_sockopt_track);
+    xmpp_handler_add(l->conn, on_message, NULL, "message", NULL, l);
+    xmpp_handler_add(l->conn, on_iq, NULL, "iq", NULL, l);
+    xmpp_handler_add(l->conn, on_handshake, NULL, "handshake", NULL, l);
+    xmpp_handler_add(l->conn, on_stream_error, NS_STREAMS, "error", NULL, l);
+    l->state = L_CONNECTING;
+    gw_debug("link", "connecting to %s:%d", l->cfg->xmpp_host, l->cfg->xmpp_port);
+    sockopt_link = l;
+    rc = xmpp_connect_raw(l->conn, l->cfg->xmpp_host, (unsigned short)l->cfg->xmpp_port,
+                          conn_cb, l);
+    if (rc != XMPP_EOK) {
+        gw_warn("link", "cannot connect to %s:%d (libstrophe error %d)", l->cfg->xmpp_host,
+                l->cfg->xmpp_port, rc);
+        close_poll(l);
+        l->dead = l->conn;
+        l->conn = NULL;
+        l->state = L_DOWN;
+        schedule_reconnect(l);
+        return;
+    }
+    update_poll(l);
+}
+
+static void on_reconnect_timer(uv_timer_t *t)
+{
+    gw_link_t *l = t->data;
+
+    if (l->state == L_DOWN)
+        do_connect(l);
+}
+
+static void schedule_reconnect(gw_link_t *l)
+{
+    uint64_t base = (uint64_t)l->cfg->reconnect_min_ms;
+    uint64_t cap = (uint64_t)l->cfg->reconnect_max_ms;
+    uint64_t delay;
+
+    for (unsigned i = 0; i < l->attempt && base < cap; i++)
+        base *= 2;
+    if (base > cap)
+        base = cap;
+    /* "Equal jitter": half fixed, half random, so gateways do not reconnect in step. */
+    delay = base / 2 + (uint64_t)random() % (base / 2 + 1);
+    if (l->attempt < 64)
+        l->attempt++;
+    gw_info("link", "reconnecting in %llu ms (attempt %u)", (unsigned long long)delay, l->attempt);
+    uv_timer_start(&l->reconnect_timer, on_reconnect_timer, delay, 0);
+}
+
+static void on_keepalive(uv_timer_t *t)
+{
+    gw_link_t *l = t->data;
+
+    /* Openfire closes a silent component after xmpp.component.idle (6 min). */
+    if (l->state == L_UP && l->conn) {
+        xmpp_send_raw(l->conn, " ", 1);
+        l->dirty = 1;
+    }
+}
+
+/* ---- public API -------------------------------------------------------- */
+
+int gw_link_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_link_cbs_t *cbs, void *ud,
+                gw_link_t **out)
+{
+    gw_link_t *l = calloc(1, sizeof(*l));
+
+    if (l == NULL)
+        return GW_ENOMEM;
+    l->loop = loop;
+    l->cfg = cfg;
+    l->cbs = *cbs;
+    l->ud = ud;
+    l->fd = -1;
+    l->logger.handler = strophe_log;
+    l->logger.userdata = l;
+    xmpp_initialize();
+    l->ctx = xmpp_ctx_new(NULL, &l->logger);
+    if (l->ctx == NULL) {
+        free(l);
+        return GW_ENOMEM;
+    }
+    uv_timer_init(loop, &l->reconnect_timer);
+    uv_timer_init(loop, &l->keepalive_timer);
+    uv_timer_init(loop, &l->handshake_timer);
+    uv_prepare_init(loop, &l->flush);
+    l->reconnect_timer.data = l->keepalive_timer.data = l->handshake_timer.data = l;
+    l->flush.data = l;
+    l->state = L_DOWN;
+    *out = l;
+    return 0;
+}
+
+int gw_link_start(gw_link_t *l)
+{
+    uint64_t ka = (uint64_t)l->cfg->keepalive_s * 1000u;
+
+    uv_prepare_start(&l->flush, on_flush);
+    uv_timer_start(&l->keepalive_timer, on_keepalive, ka, ka);
+    do_connect(l);
+    return 0;
+}
+
+static int build_chat(gw_link_t *l, gw_sbuf_t *b, const char *user, const char *to,
+                      const char *id, const char *body, size_t body_len)
+{
+    char from[256];
+
+    if (l->cfg->mode_value == GW_MODE_SAMEJID) {
+        snprintf(from, sizeof(from), "%s@%s/web", user, l->cfg->xmpp_domain);
+        gw_sbuf_puts(b, "<message");
+        attr(b, "from", l->cfg->component_domain);
+        attr(b, "to", l->cfg->xmpp_domain);
+        attr(b, "id", id);
+        gw_sbuf_puts(b, "><privilege xmlns='" NS_PRIVILEGE "'><forwarded xmlns='" NS_FORWARD
+                        "'><message xmlns='jabber:client' type='chat'");
+    } else {
+        snprintf(from, sizeof(from), "%s@%s", user, l->cfg->component_domain);
+        gw_sbuf_puts(b, "<message type='chat'");
+    }
+    attr(b, "from", from);
+    attr(b, "to", to);
+    attr(b, "id", id);
+    gw_sbuf_puts(b, "><body>");
+    gw_xml_escape(b, body, body_len);
+    gw_sbuf_puts(b, "</body>");
+    if (l->cfg->mode_value == GW_MODE_SAMEJID)
+        gw_sbuf_puts(b, "</message></forwarded></privilege>");
+    gw_sbuf_puts(b, "</message>");
+    return b->overflow ? GW_ENOMEM : 0;
+}
+
+int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char *id,
+                      const char *body, size_t body_len)
+{
+    gw_sbuf_t b;
+    int rc;
+
+    if (l->state != L_UP && l->qlen >= (size_t)l->cfg->link_queue_max)
+        return GW_EFULL;
+    gw_sbuf_init(&b, (size_t)l->cfg->max_body_bytes * 6 + 2048);
+    rc = build_chat(l, &b, user, to, id, body, body_len);
+    if (rc != 0) {
+        gw_sbuf_free(&b);
+        return rc;
+    }
+    if (l->state == L_UP && l->conn) {
+        xmpp_send_raw(l->conn, b.data, b.len);
+        l->dirty = 1;
+        rc = 0;
+    } else {
+        rc = queue_push(l, b.data, b.len, 0);
+        if (rc == 0)
+            rc = 1;
+    }
+    gw_sbuf_free(&b);
+    return rc;
+}
+
+void gw_link_send_web_presence(gw_link_t *l, const char *user, int available)
+{
+    gw_sbuf_t b;
+    static unsigned long seq;
+    char id[32];
+
+    if (l->cfg->mode_value != GW_MODE_SAMEJID || l->state != L_UP)
+        return;
+    snprintf(id, sizeof(id), "wp%lu", ++seq);
+    gw_sbuf_init(&b, 4096);
+    gw_sbuf_puts(&b, "<iq type='set'");
+    attr(&b, "id", id);
+    attr(&b, "from", l->cfg->component_domain);
+    attr(&b, "to", l->cfg->xmpp_domain);
+    gw_sbuf_puts(&b, "><presence xmlns='" NS_COMPANION "'");
+    attr(&b, "user", user);
+    attr(&b, "available", available ? "true" : "false");
+    gw_sbuf_puts(&b, "/></iq>");
+    send_stanza_text(l, &b);
+}
+
+int gw_link_is_up(const gw_link_t *l) { return l->state == L_UP; }
+
+size_t gw_link_queue_len(const gw_link_t *l) { return l->qlen; }
+
+
+void gw_link_stop(gw_link_t *l)
+{
+    int was = l->state;
+
+    l->state = L_STOPPED;
+    if (l->conn && (was == L_UP || was == L_HANDSHAKE)) {
+        /* Queues </stream:stream>; one step writes it and what was pending.
+         * The socket itself is closed when the connection is released. */
+        xmpp_disconnect(l->conn);
+        xmpp_run_once(l->ctx, 0);
+    }
+    if (l->qlen)
+        gw_warn("link", "%zu queued message(s) not sent at shutdown", l->qlen);
+    close_poll(l);
+    uv_close((uv_handle_t *)&l->reconnect_timer, NULL);
+    uv_close((uv_handle_t *)&l->keepalive_timer, NULL);
+    uv_close((uv_handle_t *)&l->handshake_timer, NULL);
+    uv_close((uv_handle_t *)&l->flush, NULL);
+}
+
+void gw_link_free(gw_link_t *l)
+{
+    qitem_t *q;
+
+    if (l == NULL)
+        return;
+    if (l->conn)
+        xmpp_conn_release(l->conn);
+    if (l->dead)
+        xmpp_conn_release(l->dead);
+    while ((q = l->qhead) != NULL) {
+        l->qhead = q->next;
+        free(q);
+    }
+    if (sockopt_link == l)
+        sockopt_link = NULL;
+    xmpp_ctx_free(l->ctx);
+    xmpp_shutdown();
+    free(l);
+}

@@ -1,0 +1,155 @@
+/*
+ * main.c - the imgw daemon: command line, config, the loop and signals.
+ */
+#include "config.h"
+#include "gw.h"
+#include "log.h"
+#include "router.h"
+#include "ticket.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: imgw [--config FILE]          run the gateway\n"
+            "       imgw --check-config FILE       validate FILE (and IMGW_* variables), print "
+            "the effective settings\n"
+            "       imgw --config FILE ticket USER [SECONDS]\n"
+            "                                      print a ticket for USER valid SECONDS "
+            "(default 3600)\n"
+            "       imgw --version | --help\n"
+            "\n"
+            "Settings come from FILE ('key = value' lines) and IMGW_<KEY> environment\n"
+            "variables, which win. See imgw.conf.example for every key.\n");
+}
+
+typedef struct {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    gw_router_t *router;
+    int stopping;
+} app_t;
+
+static void on_stopped(void *ud)
+{
+    app_t *a = ud;
+
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    app_t *a = h->data;
+
+    if (a->stopping) {
+        gw_warn("main", "second signal %d: exiting now", signum);
+        exit(1);
+    }
+    a->stopping = 1;
+    gw_info("main", "signal %d: shutting down", signum);
+    gw_router_stop(a->router, on_stopped, a);
+}
+
+static int run(gw_config_t *cfg)
+{
+    app_t a;
+    int rc;
+
+    memset(&a, 0, sizeof(a));
+    signal(SIGPIPE, SIG_IGN);
+    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    uv_loop_init(&a.loop);
+    rc = gw_router_start(&a.loop, cfg, &a.router);
+    if (rc != 0) {
+        gw_error("main", "cannot start: %s", gw_strerror(rc));
+        return 1;
+    }
+    uv_signal_init(&a.loop, &a.sigterm);
+    uv_signal_init(&a.loop, &a.sigint);
+    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&a.sigint, on_signal, SIGINT);
+    gw_info("main", "imgw %s started (mode %s, component %s, users at %s)", GW_VERSION, cfg->mode,
+            cfg->component_domain,
+            cfg->mode_value == GW_MODE_SAMEJID ? cfg->xmpp_domain : cfg->component_domain);
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+    gw_router_free(a.router);
+    rc = uv_loop_close(&a.loop);
+    if (rc != 0)
+        gw_warn("main", "event loop closed with handles open: %s", uv_strerror(rc));
+    gw_info("main", "stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    int check = 0;
+    int i;
+    gw_config_t cfg;
+    char err[512];
+    int rc;
+
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-v")) {
+            printf("imgw %s\n", GW_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (!strcmp(argv[i], "--check-config") && i + 1 < argc) {
+            config_path = argv[++i];
+            check = 1;
+        } else if (!strcmp(argv[i], "ticket")) {
+            break;
+        } else {
+            fprintf(stderr, "imgw: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (gw_config_init(&cfg) != 0) {
+        fprintf(stderr, "imgw: out of memory\n");
+        return 1;
+    }
+    rc = gw_config_load(&cfg, config_path, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "imgw: configuration error: %s\n", err);
+        gw_config_free(&cfg);
+        return 2;
+    }
+    gw_log_level = gw_log_level_parse(cfg.log_level);
+    if (check) {
+        gw_config_dump(&cfg);
+        printf("# configuration OK\n");
+        gw_config_free(&cfg);
+        return 0;
+    }
+    if (i < argc && !strcmp(argv[i], "ticket")) {
+        char ticket[200];
+        long secs = i + 2 < argc ? atol(argv[i + 2]) : 3600;
+        if (i + 1 >= argc || cfg.ticket_secret[0] == '\0' ||
+            gw_ticket_make(argv[i + 1], gw_now_ms() / 1000u + (uint64_t)secs, cfg.ticket_secret,
+                           ticket, sizeof(ticket)) != 0) {
+            fprintf(stderr, "imgw: ticket needs a valid USER and a ticket_secret\n");
+            gw_config_free(&cfg);
+            return 2;
+        }
+        printf("%s\n", ticket);
+        gw_config_free(&cfg);
+        return 0;
+    }
+    rc = run(&cfg);
+    gw_config_free(&cfg);
+    return rc;
+}

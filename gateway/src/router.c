@@ -1,0 +1,416 @@
+/*
+ * router.c - sessions, authentication and message routing.
+ */
+#include "router.h"
+#include "front.h"
+#include "gw.h"
+#include "link.h"
+#include "log.h"
+#include "proto.h"
+#include "session.h"
+#include "text.h"
+#include "ticket.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JID_MAX 320
+
+struct gw_router {
+    uv_loop_t *loop;
+    const gw_config_t *cfg;
+    gw_registry_t *reg;
+    gw_link_t *link;
+    gw_front_t *front;
+    const char *users_domain; /* domain of web users' JIDs */
+    uint64_t last_ms, seq;    /* message id generator */
+    gw_router_stats_t st;
+    void (*done)(void *);
+    void *done_ud;
+};
+
+/*
+ * Message ids: 42 bits of milliseconds since 2024-01-01, 10 bits of node id,
+ * 12 bits of sequence. They grow with time on one gateway and never collide
+ * between gateways with distinct node ids.
+ */
+#define ID_EPOCH_MS 1704067200000ull
+
+static uint64_t next_id(gw_router_t *r)
+{
+    uint64_t now = gw_now_ms();
+
+    if (now <= r->last_ms) {
+        now = r->last_ms;
+        if (++r->seq >= 4096) {
+            /* 4096 ids in one millisecond: borrow the next millisecond. */
+            now++;
+            r->seq = 0;
+        }
+    } else {
+        r->seq = 0;
+    }
+    r->last_ms = now;
+    return ((now - ID_EPOCH_MS) << 22) | ((uint64_t)r->cfg->node_id << 12) | r->seq;
+}
+
+static void send_error(gw_router_t *r, gw_session_t *s, const char *code, const char *reason,
+                       const char *cid)
+{
+    gw_payload_t *p = gw_proto_error(code, reason, cid);
+
+    gw_front_send(r->front, s, p);
+    gw_payload_unref(p);
+}
+
+static void send_payload(gw_router_t *r, gw_session_t *s, gw_payload_t *p)
+{
+    gw_front_send(r->front, s, p);
+    gw_payload_unref(p);
+}
+
+/* ---- front callbacks ---------------------------------------------------- */
+
+static void on_open(void *ud, gw_session_t *s)
+{
+    GW_UNUSED(ud);
+    gw_debug("router", "session %" PRIu64 " opened", s->id);
+}
+
+static void on_close(void *ud, gw_session_t *s)
+{
+    gw_router_t *r = ud;
+    char user[80];
+
+    if (s->user != NULL) {
+        snprintf(user, sizeof(user), "%s", s->user->id);
+        if (gw_registry_detach(r->reg, s) == 1) {
+            gw_link_send_web_presence(r->link, user, 0);
+            gw_debug("router", "user %s has no more sessions", user);
+        }
+    }
+    free(s->open_conv);
+    s->open_conv = NULL;
+}
+
+static size_t session_count(void *ud)
+{
+    gw_router_t *r = ud;
+
+    return gw_registry_session_count(r->reg);
+}
+
+static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
+{
+    char user[72];
+    char jid[JID_MAX];
+    char sid[32];
+    int rc;
+
+    if (f->ticket != NULL) {
+        rc = gw_ticket_verify(f->ticket, r->cfg->ticket_secret, gw_now_ms() / 1000u, user,
+                              sizeof(user));
+        if (rc == GW_EEXPIRED) {
+            send_error(r, s, "expired_ticket", "the ticket has expired", NULL);
+            gw_front_close(r->front, s, 4401, "expired ticket");
+            return;
+        }
+        if (rc != 0) {
+            gw_info("router", "session %" PRIu64 ": ticket refused (%s)", s->id, gw_strerror(rc));
+            send_error(r, s, "bad_ticket", "the ticket is not valid", NULL);
+            gw_front_close(r->front, s, 4401, "bad ticket");
+            return;
+        }
+    } else if (r->cfg->dev_mode && gw_user_id_ok(f->user)) {
+        snprintf(user, sizeof(user), "%s", f->user);
+    } else {
+        send_error(r, s, "bad_hello",
+                   r->cfg->dev_mode ? "'user' must be a user id ([A-Za-z0-9_.-], 1-64)"
+                                    : "a ticket is required",
+                   NULL);
+        gw_front_close(r->front, s, 4401, "bad hello");
+        return;
+    }
+    for (char *p = user; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    rc = gw_registry_attach(r->reg, s, user, (unsigned)r->cfg->max_sessions_per_user);
+    if (rc == GW_ELIMIT) {
+        send_error(r, s, "too_many_sessions", "this user has too many open sessions", NULL);
+        gw_front_close(r->front, s, 4429, "too many sessions");
+        return;
+    }
+    if (rc < 0) {
+        gw_front_close(r->front, s, 1011, "out of memory");
+        return;
+    }
+    if (rc == 1)
+        gw_link_send_web_presence(r->link, user, 1);
+    snprintf(jid, sizeof(jid), "%s@%s", user, r->users_domain);
+    snprintf(sid, sizeof(sid), "%" PRIx64 "-%" PRIu64, (uint64_t)r->cfg->node_id, s->id);
+    send_payload(r, s, gw_proto_welcome(user, jid, sid));
+    gw_debug("router", "session %" PRIu64 " is %s", s->id, jid);
+}
+
+static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
+{
+    char to[JID_MAX];
+    char from[JID_MAX];
+    char idtext[24];
+    uint64_t id, ts;
+    int rc;
+    gw_msg_t m;
+
+    if (gw_jid_resolve(f->to, r->users_domain, to, sizeof(to)) != 0) {
+        r->st.refused++;
+        send_error(r, s, "bad_recipient", "'to' is not a user id or a bare JID", f->cid);
+        return;
+    }
+    id = next_id(r);
+    ts = gw_now_ms();
+    snprintf(idtext, sizeof(idtext), "%" PRIu64, id);
+    rc = gw_link_send_chat(r->link, s->user->id, to, idtext, f->body, f->body_len);
+    if (rc == GW_EFULL) {
+        r->st.refused++;
+        send_error(r, s, "queue_full",
+                   "the XMPP server is unreachable and the send queue is full; retry later",
+                   f->cid);
+        return;
+    }
+    if (rc < 0) {
+        r->st.refused++;
+        send_error(r, s, "internal", "the message could not be encoded", f->cid);
+        return;
+    }
+    r->st.sent++;
+    if (rc == 1)
+        r->st.queued++;
+    send_payload(r, s, gw_proto_ack(f->cid, id, ts, rc == 1));
+
+    /* Other tabs of the sender show the message too. */
+    if (s->user->nsessions > 1) {
+        gw_payload_t *enc[2] = {NULL, NULL}; /* encoded once per value of "open" */
+        snprintf(from, sizeof(from), "%s@%s", s->user->id, r->users_domain);
+        m.id = id;
+        m.ts = ts;
+        m.from = from;
+        m.to = to;
+        m.body = f->body;
+        m.body_len = f->body_len;
+        m.kind = f->kind;
+        m.cid = f->cid;
+        for (gw_session_t *o = s->user->sessions; o; o = o->next) {
+            int open = o->open_conv && strcmp(o->open_conv, to) == 0;
+            if (o == s)
+                continue;
+            if (enc[open] == NULL)
+                enc[open] = gw_proto_msg(&m, to, open);
+            gw_front_send(r->front, o, enc[open]);
+        }
+        gw_payload_unref(enc[0]);
+        gw_payload_unref(enc[1]);
+    }
+}
+
+static void handle_open(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
+{
+    char with[JID_MAX];
+
+    free(s->open_conv);
+    s->open_conv = NULL;
+    if (!f->with_null) {
+        if (gw_jid_resolve(f->with, r->users_domain, with, sizeof(with)) != 0) {
+            send_error(r, s, "bad_recipient", "'with' is not a user id or a bare JID", NULL);
+            return;
+        }
+        s->open_conv = strdup(with);
+    }
+    send_payload(r, s, gw_proto_opened(s->open_conv));
+}
+
+static void on_frame(void *ud, gw_session_t *s, const char *data, size_t len)
+{
+    gw_router_t *r = ud;
+    gw_frame_t f;
+    const char *code = NULL, *reason = NULL;
+    char cid[80];
+
+    if (gw_proto_parse(data, len, (size_t)r->cfg->max_body_bytes, &f, &code, &reason, cid,
+                       sizeof(cid)) != 0) {
+        send_error(r, s, code, reason, cid[0] ? cid : NULL);
+        if (s->user == NULL) {
+            gw_front_close(r->front, s, 4401, "authentication required");
+        }
+        return;
+    }
+    if (s->user == NULL && f.op != GW_OP_HELLO) {
+        send_error(r, s, "not_authenticated", "send hello first", NULL);
+        gw_front_close(r->front, s, 4401, "authentication required");
+        gw_frame_free(&f);
+        return;
+    }
+    switch (f.op) {
+    case GW_OP_HELLO:
+        if (s->user != NULL)
+            send_error(r, s, "bad_frame", "already authenticated", NULL);
+        else
+            handle_hello(r, s, &f);
+        break;
+    case GW_OP_SEND:
+        handle_send(r, s, &f);
+        break;
+    case GW_OP_OPEN:
+        handle_open(r, s, &f);
+        break;
+    case GW_OP_PING:
+        send_payload(r, s, gw_proto_pong(f.t_json));
+        break;
+    }
+    gw_frame_free(&f);
+}
+
+/* ---- link callbacks ------------------------------------------------------ */
+
+static void on_link_up(void *ud)
+{
+    gw_router_t *r = ud;
+
+    gw_info("router", "XMPP link up; %zu session(s) here", gw_registry_session_count(r->reg));
+}
+
+static void on_link_down(void *ud)
+{
+    gw_router_t *r = ud;
+
+    gw_warn("router", "XMPP link down; browser sends are queued (limit %d)",
+            r->cfg->link_queue_max);
+}
+
+static void on_link_message(void *ud, const gw_link_msg_t *lm)
+{
+    gw_router_t *r = ud;
+    char to[JID_MAX], from[JID_MAX];
+    const char *at, *dom;
+    char user[72];
+    size_t ulen;
+    gw_user_t *u;
+    gw_msg_t m;
+    gw_payload_t *closed = NULL, *opened = NULL;
+
+    if (gw_jid_bare(lm->to, to, sizeof(to)) != 0 || gw_jid_bare(lm->from, from, sizeof(from)) != 0)
+        return;
+    for (char *p = to; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    for (char *p = from; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    at = strchr(to, '@');
+    if (at == NULL) {
+        gw_debug("router", "dropped message to the bare domain %s", to);
+        return;
+    }
+    dom = at + 1;
+    ulen = (size_t)(at - to);
+    if (strcmp(dom, r->users_domain) != 0 || ulen >= sizeof(user)) {
+        gw_debug("router", "dropped message to %s: not a web user's JID", to);
+        return;
+    }
+    memcpy(user, to, ulen);
+    user[ulen] = '\0';
+    u = gw_registry_find(r->reg, user);
+    if (u == NULL) {
+        r->st.dropped++;
+        gw_debug("router", "no session for %s; message from %s dropped", to, from);
+        return;
+    }
+    if (!gw_utf8_valid(lm->body, lm->body_len))
+        return;
+    m.id = next_id(r);
+    m.ts = gw_now_ms();
+    m.from = from;
+    m.to = to;
+    m.body = lm->body;
+    m.body_len = lm->body_len;
+    m.kind = "text";
+    m.cid = NULL;
+    for (gw_session_t *s = u->sessions; s; s = s->next) {
+        int open = s->open_conv && strcmp(s->open_conv, from) == 0;
+        gw_payload_t **slot = open ? &opened : &closed;
+        if (*slot == NULL)
+            *slot = gw_proto_msg(&m, from, open);
+        gw_front_send(r->front, s, *slot);
+        r->st.frames_out++;
+    }
+    gw_payload_unref(closed);
+    gw_payload_unref(opened);
+    r->st.delivered++;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
+{
+    static const gw_front_cbs_t fcbs = {on_open, on_frame, on_close, session_count};
+    static const gw_link_cbs_t lcbs = {on_link_up, on_link_down, on_link_message};
+    gw_router_t *r = calloc(1, sizeof(*r));
+    int rc;
+
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->loop = loop;
+    r->cfg = cfg;
+    r->users_domain =
+        cfg->mode_value == GW_MODE_SAMEJID ? cfg->xmpp_domain : cfg->component_domain;
+    if ((rc = gw_registry_new(&r->reg)) != 0)
+        goto fail;
+    if ((rc = gw_link_new(loop, cfg, &lcbs, r, &r->link)) != 0)
+        goto fail;
+    if ((rc = gw_front_new(loop, cfg, &fcbs, r, &r->front)) != 0)
+        goto fail;
+    gw_link_start(r->link);
+    *out = r;
+    return 0;
+
+fail:
+    gw_router_free(r);
+    return rc;
+}
+
+static void on_front_closed(void *ud)
+{
+    gw_router_t *r = ud;
+
+    gw_front_destroy(r->front);
+    gw_link_stop(r->link);
+    if (r->done)
+        r->done(r->done_ud);
+}
+
+void gw_router_stop(gw_router_t *r, void (*done)(void *ud), void *ud)
+{
+    r->done = done;
+    r->done_ud = ud;
+    gw_info("router", "shutting down: closing %zu session(s)", gw_registry_session_count(r->reg));
+    gw_front_shutdown(r->front, on_front_closed, r);
+}
+
+void gw_router_free(gw_router_t *r)
+{
+    if (r == NULL)
+        return;
+    gw_front_free(r->front);
+    r->front = NULL;
+    gw_link_free(r->link);
+    gw_registry_free(r->reg);
+    free(r);
+}
+
+void gw_router_get_stats(const gw_router_t *r, gw_router_stats_t *st)
+{
+    *st = r->st;
+    st->sessions = gw_registry_session_count(r->reg);
+    st->users = gw_registry_user_count(r->reg);
+}
+
+int gw_router_port(const gw_router_t *r) { return gw_front_port(r->front); }

@@ -1,0 +1,155 @@
+/*
+ * session.c - the local registry: a chained hash table of users.
+ */
+#include "session.h"
+#include "gw.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct gw_registry {
+    gw_user_t **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t nusers;
+    size_t nsessions;
+};
+
+static uint64_t hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+int gw_registry_new(gw_registry_t **out)
+{
+    gw_registry_t *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->nbuckets = 1024;
+    r->buckets = calloc(r->nbuckets, sizeof(*r->buckets));
+    if (r->buckets == NULL) {
+        free(r);
+        return GW_ENOMEM;
+    }
+    *out = r;
+    return 0;
+}
+
+static void grow(gw_registry_t *r)
+{
+    size_t n = r->nbuckets * 2;
+    gw_user_t **b = calloc(n, sizeof(*b));
+
+    if (b == NULL)
+        return; /* keep the old table: longer chains, still correct */
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        gw_user_t *u = r->buckets[i];
+        while (u) {
+            gw_user_t *next = u->hnext;
+            size_t k = (size_t)hash(u->id) & (n - 1);
+            u->hnext = b[k];
+            b[k] = u;
+            u = next;
+        }
+    }
+    free(r->buckets);
+    r->buckets = b;
+    r->nbuckets = n;
+}
+
+gw_user_t *gw_registry_find(const gw_registry_t *r, const char *user_id)
+{
+    gw_user_t *u = r->buckets[(size_t)hash(user_id) & (r->nbuckets - 1)];
+
+    while (u && strcmp(u->id, user_id) != 0)
+        u = u->hnext;
+    return u;
+}
+
+int gw_registry_attach(gw_registry_t *r, gw_session_t *s, const char *user_id,
+                       unsigned max_per_user)
+{
+    gw_user_t *u = gw_registry_find(r, user_id);
+    int first = 0;
+
+    if (u == NULL) {
+        size_t len = strlen(user_id);
+        size_t k;
+        u = calloc(1, sizeof(*u) + len + 1);
+        if (u == NULL)
+            return GW_ENOMEM;
+        memcpy(u->id, user_id, len + 1);
+        if (r->nusers + 1 > r->nbuckets)
+            grow(r);
+        k = (size_t)hash(user_id) & (r->nbuckets - 1);
+        u->hnext = r->buckets[k];
+        r->buckets[k] = u;
+        r->nusers++;
+        first = 1;
+    } else if (u->nsessions >= max_per_user) {
+        return GW_ELIMIT;
+    }
+    s->prev = NULL;
+    s->next = u->sessions;
+    if (u->sessions)
+        u->sessions->prev = s;
+    u->sessions = s;
+    u->nsessions++;
+    s->user = u;
+    r->nsessions++;
+    return first;
+}
+
+int gw_registry_detach(gw_registry_t *r, gw_session_t *s)
+{
+    gw_user_t *u = s->user;
+    gw_user_t **pp;
+
+    if (u == NULL)
+        return 0;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        u->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    s->user = NULL;
+    u->nsessions--;
+    r->nsessions--;
+    if (u->nsessions > 0)
+        return 0;
+    pp = &r->buckets[(size_t)hash(u->id) & (r->nbuckets - 1)];
+    while (*pp != u)
+        pp = &(*pp)->hnext;
+    *pp = u->hnext;
+    free(u);
+    r->nusers--;
+    return 1;
+}
+
+size_t gw_registry_user_count(const gw_registry_t *r) { return r->nusers; }
+
+size_t gw_registry_session_count(const gw_registry_t *r) { return r->nsessions; }
+
+void gw_registry_free(gw_registry_t *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        gw_user_t *u = r->buckets[i];
+        while (u) {
+            gw_user_t *next = u->hnext;
+            free(u);
+            u = next;
+        }
+    }
+    free(r->buckets);
+    free(r);
+}

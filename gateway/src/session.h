@@ -1,0 +1,74 @@
+/*
+ * session.h - browser sessions and the registry of who is connected here.
+ *
+ * A gw_session_t is one WebSocket (one tab). front.c allocates it inside the
+ * libwebsockets per-connection data and owns the transport members; router.c
+ * owns the rest. The registry maps a user id to that user's sessions on this
+ * process. It is the per-process half of "who is connected where": a cluster
+ * of gateways keeps the same interface and adds a shared directory (Redis) in
+ * front of it, so nothing else needs to know where a session lives.
+ */
+#ifndef GW_SESSION_H
+#define GW_SESSION_H
+
+#include "payload.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gw_user gw_user_t;
+
+typedef struct gw_session {
+    /* transport (front.c) */
+    void *conn;               /* struct lws *, opaque outside front.c */
+    gw_payload_t **q;         /* ring of frames waiting for POLLOUT */
+    uint32_t qhead, qlen, qcap;
+    char *rx;                 /* partial fragmented frame, or NULL */
+    size_t rxlen;
+    uint8_t closing;          /* a close has been requested */
+    uint16_t close_code;
+    const char *close_reason; /* static string */
+
+    /* routing (router.c) */
+    gw_user_t *user;          /* NULL until hello succeeds */
+    struct gw_session *next, *prev; /* the user's other sessions */
+    char *open_conv;          /* bare JID of the conversation on screen, or NULL */
+    uint64_t id;
+} gw_session_t;
+
+struct gw_user {
+    gw_user_t *hnext;         /* hash chain */
+    gw_session_t *sessions;   /* doubly linked through next/prev */
+    unsigned nsessions;
+    char id[];                /* user id, lower case */
+};
+
+typedef struct gw_registry gw_registry_t;
+
+/* Creates an empty registry. Returns 0 or GW_ENOMEM. */
+int gw_registry_new(gw_registry_t **out);
+
+/*
+ * Adds session s to user_id's sessions (creating the user entry) and sets
+ * s->user. Returns 1 when it is the user's first session, 0 otherwise,
+ * GW_ELIMIT when the user already has max_per_user sessions, GW_ENOMEM.
+ */
+int gw_registry_attach(gw_registry_t *r, gw_session_t *s, const char *user_id,
+                       unsigned max_per_user);
+
+/*
+ * Removes s from its user (no-op when s->user is NULL) and clears s->user.
+ * Returns 1 when that was the user's last session (the entry is freed).
+ */
+int gw_registry_detach(gw_registry_t *r, gw_session_t *s);
+
+/* The user's entry, or NULL when the user has no session here. */
+gw_user_t *gw_registry_find(const gw_registry_t *r, const char *user_id);
+
+size_t gw_registry_user_count(const gw_registry_t *r);
+size_t gw_registry_session_count(const gw_registry_t *r);
+
+/* Frees the table. Sessions must have been detached. */
+void gw_registry_free(gw_registry_t *r);
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * ticket.c - HMAC-SHA256 tickets.
+ */
+#include "ticket.h"
+#include "gw.h"
+#include "text.h"
+
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int mac_hex(const char *msg, size_t msglen, const char *secret, char hex[65])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    static const char digits[] = "0123456789abcdef";
+
+    if (HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, msglen, mac,
+             &maclen) == NULL ||
+        maclen != 32)
+        return GW_EINVAL;
+    for (unsigned i = 0; i < 32; i++) {
+        hex[2 * i] = digits[mac[i] >> 4];
+        hex[2 * i + 1] = digits[mac[i] & 15];
+    }
+    hex[64] = '\0';
+    return 0;
+}
+
+int gw_ticket_verify(const char *ticket, const char *secret, uint64_t now, char *user,
+                     size_t userlen)
+{
+    const char *c1, *c2, *p;
+    char uid[65];
+    char expected[65];
+    size_t ulen;
+    uint64_t expiry = 0;
+
+    if (ticket == NULL || strlen(ticket) > 200)
+        return GW_EINVAL;
+    c1 = strchr(ticket, ':');
+    if (c1 == NULL)
+        return GW_EINVAL;
+    c2 = strchr(c1 + 1, ':');
+    if (c2 == NULL || strlen(c2 + 1) != 64)
+        return GW_EINVAL;
+    ulen = (size_t)(c1 - ticket);
+    if (ulen == 0 || ulen >= sizeof(uid) || ulen >= userlen)
+        return GW_EINVAL;
+    memcpy(uid, ticket, ulen);
+    uid[ulen] = '\0';
+    if (!gw_user_id_ok(uid))
+        return GW_EINVAL;
+    if (c2 == c1 + 1 || c2 - c1 > 21)
+        return GW_EINVAL;
+    for (p = c1 + 1; p < c2; p++) {
+        if (*p < '0' || *p > '9')
+            return GW_EINVAL;
+        expiry = expiry * 10u + (uint64_t)(*p - '0');
+    }
+    if (mac_hex(ticket, (size_t)(c2 - ticket), secret, expected) != 0)
+        return GW_EINVAL;
+    /* Constant time: the comparison must not reveal how many bytes matched. */
+    if (CRYPTO_memcmp(expected, c2 + 1, 64) != 0)
+        return GW_EAUTH;
+    if (expiry < now)
+        return GW_EEXPIRED;
+    memcpy(user, uid, ulen + 1);
+    return 0;
+}
+
+int gw_ticket_make(const char *user, uint64_t expiry, const char *secret, char *out,
+                   size_t outlen)
+{
+    char hex[65];
+    int n;
+
+    if (!gw_user_id_ok(user))
+        return GW_EINVAL;
+    n = snprintf(out, outlen, "%s:%" PRIu64, user, expiry);
+    if (n < 0 || (size_t)n + 66 > outlen)
+        return GW_EINVAL;
+    if (mac_hex(out, (size_t)n, secret, hex) != 0)
+        return GW_EINVAL;
+    snprintf(out + n, outlen - (size_t)n, ":%s", hex);
+    return 0;
+}

@@ -1,0 +1,30 @@
+/*
+ * ticket.h - browser session tickets signed by the site's backend.
+ *
+ * A ticket is "USER:EXPIRY:MAC": USER a user id, EXPIRY a Unix time in
+ * seconds, MAC the lower-case hex HMAC-SHA256 of "USER:EXPIRY" under the
+ * shared ticket secret. Only this module includes OpenSSL.
+ */
+#ifndef GW_TICKET_H
+#define GW_TICKET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Checks ticket against secret at time now (seconds). On success returns 0
+ * and copies the user id into user (size userlen >= 65). Returns GW_EINVAL
+ * for a malformed ticket, GW_EAUTH for a MAC mismatch (compared in constant
+ * time), GW_EEXPIRED when EXPIRY < now.
+ */
+int gw_ticket_verify(const char *ticket, const char *secret, uint64_t now, char *user,
+                     size_t userlen);
+
+/*
+ * Writes a ticket for user valid until expiry into out (size outlen >= 160).
+ * Used by tests and by `imgw ticket`. Returns 0 or GW_EINVAL.
+ */
+int gw_ticket_make(const char *user, uint64_t expiry, const char *secret, char *out,
+                   size_t outlen);
+
+#endif
