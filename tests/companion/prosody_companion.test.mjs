@@ -71,6 +71,8 @@ before(async () => {
     components: [{ domain: GW, secret: 's3cret' }, { domain: OTHER, secret: 'other' }],
     users: [['alice', 'pw'], ['bob', 'pw'], ['carol', 'pw'], ['dave', 'pw']],
     companion: { gateway: GW },
+    // mod_mam stamps XEP-0359 stanza-ids, which the copies must keep.
+    modules: ['mam'],
   });
   gw = await connectComponent({ port: p.componentPort, domain: GW, secret: 's3cret' });
   other = await connectComponent({ port: p.componentPort, domain: OTHER, secret: 'other' });
@@ -206,6 +208,9 @@ describe('message copy', () => {
     assert.equal(m.attrs.id, id);
     assert.equal(m.attrs.type, 'chat');
     assert.equal(m.getChildText('body'), body);
+    const sid = m.getChild('stanza-id', 'urn:xmpp:sid:0');
+    assert.ok(sid?.attrs.id, `stanza-id kept in ${m}`);
+    assert.equal(sid.attrs.by, `bob@${DOMAIN}`); // Prosody's archive is per user
     await expectNextCopyIsMarker();
   });
 
@@ -244,6 +249,12 @@ describe('message copy', () => {
     await alice.send(chat(to, null, { id: nextId('nobody') }));
     await alice.send(xml('message', { to, id: nextId('state') },
       xml('active', { xmlns: 'http://jabber.org/protocol/chatstates' })));
+    await expectNextCopyIsMarker();
+  });
+
+  it('does not copy messages to users who do not exist', async () => {
+    await alice.send(chat(`nobody@${DOMAIN}`, 'hello?', { id: nextId('nobody') }));
+    await nextMessage(alice, (m) => m.attrs.type === 'error' && m.attrs.from === `nobody@${DOMAIN}`, WAIT);
     await expectNextCopyIsMarker();
   });
 

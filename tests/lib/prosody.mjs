@@ -13,10 +13,11 @@
 //   await p.restart();                      // same ports, same data
 //   await p.cleanup();                      // stop and remove p.dir
 //
-// Prosody runs in the foreground as a child process (daemonize = false, run_as_root =
-// true); it logs everything at `logLevel` to DIR/prosody.log (see logText()) and errors
-// to its stderr, which is the file DIR/stderr.log (see stderrText()): Prosody reopens
-// /dev/stderr by name, and that fails on the socket pairs Node uses for pipes.
+// Prosody runs in the foreground (daemonize = false, run_as_root = true) under a
+// watchdog shell that stops it if this Node process dies. It logs everything at
+// `logLevel` to DIR/prosody.log (see logText()) and errors to its stderr, which is the
+// file DIR/stderr.log (see stderrText()): Prosody reopens /dev/stderr by name, and that
+// fails on the socket pairs Node uses for pipes.
 // start() resolves once the c2s, component (and http) ports accept TCP connections:
 // Prosody loads every host and module before its event loop serves them. It rejects
 // after 15 s, or at once if Prosody exits, with the tail of the log.
@@ -38,10 +39,29 @@ export const PLUGIN_DIR = path.join(REPO, 'prosody-plugin');
 const PROSODY = process.env.PROSODY_BIN || 'prosody';
 const PROSODYCTL = process.env.PROSODYCTL_BIN || 'prosodyctl';
 
-// Every Prosody we started, so a crashing test run does not leave one behind.
+// Prosody runs under a small shell that prints its PID and kills it with SIGTERM when
+// its stdin reaches EOF, i.e. when this Node process dies in any way (a test runner's
+// timeout, SIGKILL, a crash) and the pipe closes. Without it, a killed test run would
+// leave Prosody running with PPID 1. A background list's stdin is /dev/null in sh, so
+// the watcher reads a copy of it on fd 3. $0 is the prosody binary, "$@" its arguments.
+const WATCHDOG = [
+  'exec 3<&0',
+  '"$0" "$@" </dev/null 3<&- &',
+  'p=$!',
+  'echo "pid $p"',
+  '( read _ <&3; kill -TERM "$p" 2>/dev/null ) &',
+  'w=$!',
+  'exec 3<&-',
+  'wait "$p"; rc=$?',
+  'kill "$w" 2>/dev/null',
+  'exit "$rc"',
+].join('\n');
+
+// Every Prosody we started, for a last SIGKILL when this process exits normally.
 const live = new Set();
 process.once('exit', () => {
   for (const child of live) {
+    try { if (child.prosodyPid) process.kill(child.prosodyPid, 'SIGKILL'); } catch { /* gone */ }
     try { child.kill('SIGKILL'); } catch { /* already gone */ }
   }
 });
@@ -137,9 +157,9 @@ function run(cmd, args, timeoutMs, stderrFile) {
  * @property {number} componentPort  listened on only when components were given
  * @property {number} [httpPort]   only with websocket: true; WebSocket at ws://127.0.0.1:httpPort/xmpp-websocket
  * @property {string} dir          temp dir: prosody.cfg.lua, prosody.log, data/
- * @property {() => number|undefined} pid
+ * @property {() => number|undefined} pid  Prosody's PID while running
  * @property {(user: string, pass: string) => Promise<void>} register
- * @property {() => Promise<void>} stop      SIGTERM, wait for exit (10 s, then SIGKILL); keeps dir
+ * @property {() => Promise<void>} stop      SIGTERM to Prosody's PID, wait for exit (10 s, then SIGKILL); keeps dir
  * @property {() => Promise<void>} start     start again, same ports and data
  * @property {() => Promise<void>} restart
  * @property {() => Promise<void>} cleanup   stop and remove dir
@@ -178,6 +198,7 @@ export async function startProsody({
   let child = null;
   let exited = null; // promise resolved when the current child exits
   let exitInfo = null;
+  let prosodyPid; // Prosody itself; `child` is the watchdog shell around it
   let stdout = '';
 
   const logText = () => {
@@ -197,19 +218,31 @@ export async function startProsody({
   async function start() {
     if (child) throw new Error('Prosody already running');
     exitInfo = null;
+    prosodyPid = undefined;
     const fd = fs.openSync(errPath, 'a');
     let c;
     try {
-      c = spawn(PROSODY, ['--config', cfgPath, '-F'], { cwd: dir, stdio: ['ignore', 'pipe', fd] });
+      c = spawn('/bin/sh', ['-c', WATCHDOG, PROSODY, '--config', cfgPath, '-F'],
+        { cwd: dir, stdio: ['pipe', 'pipe', fd] });
     } finally {
       fs.closeSync(fd);
     }
     child = c;
     live.add(c);
-    c.stdout.on('data', (d) => { stdout += d; });
+    c.stdin.on('error', () => {}); // EPIPE once the wrapper is gone
+    c.stdout.on('data', (d) => {
+      stdout += d;
+      const m = prosodyPid === undefined && /^pid (\d+)\n/.exec(stdout);
+      if (m) {
+        prosodyPid = Number(m[1]);
+        c.prosodyPid = prosodyPid;
+        stdout = stdout.slice(m[0].length);
+      }
+    });
     exited = new Promise((resolve) => {
       c.on('exit', (code, signal) => {
         exitInfo = signal ? `signal ${signal}` : `exit code ${code}`;
+        c.stdin.destroy();
         live.delete(c);
         if (child === c) child = null;
         resolve();
@@ -239,8 +272,19 @@ export async function startProsody({
   async function stop() {
     const c = child;
     if (!c) return;
-    c.kill('SIGTERM');
-    const timer = setTimeout(() => { try { c.kill('SIGKILL'); } catch { /* gone */ } }, 10000);
+    const signal = (sig) => {
+      try {
+        if (prosodyPid !== undefined) process.kill(prosodyPid, sig);
+      } catch { /* already gone */ }
+    };
+    // Before the wrapper has told us Prosody's PID, closing its stdin makes it send the
+    // SIGTERM itself.
+    if (prosodyPid !== undefined) signal('SIGTERM');
+    else c.stdin.end();
+    const timer = setTimeout(() => {
+      signal('SIGKILL');
+      try { c.kill('SIGKILL'); } catch { /* gone */ }
+    }, 10000);
     await exited;
     clearTimeout(timer);
   }
@@ -275,7 +319,7 @@ export async function startProsody({
     httpPort: websocket ? httpPort : undefined,
     dir,
     configPath: cfgPath,
-    pid: () => child?.pid,
+    pid: () => (child ? prosodyPid : undefined),
     register,
     stop,
     start,
