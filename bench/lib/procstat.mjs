@@ -1,0 +1,73 @@
+// Reads what the benchmark reports about processes and the machine from /proc.
+//
+// Memory is VmRSS from /proc/PID/status (resident set, KiB). CPU is utime + stime from
+// /proc/PID/stat, in clock ticks converted to seconds; it covers every thread of the
+// process but not its children, which is what we want: each server and each load
+// process is sampled on its own.
+
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+
+let ticksPerSecond = 100;
+try {
+  ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+} catch { /* 100 is the Linux default */ }
+
+/**
+ * @param {number} pid
+ * @returns {number} resident set size in KiB, or NaN when the process is gone
+ */
+export function rssKiB(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * @param {number} pid
+ * @returns {number} user + system CPU seconds used so far, or NaN when the process is gone
+ */
+export function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses; fields after the last
+    // ')' are fixed: state is field 3, utime field 14, stime field 15.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / ticksPerSecond;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Sums CPU seconds over several processes.
+ * @param {number[]} pids
+ */
+export function cpuSecondsOf(pids) {
+  return pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+}
+
+/** @returns {{nproc:number, cpu:string, memGiB:number, kernel:string, node:string}} */
+export function machineInfo() {
+  let cpu = 'unknown';
+  let memKiB = NaN;
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) cpu = m[1].trim();
+  } catch { /* leave unknown */ }
+  try {
+    const m = /^MemTotal:\s+(\d+)\s+kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+    if (m) memKiB = Number(m[1]);
+  } catch { /* leave NaN */ }
+  return {
+    nproc: os.cpus().length,
+    cpu,
+    memGiB: Math.round((memKiB / 1048576) * 10) / 10,
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+  };
+}
