@@ -61,7 +61,7 @@ find "$HERE/stubs" -name '*.java' | sort >"$OUT/stubs.list"
 $JAVAC -cp "$DOM4J" -d "$OUT/stubs-classes" @"$OUT/stubs.list"
 
 echo "== plugin classes"
-find "$HERE/src/main/java" -name '*.java' | sort >"$OUT/main.list"
+find "$HERE/src/java" -name '*.java' | sort >"$OUT/main.list"
 $JAVAC -cp "$OUT/stubs-classes:$DOM4J:$SLF4J:$SERVLET" -d "$OUT/classes" @"$OUT/main.list"
 
 echo "== plugin jar"
