@@ -155,8 +155,21 @@ static int write_next(gw_front_t *f, struct lws *wsi, gw_session_t *s)
         s->close_reason = "gateway shutting down";
     }
     if (s->closing) {
+        /*
+         * The close frame is written here, raw, rather than left to
+         * lws_close_reason(): on the libuv event loop lws 4.1 tears the socket
+         * down without sending the prepared frame and the browser sees 1006.
+         */
+        unsigned char buf[LWS_PRE + 128];
+        unsigned char *fr = buf + LWS_PRE;
         const char *r = s->close_reason ? s->close_reason : "";
-        lws_close_reason(wsi, (enum lws_close_status)s->close_code, (unsigned char *)r, strlen(r));
+        size_t rl = strlen(r) > 120 ? 120 : strlen(r);
+        fr[0] = 0x88; /* FIN + close opcode; server frames are not masked */
+        fr[1] = (unsigned char)(rl + 2);
+        fr[2] = (unsigned char)(s->close_code >> 8);
+        fr[3] = (unsigned char)(s->close_code & 0xff);
+        memcpy(fr + 4, r, rl);
+        lws_write(wsi, fr, rl + 4, LWS_WRITE_RAW);
         return -1;
     }
     return 0;
@@ -222,6 +235,39 @@ static void on_shutdown_timeout(uv_timer_t *t)
     }
 }
 
+/* Small dynamic answers (/health, /metrics): headers and body in one write. */
+static int serve_http(gw_front_t *f, struct lws *wsi, const char *path)
+{
+    unsigned char buf[LWS_PRE + 8192];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf);
+    char body[4096];
+    const char *ctype = "text/plain";
+    int n = f->cbs.http_get ? f->cbs.http_get(f->ud, path, body, sizeof(body), &ctype) : -1;
+    unsigned status = HTTP_STATUS_OK;
+
+    if (n < 0 || (size_t)n >= sizeof(body)) {
+        status = HTTP_STATUS_NOT_FOUND;
+        n = snprintf(body, sizeof(body), "not found\n");
+        ctype = "text/plain";
+    }
+    if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)n, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-content-type-options:",
+                                    (const unsigned char *)"nosniff", 7, &p, end) ||
+        lws_finalize_http_header(wsi, &p, end))
+        return 1;
+    if ((size_t)(end - p) < (size_t)n)
+        return 1;
+    memcpy(p, body, (size_t)n);
+    p += n;
+    if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL) < 0)
+        return -1;
+    if (lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -276,9 +322,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             gw_front_close(f, s, 4408, "authentication timeout");
         }
         return 0;
+    case LWS_CALLBACK_HTTP:
+        return serve_http(f, wsi, (const char *)in);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         return 0;
     case LWS_CALLBACK_CLOSED:
+        /* lws also reports upgrades refused in FILTER_PROTOCOL_CONNECTION. */
+        if (s == NULL || s->conn != wsi)
+            return 0;
         f->cbs.on_close(f->ud, s);
         free_queue(s);
         f->nsessions--;

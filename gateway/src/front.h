@@ -30,6 +30,12 @@ typedef struct gw_front_cbs {
     void (*on_close)(void *ud, gw_session_t *s);
     /* Current number of sessions, for the max_sessions check at upgrade. */
     size_t (*session_count)(void *ud);
+    /*
+     * A plain HTTP GET of path that no static mount served. Write the body
+     * into buf (size len), set *ctype to a static content type and return the
+     * body length, or return -1 for 404.
+     */
+    int (*http_get)(void *ud, const char *path, char *buf, size_t len, const char **ctype);
 } gw_front_cbs_t;
 
 /*

@@ -57,6 +57,26 @@ static uint64_t next_id(gw_router_t *r)
     return ((now - ID_EPOCH_MS) << 22) | ((uint64_t)r->cfg->node_id << 12) | r->seq;
 }
 
+/*
+ * A message a web user sent through a gateway comes back with the stanza id
+ * that gateway gave it; keeping it lets the sender's ack and the recipient's
+ * msg carry the same id. Returns 0 when id is not one of ours.
+ */
+static uint64_t own_id(const char *id)
+{
+    uint64_t v = 0;
+    size_t n = strlen(id);
+
+    if (n == 0 || n > 19)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (id[i] < '0' || id[i] > '9')
+            return 0;
+        v = v * 10u + (uint64_t)(id[i] - '0');
+    }
+    return v;
+}
+
 static void send_error(gw_router_t *r, gw_session_t *s, const char *code, const char *reason,
                        const char *cid)
 {
@@ -101,6 +121,44 @@ static size_t session_count(void *ud)
     gw_router_t *r = ud;
 
     return gw_registry_session_count(r->reg);
+}
+
+static int http_get(void *ud, const char *path, char *buf, size_t len, const char **ctype)
+{
+    gw_router_t *r = ud;
+    gw_router_stats_t st;
+    int n;
+
+    gw_router_get_stats(r, &st);
+    if (strcmp(path, "/health") == 0) {
+        *ctype = "application/json";
+        n = snprintf(buf, len,
+                     "{\"status\":\"%s\",\"link\":\"%s\",\"sessions\":%zu,\"users\":%zu,"
+                     "\"link_queue\":%zu,\"version\":\"%s\"}\n",
+                     gw_link_is_up(r->link) ? "ok" : "degraded",
+                     gw_link_is_up(r->link) ? "up" : "down", st.sessions, st.users,
+                     gw_link_queue_len(r->link), GW_VERSION);
+        return n < 0 || (size_t)n >= len ? -1 : n;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        *ctype = "text/plain; version=0.0.4";
+        n = snprintf(buf, len,
+                     "# TYPE imgw_link_up gauge\nimgw_link_up %d\n"
+                     "# TYPE imgw_sessions gauge\nimgw_sessions %zu\n"
+                     "# TYPE imgw_users gauge\nimgw_users %zu\n"
+                     "# TYPE imgw_link_queue gauge\nimgw_link_queue %zu\n"
+                     "# TYPE imgw_sent_total counter\nimgw_sent_total %" PRIu64 "\n"
+                     "# TYPE imgw_sent_queued_total counter\nimgw_sent_queued_total %" PRIu64 "\n"
+                     "# TYPE imgw_sends_refused_total counter\nimgw_sends_refused_total %" PRIu64 "\n"
+                     "# TYPE imgw_delivered_total counter\nimgw_delivered_total %" PRIu64 "\n"
+                     "# TYPE imgw_frames_out_total counter\nimgw_frames_out_total %" PRIu64 "\n"
+                     "# TYPE imgw_dropped_no_session_total counter\n"
+                     "imgw_dropped_no_session_total %" PRIu64 "\n",
+                     gw_link_is_up(r->link), st.sessions, st.users, gw_link_queue_len(r->link),
+                     st.sent, st.queued, st.refused, st.delivered, st.frames_out, st.dropped);
+        return n < 0 || (size_t)n >= len ? -1 : n;
+    }
+    return -1;
 }
 
 static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
@@ -326,7 +384,11 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     }
     if (!gw_utf8_valid(lm->body, lm->body_len))
         return;
-    m.id = next_id(r);
+    m.id = 0;
+    if (lm->id && strcmp(strchr(from, '@') ? strchr(from, '@') + 1 : "", r->users_domain) == 0)
+        m.id = own_id(lm->id);
+    if (m.id == 0)
+        m.id = next_id(r);
     m.ts = gw_now_ms();
     m.from = from;
     m.to = to;
@@ -351,7 +413,7 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
 
 int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
 {
-    static const gw_front_cbs_t fcbs = {on_open, on_frame, on_close, session_count};
+    static const gw_front_cbs_t fcbs = {on_open, on_frame, on_close, session_count, http_get};
     static const gw_link_cbs_t lcbs = {on_link_up, on_link_down, on_link_message};
     gw_router_t *r = calloc(1, sizeof(*r));
     int rc;
