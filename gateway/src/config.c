@@ -18,9 +18,9 @@ typedef struct {
     const char *name;
     ctype_t type;
     size_t offset;
-    long min, max;    /* for T_INT */
-    const char *def;  /* default, as file text */
-    int secret;       /* masked in dumps */
+    long min, max;   /* for T_INT */
+    const char *def; /* default, as file text */
+    int secret;      /* masked in dumps */
 } centry_t;
 
 #define O(f) offsetof(gw_config_t, f)
@@ -77,8 +77,7 @@ static int parse_bool(const char *v, int *out)
     return -1;
 }
 
-int gw_config_set(gw_config_t *cfg, const char *key, const char *value, char *err,
-                  size_t errlen)
+int gw_config_set(gw_config_t *cfg, const char *key, const char *value, char *err, size_t errlen)
 {
     const centry_t *e = find(key);
     char *base = (char *)cfg;
@@ -107,8 +106,7 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *value, char *er
             return GW_EINVAL;
         }
         if (v < e->min || v > e->max) {
-            snprintf(err, errlen, "key '%s': %ld is outside %ld..%ld", key, v, e->min,
-                     e->max);
+            snprintf(err, errlen, "key '%s': %ld is outside %ld..%ld", key, v, e->min, e->max);
             return GW_EINVAL;
         }
         *(int *)(void *)(base + e->offset) = (int)v;

@@ -63,8 +63,7 @@ int gw_config_init(gw_config_t *cfg);
 int gw_config_load(gw_config_t *cfg, const char *path, char *err, size_t errlen);
 
 /* Sets one key from text, as a file line would. GW_EINVAL with err on failure. */
-int gw_config_set(gw_config_t *cfg, const char *key, const char *value, char *err,
-                  size_t errlen);
+int gw_config_set(gw_config_t *cfg, const char *key, const char *value, char *err, size_t errlen);
 
 /* Cross-key checks (dev mode on loopback only, secrets present...). */
 int gw_config_validate(gw_config_t *cfg, char *err, size_t errlen);

@@ -311,10 +311,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         lws_set_timer_usecs(wsi, (lws_usec_t)f->cfg->auth_timeout_ms * 1000);
         f->cbs.on_open(f->ud, s);
         return 0;
-    case LWS_CALLBACK_RECEIVE:
-        return on_rx(f, wsi, s, in, len);
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return write_next(f, wsi, s);
+    case LWS_CALLBACK_RECEIVE: return on_rx(f, wsi, s, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE: return write_next(f, wsi, s);
     case LWS_CALLBACK_TIMER:
         if (s->user == NULL && !s->closing) {
             gw_info("front", "session %llu: no hello within %d ms", (unsigned long long)s->id,
@@ -322,10 +320,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             gw_front_close(f, s, 4408, "authentication timeout");
         }
         return 0;
-    case LWS_CALLBACK_HTTP:
-        return serve_http(f, wsi, (const char *)in);
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        return 0;
+    case LWS_CALLBACK_HTTP: return serve_http(f, wsi, (const char *)in);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: return 0;
     case LWS_CALLBACK_CLOSED:
         /* lws also reports upgrades refused in FILTER_PROTOCOL_CONNECTION. */
         if (s == NULL || s->conn != wsi)
@@ -337,8 +333,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (f->shutting_down && f->nsessions == 0 && f->shutdown_cb)
             uv_timer_start(&f->shutdown_timer, on_shutdown_timeout, 0, 0);
         return 0;
-    default:
-        break;
+    default: break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
@@ -392,6 +387,13 @@ int gw_front_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_front_cbs_t *
     info.foreign_loops = f->foreign;
     /* lws closes a text frame that is not UTF-8 with 1007 before we see it. */
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    /*
+     * With IPv6 enabled, lws 4.1 binds an IPv4 iface such as 127.0.0.1 to the
+     * wildcard address. An IPv4 listen_host therefore turns IPv6 off, so that
+     * a loopback-only gateway (development mode) is really loopback-only.
+     */
+    if (strchr(cfg->listen_host, ':') == NULL)
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.port = cfg->listen_port;
     info.iface = cfg->listen_host;
     info.protocols = f->protocols;
@@ -421,7 +423,10 @@ int gw_front_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_front_cbs_t *
     return 0;
 }
 
-int gw_front_port(const gw_front_t *f) { return f->port; }
+int gw_front_port(const gw_front_t *f)
+{
+    return f->port;
+}
 
 void gw_front_shutdown(gw_front_t *f, void (*cb)(void *ud), void *ud)
 {

@@ -14,16 +14,16 @@
 
 enum {
     GW_OK = 0,
-    GW_ENOMEM = -1,     /* allocation failed */
-    GW_EINVAL = -2,     /* invalid argument or input */
-    GW_ERANGE = -3,     /* value out of bounds */
-    GW_EFULL = -4,      /* a bounded queue is full */
-    GW_ENOTFOUND = -5,  /* no such user, key or session */
-    GW_EEXPIRED = -6,   /* a ticket is past its expiry */
-    GW_EAUTH = -7,      /* a signature does not match */
-    GW_EIO = -8,        /* a system call failed */
-    GW_ELINK = -9,      /* the XMPP link is not up */
-    GW_ELIMIT = -10,    /* a configured limit was reached */
+    GW_ENOMEM = -1,    /* allocation failed */
+    GW_EINVAL = -2,    /* invalid argument or input */
+    GW_ERANGE = -3,    /* value out of bounds */
+    GW_EFULL = -4,     /* a bounded queue is full */
+    GW_ENOTFOUND = -5, /* no such user, key or session */
+    GW_EEXPIRED = -6,  /* a ticket is past its expiry */
+    GW_EAUTH = -7,     /* a signature does not match */
+    GW_EIO = -8,       /* a system call failed */
+    GW_ELINK = -9,     /* the XMPP link is not up */
+    GW_ELIMIT = -10,   /* a configured limit was reached */
 };
 
 /* Returns a static, human readable name for a GW_E* code. */
@@ -33,6 +33,6 @@ const char *gw_strerror(int err);
 uint64_t gw_now_ms(void);
 
 #define GW_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define GW_UNUSED(x) ((void)(x))
+#define GW_UNUSED(x)     ((void)(x))
 
 #endif

@@ -35,14 +35,14 @@
 #include <strophe.h>
 #include <sys/socket.h>
 
-#define NS_STREAMS "http://etherx.jabber.org/streams"
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
-#define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
+#define NS_STREAMS     "http://etherx.jabber.org/streams"
+#define NS_STANZAS     "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_DISCO_INFO  "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
-#define NS_PING "urn:xmpp:ping"
-#define NS_COMPANION "urn:imgw:companion:0"
-#define NS_FORWARD "urn:xmpp:forward:0"
-#define NS_PRIVILEGE "urn:xmpp:privilege:2"
+#define NS_PING        "urn:xmpp:ping"
+#define NS_COMPANION   "urn:imgw:companion:0"
+#define NS_FORWARD     "urn:xmpp:forward:0"
+#define NS_PRIVILEGE   "urn:xmpp:privilege:2"
 
 typedef enum { L_DOWN, L_CONNECTING, L_HANDSHAKE, L_UP, L_STOPPED } lstate_t;
 
@@ -60,9 +60,9 @@ struct gw_link {
 
     xmpp_ctx_t *ctx;
     xmpp_log_t logger;
-    xmpp_conn_t *conn;     /* current connection, or NULL */
-    xmpp_conn_t *dead;     /* disconnected connection to release outside its callbacks */
-    uv_poll_t *poll;       /* watches the current socket; NULL when none */
+    xmpp_conn_t *conn; /* current connection, or NULL */
+    xmpp_conn_t *dead; /* disconnected connection to release outside its callbacks */
+    uv_poll_t *poll;   /* watches the current socket; NULL when none */
     int fd;
     int poll_events;
 
@@ -358,8 +358,8 @@ static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied)
         type = "normal";
     if (strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {
         if (strcmp(type, "error") == 0)
-            gw_info("link", "dropped error message from %s to %s",
-                    xmpp_stanza_get_from(msg) ?: "?", xmpp_stanza_get_to(msg) ?: "?");
+            gw_info("link", "dropped error message from %s to %s", xmpp_stanza_get_from(msg) ?: "?",
+                    xmpp_stanza_get_to(msg) ?: "?");
         else
             gw_debug("link", "dropped %s message", type);
         return;
@@ -450,8 +450,8 @@ static int on_handshake(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     uv_timer_stop(&l->handshake_timer);
     l->state = L_UP;
     l->attempt = 0;
-    gw_info("link", "component %s connected to %s:%d", l->cfg->component_domain,
-            l->cfg->xmpp_host, l->cfg->xmpp_port);
+    gw_info("link", "component %s connected to %s:%d", l->cfg->component_domain, l->cfg->xmpp_host,
+            l->cfg->xmpp_port);
     queue_flush(l);
     l->cbs.on_up(l->ud);
     return 1;
@@ -497,8 +497,8 @@ static void on_handshake_timeout(uv_timer_t *t)
     }
 }
 
-static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
-                    xmpp_stream_error_t *se, void *ud)
+static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error, xmpp_stream_error_t *se,
+                    void *ud)
 {
     gw_link_t *l = ud;
 
@@ -506,10 +506,14 @@ static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
     switch (ev) {
     case XMPP_CONN_RAW_CONNECT: {
         char *attrs[] = {
-            "to",           l->cfg->component_domain,
-            "xmlns",        "jabber:component:accept",
-            "xmlns:stream", NS_STREAMS,
-            "allowMultiple", "true",
+            "to",
+            l->cfg->component_domain,
+            "xmlns",
+            "jabber:component:accept",
+            "xmlns:stream",
+            NS_STREAMS,
+            "allowMultiple",
+            "true",
         };
         size_t n = l->cfg->allow_multiple ? 8 : 6;
         l->stream_id_seen = 0;
@@ -556,7 +560,11 @@ static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
 static void dummy_cb(xmpp_conn_t *c, xmpp_conn_event_t e, int err, xmpp_stream_error_t *se,
                      void *ud)
 {
-    GW_UNUSED(c); GW_UNUSED(e); GW_UNUSED(err); GW_UNUSED(se); GW_UNUSED(ud);
+    GW_UNUSED(c);
+    GW_UNUSED(e);
+    GW_UNUSED(err);
+    GW_UNUSED(se);
+    GW_UNUSED(ud);
 }
 
 /* Works around the libstrophe 0.12.2 component-mode crash (see the top of this file). */
@@ -633,8 +641,8 @@ static void do_connect(gw_link_t *l)
     l->state = L_CONNECTING;
     gw_debug("link", "connecting to %s:%d", l->cfg->xmpp_host, l->cfg->xmpp_port);
     sockopt_link = l;
-    rc = xmpp_connect_raw(l->conn, l->cfg->xmpp_host, (unsigned short)l->cfg->xmpp_port,
-                          conn_cb, l);
+    rc =
+        xmpp_connect_raw(l->conn, l->cfg->xmpp_host, (unsigned short)l->cfg->xmpp_port, conn_cb, l);
     if (rc != XMPP_EOK) {
         gw_warn("link", "cannot connect to %s:%d (libstrophe error %d)", l->cfg->xmpp_host,
                 l->cfg->xmpp_port, rc);
@@ -728,8 +736,8 @@ int gw_link_start(gw_link_t *l)
     return 0;
 }
 
-static int build_chat(gw_link_t *l, gw_sbuf_t *b, const char *user, const char *to,
-                      const char *id, const char *body, size_t body_len)
+static int build_chat(gw_link_t *l, gw_sbuf_t *b, const char *user, const char *to, const char *id,
+                      const char *body, size_t body_len)
 {
     char from[256];
 
@@ -805,10 +813,15 @@ void gw_link_send_web_presence(gw_link_t *l, const char *user, int available)
     send_stanza_text(l, &b);
 }
 
-int gw_link_is_up(const gw_link_t *l) { return l->state == L_UP; }
+int gw_link_is_up(const gw_link_t *l)
+{
+    return l->state == L_UP;
+}
 
-size_t gw_link_queue_len(const gw_link_t *l) { return l->qlen; }
-
+size_t gw_link_queue_len(const gw_link_t *l)
+{
+    return l->qlen;
+}
 
 void gw_link_stop(gw_link_t *l)
 {

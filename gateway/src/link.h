@@ -21,13 +21,13 @@ typedef struct gw_link gw_link_t;
 
 /* A chat message received from the XMPP server, already unwrapped. */
 typedef struct gw_link_msg {
-    const char *from;  /* full or bare JID of the sender */
-    const char *to;    /* JID of the recipient */
-    const char *id;    /* stanza id, may be NULL */
-    const char *type;  /* "chat" or "normal" */
-    const char *body;  /* UTF-8, NUL-terminated */
+    const char *from; /* full or bare JID of the sender */
+    const char *to;   /* JID of the recipient */
+    const char *id;   /* stanza id, may be NULL */
+    const char *type; /* "chat" or "normal" */
+    const char *body; /* UTF-8, NUL-terminated */
     size_t body_len;
-    int copied;        /* 1 when it came as a companion copy (same-JID mode) */
+    int copied; /* 1 when it came as a companion copy (same-JID mode) */
 } gw_link_msg_t;
 
 typedef struct gw_link_cbs {

@@ -43,6 +43,6 @@ void gw_log_raw(int level, const char *module, const char *fmt, ...)
     strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
     if (level < GW_LOG_DEBUG || level > GW_LOG_ERROR)
         level = GW_LOG_ERROR;
-    fprintf(stderr, "%s.%03dZ %-7s %-6s %s\n", stamp, (int)(tv.tv_usec / 1000),
-            level_names[level], module, msg);
+    fprintf(stderr, "%s.%03dZ %-7s %-6s %s\n", stamp, (int)(tv.tv_usec / 1000), level_names[level],
+            module, msg);
 }

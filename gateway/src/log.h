@@ -24,15 +24,15 @@ int gw_log_level_parse(const char *name);
 void gw_log_raw(int level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define gw_log(level, module, ...)                                             \
-    do {                                                                       \
-        if ((level) >= gw_log_level)                                           \
-            gw_log_raw((level), (module), __VA_ARGS__);                        \
+#define gw_log(level, module, ...)                                                                 \
+    do {                                                                                           \
+        if ((level) >= gw_log_level)                                                               \
+            gw_log_raw((level), (module), __VA_ARGS__);                                            \
     } while (0)
 
 #define gw_debug(m, ...) gw_log(GW_LOG_DEBUG, m, __VA_ARGS__)
-#define gw_info(m, ...) gw_log(GW_LOG_INFO, m, __VA_ARGS__)
-#define gw_warn(m, ...) gw_log(GW_LOG_WARNING, m, __VA_ARGS__)
+#define gw_info(m, ...)  gw_log(GW_LOG_INFO, m, __VA_ARGS__)
+#define gw_warn(m, ...)  gw_log(GW_LOG_WARNING, m, __VA_ARGS__)
 #define gw_error(m, ...) gw_log(GW_LOG_ERROR, m, __VA_ARGS__)
 
 #endif

@@ -79,7 +79,10 @@ void gw_sbuf_append(gw_sbuf_t *b, const char *s, size_t n)
     b->data[b->len] = '\0';
 }
 
-void gw_sbuf_puts(gw_sbuf_t *b, const char *s) { gw_sbuf_append(b, s, strlen(s)); }
+void gw_sbuf_puts(gw_sbuf_t *b, const char *s)
+{
+    gw_sbuf_append(b, s, strlen(s));
+}
 
 void gw_sbuf_printf(gw_sbuf_t *b, const char *fmt, ...)
 {

@@ -25,7 +25,10 @@ gw_payload_t *gw_payload_new(size_t len);
 /* Copies len bytes from data into a new payload; refs = 1. NULL on ENOMEM. */
 gw_payload_t *gw_payload_from(const void *data, size_t len);
 
-static inline unsigned char *gw_payload_data(gw_payload_t *p) { return p->bytes + GW_PAYLOAD_PRE; }
+static inline unsigned char *gw_payload_data(gw_payload_t *p)
+{
+    return p->bytes + GW_PAYLOAD_PRE;
+}
 
 static inline gw_payload_t *gw_payload_ref(gw_payload_t *p)
 {

@@ -49,8 +49,8 @@ static int cid_ok(const char *cid)
     return 1;
 }
 
-int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
-                   const char **code, const char **reason, char *cid_buf, size_t cid_len)
+int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f, const char **code,
+                   const char **reason, char *cid_buf, size_t cid_len)
 {
     json_tokener *tok;
     json_object *root, *v;
@@ -74,7 +74,8 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     root = json_tokener_parse_ex(tok, data, (int)len);
     if (root == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-        !only_space(data + json_tokener_get_parse_end(tok), len - json_tokener_get_parse_end(tok))) {
+        !only_space(data + json_tokener_get_parse_end(tok),
+                    len - json_tokener_get_parse_end(tok))) {
         json_tokener_free(tok);
         json_object_put(root);
         *code = "bad_json";

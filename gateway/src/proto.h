@@ -25,19 +25,19 @@ typedef enum {
  */
 typedef struct gw_frame {
     gw_op_t op;
-    int v;                /* hello: protocol version asked for (0 when absent) */
-    const char *ticket;   /* hello */
-    const char *user;     /* hello, development mode */
-    const char *last_id;  /* hello, recovery (decimal string) */
-    const char *to;       /* send */
-    const char *body;     /* send */
+    int v;               /* hello: protocol version asked for (0 when absent) */
+    const char *ticket;  /* hello */
+    const char *user;    /* hello, development mode */
+    const char *last_id; /* hello, recovery (decimal string) */
+    const char *to;      /* send */
+    const char *body;    /* send */
     size_t body_len;
-    const char *cid;      /* send */
-    const char *kind;     /* send: "text" (default) */
-    const char *with;     /* open: NULL together with with_null = 1 closes */
+    const char *cid;  /* send */
+    const char *kind; /* send: "text" (default) */
+    const char *with; /* open: NULL together with with_null = 1 closes */
     int with_null;
-    const char *t_json;   /* ping: the JSON text of "t", or NULL */
-    void *root_;          /* owned json tree */
+    const char *t_json; /* ping: the JSON text of "t", or NULL */
+    void *root_;        /* owned json tree */
 } gw_frame_t;
 
 /*
@@ -48,8 +48,8 @@ typedef struct gw_frame {
  * "cid", *cid_out points at a copy in cid_buf (size cid_len) so the error can
  * name it.
  */
-int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
-                   const char **code, const char **reason, char *cid_buf, size_t cid_len);
+int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f, const char **code,
+                   const char **reason, char *cid_buf, size_t cid_len);
 
 void gw_frame_free(gw_frame_t *f);
 
@@ -57,12 +57,12 @@ void gw_frame_free(gw_frame_t *f);
 typedef struct gw_msg {
     uint64_t id;
     uint64_t ts;
-    const char *from;  /* bare JID, NUL-terminated */
-    const char *to;    /* bare JID, NUL-terminated */
+    const char *from; /* bare JID, NUL-terminated */
+    const char *to;   /* bare JID, NUL-terminated */
     const char *body;
     size_t body_len;
-    const char *kind;  /* NUL-terminated */
-    const char *cid;   /* NUL-terminated or NULL */
+    const char *kind; /* NUL-terminated */
+    const char *cid;  /* NUL-terminated or NULL */
 } gw_msg_t;
 
 /*

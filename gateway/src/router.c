@@ -149,7 +149,8 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
                      "# TYPE imgw_link_queue gauge\nimgw_link_queue %zu\n"
                      "# TYPE imgw_sent_total counter\nimgw_sent_total %" PRIu64 "\n"
                      "# TYPE imgw_sent_queued_total counter\nimgw_sent_queued_total %" PRIu64 "\n"
-                     "# TYPE imgw_sends_refused_total counter\nimgw_sends_refused_total %" PRIu64 "\n"
+                     "# TYPE imgw_sends_refused_total counter\nimgw_sends_refused_total %" PRIu64
+                     "\n"
                      "# TYPE imgw_delivered_total counter\nimgw_delivered_total %" PRIu64 "\n"
                      "# TYPE imgw_frames_out_total counter\nimgw_frames_out_total %" PRIu64 "\n"
                      "# TYPE imgw_dropped_no_session_total counter\n"
@@ -316,15 +317,9 @@ static void on_frame(void *ud, gw_session_t *s, const char *data, size_t len)
         else
             handle_hello(r, s, &f);
         break;
-    case GW_OP_SEND:
-        handle_send(r, s, &f);
-        break;
-    case GW_OP_OPEN:
-        handle_open(r, s, &f);
-        break;
-    case GW_OP_PING:
-        send_payload(r, s, gw_proto_pong(f.t_json));
-        break;
+    case GW_OP_SEND: handle_send(r, s, &f); break;
+    case GW_OP_OPEN: handle_open(r, s, &f); break;
+    case GW_OP_PING: send_payload(r, s, gw_proto_pong(f.t_json)); break;
     }
     gw_frame_free(&f);
 }
@@ -422,8 +417,7 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
         return GW_ENOMEM;
     r->loop = loop;
     r->cfg = cfg;
-    r->users_domain =
-        cfg->mode_value == GW_MODE_SAMEJID ? cfg->xmpp_domain : cfg->component_domain;
+    r->users_domain = cfg->mode_value == GW_MODE_SAMEJID ? cfg->xmpp_domain : cfg->component_domain;
     if ((rc = gw_registry_new(&r->reg)) != 0)
         goto fail;
     if ((rc = gw_link_new(loop, cfg, &lcbs, r, &r->link)) != 0)
@@ -475,4 +469,7 @@ void gw_router_get_stats(const gw_router_t *r, gw_router_stats_t *st)
     st->users = gw_registry_user_count(r->reg);
 }
 
-int gw_router_port(const gw_router_t *r) { return gw_front_port(r->front); }
+int gw_router_port(const gw_router_t *r)
+{
+    return gw_front_port(r->front);
+}

@@ -18,12 +18,12 @@
 typedef struct gw_router gw_router_t;
 
 typedef struct gw_router_stats {
-    uint64_t sent;        /* browser sends accepted */
-    uint64_t queued;      /* of which queued while the link was down */
-    uint64_t refused;     /* sends refused (queue full, bad recipient) */
-    uint64_t delivered;   /* XMPP messages delivered to at least one session */
-    uint64_t frames_out;  /* msg frames queued to sessions */
-    uint64_t dropped;     /* XMPP messages for users without sessions */
+    uint64_t sent;       /* browser sends accepted */
+    uint64_t queued;     /* of which queued while the link was down */
+    uint64_t refused;    /* sends refused (queue full, bad recipient) */
+    uint64_t delivered;  /* XMPP messages delivered to at least one session */
+    uint64_t frames_out; /* msg frames queued to sessions */
+    uint64_t dropped;    /* XMPP messages for users without sessions */
     size_t sessions, users;
 } gw_router_stats_t;
 

@@ -134,9 +134,15 @@ int gw_registry_detach(gw_registry_t *r, gw_session_t *s)
     return 1;
 }
 
-size_t gw_registry_user_count(const gw_registry_t *r) { return r->nusers; }
+size_t gw_registry_user_count(const gw_registry_t *r)
+{
+    return r->nusers;
+}
 
-size_t gw_registry_session_count(const gw_registry_t *r) { return r->nsessions; }
+size_t gw_registry_session_count(const gw_registry_t *r)
+{
+    return r->nsessions;
+}
 
 void gw_registry_free(gw_registry_t *r)
 {

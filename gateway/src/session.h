@@ -20,27 +20,27 @@ typedef struct gw_user gw_user_t;
 
 typedef struct gw_session {
     /* transport (front.c) */
-    void *conn;               /* struct lws *, opaque outside front.c */
-    gw_payload_t **q;         /* ring of frames waiting for POLLOUT */
+    void *conn;       /* struct lws *, opaque outside front.c */
+    gw_payload_t **q; /* ring of frames waiting for POLLOUT */
     uint32_t qhead, qlen, qcap;
-    char *rx;                 /* partial fragmented frame, or NULL */
+    char *rx; /* partial fragmented frame, or NULL */
     size_t rxlen;
-    uint8_t closing;          /* a close has been requested */
+    uint8_t closing; /* a close has been requested */
     uint16_t close_code;
     const char *close_reason; /* static string */
 
     /* routing (router.c) */
-    gw_user_t *user;          /* NULL until hello succeeds */
+    gw_user_t *user;                /* NULL until hello succeeds */
     struct gw_session *next, *prev; /* the user's other sessions */
-    char *open_conv;          /* bare JID of the conversation on screen, or NULL */
+    char *open_conv;                /* bare JID of the conversation on screen, or NULL */
     uint64_t id;
 } gw_session_t;
 
 struct gw_user {
-    gw_user_t *hnext;         /* hash chain */
-    gw_session_t *sessions;   /* doubly linked through next/prev */
+    gw_user_t *hnext;       /* hash chain */
+    gw_session_t *sessions; /* doubly linked through next/prev */
     unsigned nsessions;
-    char id[];                /* user id, lower case */
+    char id[]; /* user id, lower case */
 };
 
 typedef struct gw_registry gw_registry_t;

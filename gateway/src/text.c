@@ -33,8 +33,7 @@ static size_t utf8_next(const unsigned char *s, size_t n, unsigned *cp)
     if (c >= 0xF0 && c <= 0xF4) {
         if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
             return 0;
-        *cp = ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) |
-              (s[3] & 0x3Fu);
+        *cp = ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu);
         if (*cp < 0x10000 || *cp > 0x10FFFF)
             return 0;
         return 4;
@@ -113,11 +112,26 @@ void gw_json_escape(gw_sbuf_t *b, const char *s, size_t n)
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         switch (c) {
-        case '"': memcpy(esc, "\\\"", 2); elen = 2; break;
-        case '\\': memcpy(esc, "\\\\", 2); elen = 2; break;
-        case '\n': memcpy(esc, "\\n", 2); elen = 2; break;
-        case '\r': memcpy(esc, "\\r", 2); elen = 2; break;
-        case '\t': memcpy(esc, "\\t", 2); elen = 2; break;
+        case '"':
+            memcpy(esc, "\\\"", 2);
+            elen = 2;
+            break;
+        case '\\':
+            memcpy(esc, "\\\\", 2);
+            elen = 2;
+            break;
+        case '\n':
+            memcpy(esc, "\\n", 2);
+            elen = 2;
+            break;
+        case '\r':
+            memcpy(esc, "\\r", 2);
+            elen = 2;
+            break;
+        case '\t':
+            memcpy(esc, "\\t", 2);
+            elen = 2;
+            break;
         default:
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[c >> 4];
@@ -132,7 +146,10 @@ void gw_json_escape(gw_sbuf_t *b, const char *s, size_t n)
     gw_sbuf_append(b, "\"", 1);
 }
 
-static int user_char(int c) { return isalnum(c) || c == '_' || c == '.' || c == '-'; }
+static int user_char(int c)
+{
+    return isalnum(c) || c == '_' || c == '.' || c == '-';
+}
 
 int gw_user_id_ok(const char *s)
 {

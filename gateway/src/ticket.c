@@ -73,8 +73,7 @@ int gw_ticket_verify(const char *ticket, const char *secret, uint64_t now, char 
     return 0;
 }
 
-int gw_ticket_make(const char *user, uint64_t expiry, const char *secret, char *out,
-                   size_t outlen)
+int gw_ticket_make(const char *user, uint64_t expiry, const char *secret, char *out, size_t outlen)
 {
     char hex[65];
     int n;

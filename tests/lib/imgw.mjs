@@ -49,7 +49,7 @@ async function until(what, ms, probe) {
  */
 export async function startImgw(o = {}) {
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'imgw-gw-'));
-  const port = await freePort();
+  const port = Number(o.config?.listen_port ?? await freePort());
   const domain = o.prosody?.domain ?? 'shop.test';
   const settings = {
     xmpp_host: '127.0.0.1',
@@ -94,8 +94,13 @@ export async function startImgw(o = {}) {
       exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
       const early = exited.then((e) => { throw new Error(`imgw exited early (${JSON.stringify(e)}):\n${gw.logText().slice(-3000)}`); });
       early.catch(() => {});
-      await Promise.race([early, until('imgw health', 10000, async () => (await gw.health()).status)]);
-      if (o.waitLinkUp !== false && o.prosody) await Promise.race([early, gw.waitLink('up', 10000)]);
+      try {
+        await Promise.race([early, until('imgw health', 10000, async () => (await gw.health()).status)]);
+        if (o.waitLinkUp !== false && o.prosody) await Promise.race([early, gw.waitLink('up', 10000)]);
+      } catch (err) {
+        await gw.stop();
+        throw err;
+      }
     },
     /** SIGTERM (or signal) and wait for the exit, bounded; SIGKILL after 10 s. */
     async stop(signal = 'SIGTERM') {

@@ -27,8 +27,11 @@ int main(void)
     char err[512];
 
     unsetenv("IMGW_LISTEN_PORT");
-    ASSERT_EQ(load_text("# comment\ncomponent_secret = s\ndev_mode = yes\ncomponent_domain = gw.shop.test\n",
-                        &cfg, err, sizeof(err)), 0);
+    ASSERT_EQ(
+        load_text(
+            "# comment\ncomponent_secret = s\ndev_mode = yes\ncomponent_domain = gw.shop.test\n",
+            &cfg, err, sizeof(err)),
+        0);
     ASSERT_STR(cfg.xmpp_domain, "shop.test");
     ASSERT_EQ(cfg.listen_port, 8480);
     ASSERT_EQ(cfg.dev_mode, 1);
@@ -57,7 +60,8 @@ int main(void)
     /* The environment overrides the file. */
     setenv("IMGW_LISTEN_PORT", "9999", 1);
     ASSERT_EQ(load_text("component_secret = s\ndev_mode = yes\nlisten_port = 1234\n", &cfg, err,
-                        sizeof(err)), 0);
+                        sizeof(err)),
+              0);
     ASSERT_EQ(cfg.listen_port, 9999);
     gw_config_free(&cfg);
     setenv("IMGW_LISTEN_PORT", "x", 1);

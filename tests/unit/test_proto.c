@@ -22,7 +22,8 @@ static void test_parse_ok(void)
     gw_frame_free(&f);
 
     ASSERT_EQ(parse("{\"op\":\"send\",\"to\":\"bob\",\"body\":\"<b>&\\u00e9\",\"cid\":\"c1\"} \n",
-                    &f, &code), 0);
+                    &f, &code),
+              0);
     ASSERT_EQ(f.op, GW_OP_SEND);
     ASSERT_STR(f.body, "<b>&\xc3\xa9");
     ASSERT_EQ(f.body_len, 6);
@@ -56,14 +57,16 @@ static void test_parse_bad(void)
     ASSERT_STR(code, "bad_frame");
     ASSERT(parse("{\"op\":\"send\",\"to\":\"b\",\"cid\":\"c\"}", &f, &code) != 0);
     ASSERT_STR(code, "bad_frame");
-    ASSERT(parse("{\"op\":\"send\",\"to\":\"b\",\"body\":\"x\\u0001\",\"cid\":\"c\"}", &f, &code) != 0);
+    ASSERT(parse("{\"op\":\"send\",\"to\":\"b\",\"body\":\"x\\u0001\",\"cid\":\"c\"}", &f, &code) !=
+           0);
     ASSERT_STR(code, "bad_frame");
     ASSERT(parse("{\"op\":\"hello\"}", &f, &code) != 0);
     ASSERT_STR(code, "bad_hello");
     /* A body over max_body (100) is refused, and the error can name the cid. */
     {
         char big[300];
-        snprintf(big, sizeof(big), "{\"op\":\"send\",\"to\":\"b\",\"cid\":\"k9\",\"body\":\"%0150d\"}", 0);
+        snprintf(big, sizeof(big),
+                 "{\"op\":\"send\",\"to\":\"b\",\"cid\":\"k9\",\"body\":\"%0150d\"}", 0);
         ASSERT(gw_proto_parse(big, strlen(big), 100, &f, &code, &reason, cid, sizeof(cid)) != 0);
         ASSERT_STR(cid, "k9");
     }
@@ -72,8 +75,8 @@ static void test_parse_bad(void)
 static void test_encode(void)
 {
     gw_payload_t *p;
-    gw_msg_t m = {12345678901234567ull, 1700000000000ull, "a@x", "b@y", "hi \"there\"\n", 11,
-                  "text", NULL};
+    gw_msg_t m = {
+        12345678901234567ull, 1700000000000ull, "a@x", "b@y", "hi \"there\"\n", 11, "text", NULL};
 
     p = gw_proto_msg(&m, "a@x", 1);
     ASSERT(p != NULL);
@@ -87,7 +90,8 @@ static void test_encode(void)
                "{\"op\":\"ack\",\"cid\":\"c1\",\"id\":\"7\",\"ts\":8,\"queued\":true}");
     gw_payload_unref(p);
     p = gw_proto_error("bad_json", "x", NULL);
-    ASSERT_STR((char *)gw_payload_data(p), "{\"op\":\"error\",\"code\":\"bad_json\",\"reason\":\"x\"}");
+    ASSERT_STR((char *)gw_payload_data(p),
+               "{\"op\":\"error\",\"code\":\"bad_json\",\"reason\":\"x\"}");
     gw_payload_unref(p);
     p = gw_proto_opened(NULL);
     ASSERT_STR((char *)gw_payload_data(p), "{\"op\":\"opened\",\"with\":null}");

@@ -26,7 +26,9 @@ int main(void)
     ASSERT_STR(t, "u:1:3cefb51e943c9bb7027ea5c6d6d15f2862ecf72865c20b2f43a18922730e2bf8");
     ASSERT_EQ(gw_ticket_verify("", secret, 0, user, sizeof(user)), GW_EINVAL);
     ASSERT_EQ(gw_ticket_verify("a:b:c", secret, 0, user, sizeof(user)), GW_EINVAL);
-    ASSERT_EQ(gw_ticket_verify("a b:1:0000000000000000000000000000000000000000000000000000000000000000",
-                               secret, 0, user, sizeof(user)), GW_EINVAL);
+    ASSERT_EQ(
+        gw_ticket_verify("a b:1:0000000000000000000000000000000000000000000000000000000000000000",
+                         secret, 0, user, sizeof(user)),
+        GW_EINVAL);
     TASK_DONE();
 }
