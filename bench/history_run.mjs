@@ -101,6 +101,7 @@ try {
 
   if (opts.hold) {
     console.log(`\nholding: psql "${pg.connString}"  (Ctrl-C to stop)`);
+    setInterval(() => {}, 1 << 30);  // a pending promise alone does not keep node alive
     await new Promise(() => {});
   }
 } finally {

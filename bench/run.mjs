@@ -95,6 +95,7 @@ const GW_DOMAIN = `gw.${DOMAIN}`;
 const SECRET = 'bench-component-secret';
 const USER_PREFIX = 'u';
 const PASSWORD = 'pw';
+const IDLE_SECONDS = 5;
 
 const log = (...a) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -157,6 +158,7 @@ async function runPhase(kind, baseDir) {
   const prosodyHandle = { stop: () => (opt.keep ? prosody.stop() : prosody.cleanup()) };
   live.servers.add(prosodyHandle);
   res.prosodyDir = prosody.dir;
+  if (opt.keep) log(`${kind}: Prosody dir ${prosody.dir}`);
   const senderUsers = Array.from({ length: M }, (_, i) => [`app${i}`, PASSWORD]);
   await prosody.addAccounts(senderUsers);
   if (kind === 'prosody') {
@@ -237,6 +239,13 @@ async function runPhase(kind, baseDir) {
     res.problems.push(`${res.sessions.failed} of ${N} sessions failed to open: ${JSON.stringify(res.sessions.failures)}`);
   }
   await sleep(2000);
+  // CPU the idle sessions cost: timers, pings, bookkeeping that grows with the count.
+  const idle0 = { holder: cpuSeconds(holderPid), prosody: cpuSeconds(prosodyPid) };
+  await sleep(IDLE_SECONDS * 1000);
+  res.idleCpuPct = {
+    holder: ((cpuSeconds(holderPid) - idle0.holder) / IDLE_SECONDS) * 100,
+    prosody: ((cpuSeconds(prosodyPid) - idle0.prosody) / IDLE_SECONDS) * 100,
+  };
   res.rss.holderIdle = rssKiB(holderPid);
   res.rss.prosodyIdle = rssKiB(prosodyPid);
   const up = res.sessions.up || NaN;
@@ -341,6 +350,23 @@ async function runPhase(kind, baseDir) {
   return res;
 }
 
+/** Which gateway build ran: binary hash and time, and the tree it most likely came from. */
+async function gatewayBuild() {
+  const out = { path: path.relative(repo, opt.gateway) || opt.gateway };
+  try {
+    const buf = await fs.readFile(opt.gateway);
+    const { createHash } = await import('node:crypto');
+    out.sha256 = createHash('sha256').update(buf).digest('hex').slice(0, 12);
+    out.mtime = (await fs.stat(opt.gateway)).mtime.toISOString().replace(/\.\d+Z$/, 'Z');
+  } catch { /* missing binary: the imgw phase reports it */ }
+  try {
+    out.commit = execFileSync('git', ['-C', repo, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    out.dirty = execFileSync('git', ['-C', repo, 'status', '--porcelain', '--', 'gateway'],
+      { encoding: 'utf8' }).trim() !== '';
+  } catch { /* not a git checkout */ }
+  return out;
+}
+
 function prosodyVersion() {
   try {
     return execFileSync('dpkg-query', ['-W', '-f=${Version}', 'prosody'], { encoding: 'utf8' }).trim();
@@ -365,6 +391,12 @@ function report(results, meta) {
   L.push(`Machine: ${meta.machine.nproc} CPUs (${meta.machine.cpu}), ${meta.machine.memGiB} GiB RAM, ` +
     `${meta.machine.kernel}; Node ${meta.machine.node}, Prosody ${meta.prosody}; ` +
     `load generators on the same machine.`);
+  if (meta.gateway) {
+    const gb = meta.gateway;
+    L.push('');
+    L.push(`Gateway: \`${gb.path}\` sha256 ${gb.sha256 ?? '?'} built ${gb.mtime ?? '?'}, ` +
+      `tree at ${gb.commit ?? '?'}${gb.dirty ? ' with uncommitted changes under gateway/' : ''}.`);
+  }
   L.push('');
   const head = ['', ...(g ? ['imgw (component + JSON/WebSocket)'] : []),
     ...(p ? ['Prosody (XMPP over WebSocket)'] : []), ...(both ? ['imgw / Prosody'] : [])];
@@ -382,6 +414,7 @@ function report(results, meta) {
   row('**session holder RSS per idle session (KiB)**', (r) => r.rss.holderPerSessionKiB, 2);
   row('Prosody RSS change per web session (KiB)', (r) => r.rss.prosodyPerSessionKiB, 2);
   row('server-side RSS per session, total (KiB)', (r) => r.rss.serverPerSessionKiB, 2);
+  row(`session holder CPU while idle (% of a core, ${IDLE_SECONDS} s)`, (r) => r.idleCpuPct.holder, 1);
   row('session holder RSS after the load (MiB)', (r) => r.rss.holderAfterLoad / 1024, 1);
   row('offered rate (msg/s) x duration (s)', (r) => `${fmt(r.load.offeredRate)} x ${fmt(r.load.sendSeconds, 1)}`, 0, false);
   row('messages sent', (r) => r.load.sent);
@@ -440,6 +473,7 @@ async function main() {
     command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machineInfo(),
     prosody: prosodyVersion(),
+    gateway: opt.mode === 'prosody' ? null : await gatewayBuild(),
     params: { sessions: N, rate: R, duration: S, senders: M, mode: opt.mode, perProc, concurrency, warmup },
   };
   const kinds = opt.mode === 'both' ? ['imgw', 'prosody'] : [opt.mode];

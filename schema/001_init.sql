@@ -99,9 +99,6 @@ COMMENT ON COLUMN conversation_state.unread IS
 
 -- Chat list: a user's conversations, most recent first.
 CREATE INDEX conversation_state_list_idx ON conversation_state (user_jid, last_message_id DESC);
--- Unanswered report: rows whose last message came from the peer.
-CREATE INDEX conversation_state_waiting_idx ON conversation_state (last_message_at)
-  WHERE last_sender <> user_jid;
 
 -- Row trigger: derive conv, then claim stanza_id and id. Returning NULL skips
 -- the row: a duplicate stanza_id is a silent no-op, like ON CONFLICT DO NOTHING.

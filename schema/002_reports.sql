@@ -38,6 +38,8 @@ COMMENT ON VIEW report_daily_volume IS
 -- and the seller's first message after it (by id, on any later day), with
 -- the interval between them. reply_* are NULL while the seller has not
 -- answered. p_reply_window bounds how far after p_to replies are looked for.
+-- p_seller, when given, limits the report to that seller's conversations
+-- and reads only them (indexes on sender and recipient).
 --
 -- How: one pass over the period's messages numbers the seller's messages in
 -- each conversation (seller_no, a running count in id order). The first
@@ -45,7 +47,8 @@ COMMENT ON VIEW report_daily_volume IS
 -- message numbered k + 1, found with one hash join instead of one index
 -- probe per buyer message and partition.
 CREATE FUNCTION report_first_response_between(p_from timestamptz, p_to timestamptz,
-                                              p_reply_window interval DEFAULT '30 days')
+                                              p_reply_window interval DEFAULT '30 days',
+                                              p_seller text DEFAULT NULL)
 RETURNS TABLE (conv text, day date, buyer_jid text, seller_jid text,
                buyer_message_id bigint, buyer_message_at timestamptz,
                reply_id bigint, reply_at timestamptz,
@@ -61,6 +64,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     JOIN users ru ON ru.jid = m.recipient
     WHERE m.created_at >= p_from AND m.created_at < p_to + p_reply_window
       AND su.type <> ru.type
+      AND (p_seller IS NULL OR m.sender = p_seller OR m.recipient = p_seller)
   ), first_of_day AS (
     SELECT DISTINCT ON (n.conv, n.created_at::date)
            n.conv, n.created_at::date AS day, n.sender, n.recipient, n.id, n.created_at, n.seller_no
@@ -94,8 +98,7 @@ CREATE VIEW report_unanswered AS
   FROM conversation_state cs
   JOIN users s ON s.jid = cs.user_jid AND s.type = 'seller'
   JOIN users b ON b.jid = cs.peer_jid AND b.type = 'buyer'
-  WHERE cs.last_sender = cs.peer_jid
-    AND cs.last_sender <> cs.user_jid;
+  WHERE cs.last_sender = cs.peer_jid;
 
 COMMENT ON VIEW report_unanswered IS
   'Buyer-seller conversations whose last message is the buyer''s, with the time waited so far.';

@@ -276,6 +276,10 @@ test('report views return the right numbers on a hand-made history', async () =>
   // The period function: 2026-03-03 only; the reply on the 4th is still found.
   assert.deepEqual(rows(await q(`SELECT day, response_seconds FROM report_first_response_between('2026-03-03', '2026-03-04')`)),
     [['2026-03-03', '120']]);
+  // One seller only.
+  assert.deepEqual(rows(await q(`SELECT day, buyer_jid, response_seconds FROM report_first_response_between('2026-03-01', '2026-04-01',
+                                   p_seller => 's1@shop.example') ORDER BY day`)),
+  [['2026-03-02', 'b1@shop.example', '90'], ['2026-03-03', 'b1@shop.example', '120'], ['2026-03-04', 'b1@shop.example', '']]);
   // Mean response time per seller, the way docs/reporting.md computes it.
   assert.equal(await q(`SELECT seller_jid, avg(response_seconds), count(*), count(reply_id)
                         FROM report_first_response WHERE day BETWEEN '2026-03-01' AND '2026-03-31'
