@@ -30,6 +30,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strophe.h>
@@ -52,6 +53,14 @@ typedef struct qitem {
     char data[];
 } qitem_t;
 
+typedef struct pending_iq {
+    struct pending_iq *next;
+    char id[24];
+    uint64_t deadline_ms;
+    gw_link_iq_cb cb;
+    void *ud;
+} pending_iq_t;
+
 struct gw_link {
     uv_loop_t *loop;
     const gw_config_t *cfg;
@@ -69,6 +78,7 @@ struct gw_link {
     uv_timer_t reconnect_timer;
     uv_timer_t keepalive_timer;
     uv_timer_t handshake_timer;
+    uv_timer_t iq_timer;
     uv_prepare_t flush;
     int dirty;
 
@@ -79,10 +89,14 @@ struct gw_link {
 
     qitem_t *qhead, *qtail;
     size_t qlen;
+
+    pending_iq_t *iqs; /* companion requests awaiting an answer */
+    unsigned long iq_seq;
 };
 
 static void schedule_reconnect(gw_link_t *l);
 static void update_poll(gw_link_t *l);
+static void expire_iqs(gw_link_t *l, int all);
 
 /* ---- logging ---------------------------------------------------------- */
 
@@ -190,6 +204,8 @@ static void reclaim_unsent(gw_link_t *l, xmpp_conn_t *conn)
 static void step(gw_link_t *l)
 {
     l->dirty = 0;
+    if (l->iqs)
+        expire_iqs(l, 0);
     xmpp_run_once(l->ctx, 0);
     if (l->dead != NULL && l->dead != l->conn) {
         /* Released here, never from inside its own callback. */
@@ -299,6 +315,53 @@ static void reply_iq(gw_link_t *l, xmpp_stanza_t *iq, const char *type, const ch
     send_stanza_text(l, &b);
 }
 
+/* Completes the pending request answered by st; returns 1 when there was one. */
+static int finish_iq(gw_link_t *l, xmpp_stanza_t *st, const char *type)
+{
+    const char *id = xmpp_stanza_get_id(st);
+    pending_iq_t **pp = &l->iqs;
+
+    if (id == NULL)
+        return 0;
+    while (*pp && strcmp((*pp)->id, id) != 0)
+        pp = &(*pp)->next;
+    if (*pp == NULL)
+        return 0;
+    {
+        pending_iq_t *p = *pp;
+        const char *cond = NULL;
+        *pp = p->next;
+        if (strcmp(type, "error") == 0) {
+            xmpp_stanza_t *err = xmpp_stanza_get_child_by_name(st, "error");
+            xmpp_stanza_t *c = err ? xmpp_stanza_get_children(err) : NULL;
+            while (c && (!xmpp_stanza_is_tag(c) || strcmp(xmpp_stanza_get_name(c), "text") == 0))
+                c = xmpp_stanza_get_next(c);
+            cond = c ? xmpp_stanza_get_name(c) : "undefined-condition";
+        }
+        p->cb(p->ud, cond ? GW_EINVAL : 0, cond);
+        free(p);
+    }
+    return 1;
+}
+
+/* Fails every pending request (link down or stopping) or only the expired ones. */
+static void expire_iqs(gw_link_t *l, int all)
+{
+    uint64_t now = gw_now_ms();
+    pending_iq_t **pp = &l->iqs;
+
+    while (*pp) {
+        pending_iq_t *p = *pp;
+        if (all || p->deadline_ms <= now) {
+            *pp = p->next;
+            p->cb(p->ud, GW_ELINK, all ? "link-down" : "timeout");
+            free(p);
+        } else {
+            pp = &p->next;
+        }
+    }
+}
+
 static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 {
     gw_link_t *l = ud;
@@ -307,6 +370,9 @@ static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     const char *ns;
 
     GW_UNUSED(conn);
+    if (type && (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) &&
+        finish_iq(l, st, type))
+        return 1;
     if (type == NULL || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)) {
         if (type && strcmp(type, "error") == 0)
             gw_warn("link", "IQ error from %s (id %s)", xmpp_stanza_get_from(st) ?: "?",
@@ -535,6 +601,7 @@ static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error, xmpp_str
         int was_up = l->state == L_UP;
         uv_timer_stop(&l->handshake_timer);
         reclaim_unsent(l, conn);
+        expire_iqs(l, 1);
         close_poll(l);
         if (conn == l->conn) {
             l->dead = conn;
@@ -718,6 +785,8 @@ int gw_link_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_link_cbs_t *cb
     uv_timer_init(loop, &l->reconnect_timer);
     uv_timer_init(loop, &l->keepalive_timer);
     uv_timer_init(loop, &l->handshake_timer);
+    uv_timer_init(loop, &l->iq_timer);
+    l->iq_timer.data = l;
     uv_prepare_init(loop, &l->flush);
     l->reconnect_timer.data = l->keepalive_timer.data = l->handshake_timer.data = l;
     l->flush.data = l;
@@ -813,6 +882,51 @@ void gw_link_send_web_presence(gw_link_t *l, const char *user, int available)
     send_stanza_text(l, &b);
 }
 
+static void on_iq_timer(uv_timer_t *t)
+{
+    gw_link_t *l = t->data;
+
+    expire_iqs(l, 0);
+    if (l->iqs)
+        uv_timer_start(&l->iq_timer, on_iq_timer, (uint64_t)l->cfg->handshake_timeout_ms / 4 + 1,
+                       0);
+}
+
+int gw_link_register_user(gw_link_t *l, const char *user, gw_link_iq_cb cb, void *ud)
+{
+    pending_iq_t *p;
+    gw_sbuf_t b;
+
+    if (l->state != L_UP || l->conn == NULL)
+        return GW_ELINK;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return GW_ENOMEM;
+    snprintf(p->id, sizeof(p->id), "reg%lu", ++l->iq_seq);
+    p->deadline_ms = gw_now_ms() + (uint64_t)l->cfg->handshake_timeout_ms;
+    p->cb = cb;
+    p->ud = ud;
+    gw_sbuf_init(&b, 4096);
+    gw_sbuf_puts(&b, "<iq type='set'");
+    attr(&b, "id", p->id);
+    attr(&b, "from", l->cfg->component_domain);
+    attr(&b, "to", l->cfg->xmpp_domain);
+    gw_sbuf_puts(&b, "><user xmlns='" NS_COMPANION "' action='create'><username>");
+    gw_xml_escape(&b, user, strlen(user));
+    gw_sbuf_puts(&b, "</username></user></iq>");
+    if (b.overflow) {
+        gw_sbuf_free(&b);
+        free(p);
+        return GW_ENOMEM;
+    }
+    p->next = l->iqs;
+    l->iqs = p;
+    send_stanza_text(l, &b);
+    if (!uv_is_active((uv_handle_t *)&l->iq_timer))
+        uv_timer_start(&l->iq_timer, on_iq_timer, (uint64_t)l->cfg->handshake_timeout_ms + 1, 0);
+    return 0;
+}
+
 int gw_link_is_up(const gw_link_t *l)
 {
     return l->state == L_UP;
@@ -836,23 +950,34 @@ void gw_link_stop(gw_link_t *l)
     }
     if (l->qlen)
         gw_warn("link", "%zu queued message(s) not sent at shutdown", l->qlen);
+    expire_iqs(l, 1);
     close_poll(l);
     uv_close((uv_handle_t *)&l->reconnect_timer, NULL);
     uv_close((uv_handle_t *)&l->keepalive_timer, NULL);
     uv_close((uv_handle_t *)&l->handshake_timer, NULL);
+    uv_close((uv_handle_t *)&l->iq_timer, NULL);
     uv_close((uv_handle_t *)&l->flush, NULL);
 }
 
 void gw_link_free(gw_link_t *l)
 {
     qitem_t *q;
+    xmpp_conn_t *c;
 
     if (l == NULL)
         return;
-    if (l->conn)
-        xmpp_conn_release(l->conn);
-    if (l->dead)
+    /*
+     * Releasing a connection that is still open fires its DISCONNECT callback,
+     * which would park it in l->dead; detach it first so it is released once.
+     */
+    c = l->conn;
+    l->conn = NULL;
+    if (l->dead) {
         xmpp_conn_release(l->dead);
+        l->dead = NULL;
+    }
+    if (c)
+        xmpp_conn_release(c);
     while ((q = l->qhead) != NULL) {
         l->qhead = q->next;
         free(q);

@@ -58,6 +58,21 @@ int gw_link_start(gw_link_t *l);
 int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char *id,
                       const char *body, size_t body_len);
 
+/*
+ * Called with the outcome of a companion request: status 0 for a result,
+ * GW_EAUTH/GW_EINVAL/GW_EEXIST-like negative codes for an error (condition
+ * names the XMPP error, e.g. "conflict"), GW_ELINK when the link went down or
+ * the answer did not come within the handshake timeout.
+ */
+typedef void (*gw_link_iq_cb)(void *ud, int status, const char *condition);
+
+/*
+ * Asks the companion to create user (same-JID mode). cb(ud, ...) runs exactly
+ * once, later, unless this returns non-zero (GW_ELINK when the link is down,
+ * GW_ENOMEM), in which case it never runs.
+ */
+int gw_link_register_user(gw_link_t *l, const char *user, gw_link_iq_cb cb, void *ud);
+
 /* Tells the companion whether user has web sessions (same-JID mode; no-op otherwise). */
 void gw_link_send_web_presence(gw_link_t *l, const char *user, int available);
 

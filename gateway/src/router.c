@@ -23,6 +23,7 @@ struct gw_router {
     uv_loop_t *loop;
     const gw_config_t *cfg;
     gw_registry_t *reg;
+    gw_strset_t *known; /* users known to exist on the XMPP server */
     gw_link_t *link;
     gw_front_t *front;
     const char *users_domain; /* domain of web users' JIDs */
@@ -162,11 +163,66 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
     return -1;
 }
 
+static void welcome(gw_router_t *r, gw_session_t *s)
+{
+    char jid[JID_MAX];
+    char sid[32];
+
+    snprintf(jid, sizeof(jid), "%s@%s", s->user->id, r->users_domain);
+    snprintf(sid, sizeof(sid), "%" PRIx64 "-%" PRIu64, (uint64_t)r->cfg->node_id, s->id);
+    s->welcomed = 1;
+    send_payload(r, s, gw_proto_welcome(s->user->id, jid, sid));
+    gw_debug("router", "session %" PRIu64 " is %s", s->id, jid);
+}
+
+/*
+ * Users known to exist on the XMPP server, so that only a user's first login
+ * since start costs a registration round trip. Bounded: when full it is
+ * emptied, which only costs a few extra "conflict" answers.
+ */
+#define KNOWN_MAX 200000
+
+static int known_user(gw_router_t *r, const char *user)
+{
+    return gw_strset_has(r->known, user);
+}
+
+/* User data of a registration request: the user id, not the session, which may close first. */
+typedef struct reg_ctx {
+    gw_router_t *r;
+    char user[];
+} reg_ctx_t;
+
+static void on_registered(void *ud, int status, const char *condition)
+{
+    reg_ctx_t *ctx = ud;
+    gw_router_t *r = ctx->r;
+    const char *user = ctx->user;
+    gw_user_t *u;
+
+    if (status == 0 || (condition && strcmp(condition, "conflict") == 0)) {
+        if (gw_strset_count(r->known) >= KNOWN_MAX)
+            gw_strset_clear(r->known);
+        gw_strset_add(r->known, user);
+        if (status == 0)
+            gw_info("router", "registered %s@%s through the companion", user, r->cfg->xmpp_domain);
+    } else {
+        gw_warn("router", "registration of %s failed (%s); welcoming anyway", user,
+                condition ? condition : "?");
+    }
+    u = gw_registry_find(r->reg, user);
+    if (u != NULL) {
+        u->registering = 0;
+        for (gw_session_t *s = u->sessions; s; s = s->next)
+            if (!s->welcomed && !s->closing)
+                welcome(r, s);
+    }
+    free(ctx);
+}
+
 static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
 {
     char user[72];
-    char jid[JID_MAX];
-    char sid[32];
     int rc;
 
     if (f->ticket != NULL) {
@@ -207,10 +263,30 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     }
     if (rc == 1)
         gw_link_send_web_presence(r->link, user, 1);
-    snprintf(jid, sizeof(jid), "%s@%s", user, r->users_domain);
-    snprintf(sid, sizeof(sid), "%" PRIx64 "-%" PRIu64, (uint64_t)r->cfg->node_id, s->id);
-    send_payload(r, s, gw_proto_welcome(user, jid, sid));
-    gw_debug("router", "session %" PRIu64 " is %s", s->id, jid);
+    if (r->cfg->mode_value == GW_MODE_SAMEJID && !known_user(r, user)) {
+        /*
+         * Same-JID mode: the XMPP account must exist before the user can chat.
+         * The first session of an unknown user asks the companion to create it
+         * ("conflict" means it exists) and is welcomed when the answer comes.
+         */
+        if (!s->user->registering) {
+            size_t ulen = strlen(user);
+            reg_ctx_t *ud = malloc(sizeof(*ud) + ulen + 1);
+            if (ud != NULL) {
+                ud->r = r;
+                memcpy(ud->user, user, ulen + 1);
+            }
+            if (ud != NULL && gw_link_register_user(r->link, user, on_registered, ud) == 0) {
+                s->user->registering = 1;
+                return;
+            }
+            free(ud);
+            /* Link down: welcome now; the account is created on a later login. */
+        } else {
+            return; /* welcomed with the other sessions of this user */
+        }
+    }
+    welcome(r, s);
 }
 
 static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
@@ -262,7 +338,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
         m.cid = f->cid;
         for (gw_session_t *o = s->user->sessions; o; o = o->next) {
             int open = o->open_conv && strcmp(o->open_conv, to) == 0;
-            if (o == s)
+            if (o == s || !o->welcomed)
                 continue;
             if (enc[open] == NULL)
                 enc[open] = gw_proto_msg(&m, to, open);
@@ -304,7 +380,7 @@ static void on_frame(void *ud, gw_session_t *s, const char *data, size_t len)
         }
         return;
     }
-    if (s->user == NULL && f.op != GW_OP_HELLO) {
+    if ((s->user == NULL || !s->welcomed) && f.op != GW_OP_HELLO) {
         send_error(r, s, "not_authenticated", "send hello first", NULL);
         gw_front_close(r->front, s, 4401, "authentication required");
         gw_frame_free(&f);
@@ -393,6 +469,8 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     m.cid = NULL;
     for (gw_session_t *s = u->sessions; s; s = s->next) {
         int open = s->open_conv && strcmp(s->open_conv, from) == 0;
+        if (!s->welcomed)
+            continue;
         gw_payload_t **slot = open ? &opened : &closed;
         if (*slot == NULL)
             *slot = gw_proto_msg(&m, from, open);
@@ -419,6 +497,8 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
     r->cfg = cfg;
     r->users_domain = cfg->mode_value == GW_MODE_SAMEJID ? cfg->xmpp_domain : cfg->component_domain;
     if ((rc = gw_registry_new(&r->reg)) != 0)
+        goto fail;
+    if ((rc = gw_strset_new(&r->known)) != 0)
         goto fail;
     if ((rc = gw_link_new(loop, cfg, &lcbs, r, &r->link)) != 0)
         goto fail;
@@ -459,6 +539,7 @@ void gw_router_free(gw_router_t *r)
     r->front = NULL;
     gw_link_free(r->link);
     gw_registry_free(r->reg);
+    gw_strset_free(r->known);
     free(r);
 }
 

@@ -159,3 +159,112 @@ void gw_registry_free(gw_registry_t *r)
     free(r->buckets);
     free(r);
 }
+
+/* ---- string set ---------------------------------------------------------- */
+
+typedef struct snode {
+    struct snode *next;
+    char s[];
+} snode_t;
+
+struct gw_strset {
+    snode_t **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t count;
+};
+
+int gw_strset_new(gw_strset_t **out)
+{
+    gw_strset_t *set = calloc(1, sizeof(*set));
+
+    if (set == NULL)
+        return GW_ENOMEM;
+    set->nbuckets = 1024;
+    set->buckets = calloc(set->nbuckets, sizeof(*set->buckets));
+    if (set->buckets == NULL) {
+        free(set);
+        return GW_ENOMEM;
+    }
+    *out = set;
+    return 0;
+}
+
+int gw_strset_has(const gw_strset_t *set, const char *s)
+{
+    const snode_t *n = set->buckets[(size_t)hash(s) & (set->nbuckets - 1)];
+
+    while (n && strcmp(n->s, s) != 0)
+        n = n->next;
+    return n != NULL;
+}
+
+static void strset_grow(gw_strset_t *set)
+{
+    size_t nb = set->nbuckets * 2;
+    snode_t **b = calloc(nb, sizeof(*b));
+
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < set->nbuckets; i++) {
+        snode_t *n = set->buckets[i];
+        while (n) {
+            snode_t *next = n->next;
+            size_t k = (size_t)hash(n->s) & (nb - 1);
+            n->next = b[k];
+            b[k] = n;
+            n = next;
+        }
+    }
+    free(set->buckets);
+    set->buckets = b;
+    set->nbuckets = nb;
+}
+
+int gw_strset_add(gw_strset_t *set, const char *s)
+{
+    size_t len = strlen(s);
+    snode_t *n;
+    size_t k;
+
+    if (gw_strset_has(set, s))
+        return 0;
+    n = malloc(sizeof(*n) + len + 1);
+    if (n == NULL)
+        return GW_ENOMEM;
+    memcpy(n->s, s, len + 1);
+    if (set->count + 1 > set->nbuckets)
+        strset_grow(set);
+    k = (size_t)hash(s) & (set->nbuckets - 1);
+    n->next = set->buckets[k];
+    set->buckets[k] = n;
+    set->count++;
+    return 1;
+}
+
+size_t gw_strset_count(const gw_strset_t *set)
+{
+    return set->count;
+}
+
+void gw_strset_clear(gw_strset_t *set)
+{
+    for (size_t i = 0; i < set->nbuckets; i++) {
+        snode_t *n = set->buckets[i];
+        while (n) {
+            snode_t *next = n->next;
+            free(n);
+            n = next;
+        }
+        set->buckets[i] = NULL;
+    }
+    set->count = 0;
+}
+
+void gw_strset_free(gw_strset_t *set)
+{
+    if (set == NULL)
+        return;
+    gw_strset_clear(set);
+    free(set->buckets);
+    free(set);
+}

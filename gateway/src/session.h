@@ -33,6 +33,7 @@ typedef struct gw_session {
     gw_user_t *user;                /* NULL until hello succeeds */
     struct gw_session *next, *prev; /* the user's other sessions */
     char *open_conv;                /* bare JID of the conversation on screen, or NULL */
+    uint8_t welcomed;               /* welcome sent: the session receives messages */
     uint64_t id;
 } gw_session_t;
 
@@ -40,7 +41,8 @@ struct gw_user {
     gw_user_t *hnext;       /* hash chain */
     gw_session_t *sessions; /* doubly linked through next/prev */
     unsigned nsessions;
-    char id[]; /* user id, lower case */
+    uint8_t registering; /* a companion registration is in flight */
+    char id[];           /* user id, lower case */
 };
 
 typedef struct gw_registry gw_registry_t;
@@ -70,5 +72,16 @@ size_t gw_registry_session_count(const gw_registry_t *r);
 
 /* Frees the table. Sessions must have been detached. */
 void gw_registry_free(gw_registry_t *r);
+
+/* A set of strings (user ids), for "known to exist" caches. */
+typedef struct gw_strset gw_strset_t;
+
+int gw_strset_new(gw_strset_t **out);
+/* Adds s (copied). Returns 1 when added, 0 when present, GW_ENOMEM. */
+int gw_strset_add(gw_strset_t *set, const char *s);
+int gw_strset_has(const gw_strset_t *set, const char *s);
+size_t gw_strset_count(const gw_strset_t *set);
+void gw_strset_clear(gw_strset_t *set);
+void gw_strset_free(gw_strset_t *set);
 
 #endif
