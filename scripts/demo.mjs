@@ -39,6 +39,7 @@ try {
     prosody,
     secret: 'demo-secret',
     config: {
+      mode: 'samejid',
       listen_port: port,
       allowed_origins: `http://127.0.0.1:${port}, http://localhost:${port}`,
       log_level: 'info',
@@ -48,7 +49,7 @@ try {
   console.log(`
 imgw demo is running.
 
-  Demo page:     http://127.0.0.1:${port}/demo/   (sign in as any user, e.g. two tabs as alice and bob)
+  Demo page:     http://127.0.0.1:${port}/demo/   (sign in as any user, e.g. two tabs as alice and bob, or as app1)
   Health:        http://127.0.0.1:${port}/health
   Prosody c2s:   127.0.0.1:${prosody.c2sPort}  domain ${domain}  users app1/pw, app2/pw
   PostgreSQL:    ${pg.url}

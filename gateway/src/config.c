@@ -32,7 +32,7 @@ static const centry_t table[] = {
     {"component_secret", T_STR, O(component_secret), 0, 0, "", 1},
     {"xmpp_domain", T_STR, O(xmpp_domain), 0, 0, "", 0},
     {"allow_multiple", T_BOOL, O(allow_multiple), 0, 1, "no", 0},
-    {"mode", T_STR, O(mode), 0, 0, "component", 0},
+    {"mode", T_STR, O(mode), 0, 0, "samejid", 0},
     {"keepalive_s", T_INT, O(keepalive_s), 1, 300, "60", 0},
     {"reconnect_min_ms", T_INT, O(reconnect_min_ms), 10, 60000, "250", 0},
     {"reconnect_max_ms", T_INT, O(reconnect_max_ms), 100, 600000, "30000", 0},

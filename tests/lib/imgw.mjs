@@ -60,6 +60,8 @@ export async function startImgw(o = {}) {
     listen_host: '127.0.0.1',
     listen_port: port,
     dev_mode: 'yes',
+    // Component mode unless a test asks for samejid (which needs the companion module).
+    mode: 'component',
     allowed_origins: `http://127.0.0.1:${port}, http://localhost:${port}`,
     allow_no_origin: 'yes',
     web_root: path.join(REPO, 'clients', 'web'),

@@ -1,0 +1,104 @@
+// Same-JID mode end to end: Prosody with mod_imgw_companion, the gateway in
+// mode = samejid, app users over c2s and web users over WebSocket share one JID each.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { startProsody } from '../lib/prosody.mjs';
+import { gatewayBuilt, startImgw } from '../lib/imgw.mjs';
+import { openWs } from '../lib/wsclient.mjs';
+import { login, nextMessage, stopAll, xml } from '../lib/xmpp.mjs';
+
+const DOMAIN = 'shop.test';
+const GW = `gw.${DOMAIN}`;
+const BODY = `<b>&amp;</b> "q" ünïcödé 😀 \\ ]]>`;
+
+describe('same-JID mode', { skip: !gatewayBuilt() && 'build/gateway/imgw is not built' }, () => {
+  let prosody, gw, seller;
+
+  before(async () => {
+    prosody = await startProsody({
+      domain: DOMAIN,
+      components: [{ domain: GW, secret: 's3cret' }],
+      users: [['seller7', 'pw'], ['buyer42', 'pw']],
+      companion: { gateway: GW },
+      modules: ['offline'],
+      logLevel: 'info',
+    });
+    gw = await startImgw({ prosody, config: { mode: 'samejid' } });
+    seller = await login({ port: prosody.c2sPort, domain: DOMAIN, username: 'seller7', password: 'pw', resource: 'phone' });
+  });
+
+  after(async () => {
+    await stopAll(seller);
+    await gw?.cleanup();
+    await prosody?.cleanup();
+  });
+
+  it('gives a web user the same bare JID as on the app, both ways', async () => {
+    const web = await openWs(gw.wsUrl);
+    const w = await web.hello('buyer42');
+    assert.equal(w.jid, `buyer42@${DOMAIN}`);
+    const got = nextMessage(seller, (m) => m.getChildText('body') === BODY, 5000);
+    web.send({ op: 'send', to: 'seller7', body: BODY, cid: 's1' });
+    const ack = await web.next((f) => f.op === 'ack');
+    const m = await got;
+    assert.equal(m.attrs.from, `buyer42@${DOMAIN}/web`, 'the app sees the buyer under their own JID');
+    assert.equal(m.attrs.type, 'chat');
+    assert.equal(m.attrs.id, ack.id);
+
+    await seller.send(xml('message', { to: `buyer42@${DOMAIN}`, type: 'chat' }, xml('body', {}, BODY)));
+    const back = await web.next((f) => f.op === 'msg');
+    assert.equal(back.from, `seller7@${DOMAIN}`);
+    assert.equal(back.conv, `seller7@${DOMAIN}`);
+    assert.equal(back.body, BODY);
+    await web.close();
+  });
+
+  it('delivers to the app and the web when the user is on both', async () => {
+    const app = await login({ port: prosody.c2sPort, domain: DOMAIN, username: 'buyer42', password: 'pw', resource: 'phone' });
+    const web = await openWs(gw.wsUrl);
+    await web.hello('buyer42');
+    try {
+      const onApp = nextMessage(app, (m) => m.getChildText('body') === 'both', 5000);
+      await seller.send(xml('message', { to: `buyer42@${DOMAIN}`, type: 'chat' }, xml('body', {}, 'both')));
+      await onApp;
+      const onWeb = await web.next((f) => f.op === 'msg');
+      assert.equal(onWeb.body, 'both');
+      assert.ok(await web.none((f) => f.op === 'msg', 400), 'exactly one copy on the web');
+    } finally {
+      await web.close();
+      await stopAll(app);
+    }
+  });
+
+  it('routes web to web through the server, once', async () => {
+    const a = await openWs(gw.wsUrl);
+    const b = await openWs(gw.wsUrl);
+    await a.hello('buyer42');
+    await b.hello('seller7');
+    a.send({ op: 'send', to: `seller7@${DOMAIN}`, body: 'web to web', cid: 'w1' });
+    const ack = await a.next((f) => f.op === 'ack');
+    const m = await b.next((f) => f.op === 'msg');
+    assert.equal(m.body, 'web to web');
+    assert.equal(m.id, ack.id);
+    assert.ok(await b.none((f) => f.op === 'msg', 400), 'no duplicate');
+    await a.close();
+    await b.close();
+  });
+
+  it('registers an unknown user through the companion at first login', async () => {
+    const web = await openWs(gw.wsUrl);
+    const w = await web.hello('newbie9');
+    assert.equal(w.op, 'welcome');
+    assert.equal(w.jid, `newbie9@${DOMAIN}`);
+    assert.match(gw.logText(), /registered newbie9@shop\.test through the companion/);
+    // The account exists now: a message to it is routed (copied to the gateway) rather
+    // than bounced, and reaches the web session.
+    await seller.send(xml('message', { to: `newbie9@${DOMAIN}`, type: 'chat' }, xml('body', {}, 'welcome!')));
+    assert.equal((await web.next((f) => f.op === 'msg')).body, 'welcome!');
+    // A second login of a known user needs no registration round trip.
+    const again = await openWs(gw.wsUrl);
+    assert.equal((await again.hello('newbie9')).op, 'welcome');
+    await web.close();
+    await again.close();
+  });
+});
