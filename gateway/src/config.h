@@ -42,6 +42,19 @@ typedef struct gw_config {
     int session_queue_max;
     int auth_timeout_ms;
     int rx_buffer_bytes;
+    /* history (PostgreSQL) */
+    char *pg_conninfo;
+    int pg_migrate;
+    char *spool_dir;
+    int spool_max_bytes;
+    int store_queue_max;
+    int store_batch_max;
+    /* hot state (Redis) */
+    char *redis_host;
+    int redis_port;
+    int redis_db;
+    int cache_ttl_s;
+    int cache_recent;
     /* misc */
     int node_id;
     char *log_level;
