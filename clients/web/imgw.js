@@ -234,6 +234,14 @@ export class ImgwError extends Error {
   }
 }
 
+/**
+ * Error codes that mean "authentication failed". The server follows them with close code
+ * 4401; the client also stops when that close code is lost on the way (a proxy, or a
+ * server that drops the TCP connection without a close frame), since retrying the same
+ * credentials cannot succeed.
+ */
+const AUTH_ERRORS = new Set(['bad_hello', 'bad_ticket', 'expired_ticket', 'not_authenticated']);
+
 /** How many message ids to remember for dropping duplicates after a reconnect. */
 const SEEN_IDS = 512;
 
@@ -299,6 +307,7 @@ export class ImgwClient {
     this._pingTimer = null;
     this._pongTimer = null;
     this._lastError = null;
+    this._authError = null; // an authentication error frame on the current transport
     this._connectWaiters = [];
   }
 
@@ -396,6 +405,7 @@ export class ImgwClient {
       return;
     }
     if (gen !== this._gen || this._userClosed) return;
+    this._authError = null;
     let t;
     try {
       t = this._factory(this.url, {
@@ -447,8 +457,10 @@ export class ImgwClient {
   _onTransportClose(code, reason) {
     this._dropTransport();
     if (this._userClosed) return;
-    if (code === CLOSE_AUTH_FAILED) {
-      const error = this._lastError;
+    const authError = this._authError;
+    this._authError = null;
+    if (code === CLOSE_AUTH_FAILED || authError) {
+      const error = authError ?? this._lastError;
       this._setState('closed');
       this._emit('close', { code, reason, reconnect: false });
       this._emit('authfailed', { code, reason, error });
@@ -589,6 +601,7 @@ export class ImgwClient {
     const error = { code: String(f.code ?? 'unknown'), reason: String(f.reason ?? '') };
     if (typeof f.cid === 'string') error.cid = f.cid;
     this._lastError = error;
+    if (!this._live && AUTH_ERRORS.has(error.code)) this._authError = error;
     if (error.cid !== undefined) {
       const e = this._outbox.get(error.cid);
       if (e) {

