@@ -261,6 +261,12 @@ export async function startProsody({
       const ports = components.length ? [c2sPort, componentPort] : [c2sPort];
       if (websocket) ports.push(httpPort);
       for (const port of ports) await waitForPort(port, { deadline, abort });
+      // The wrapper prints the PID before Prosody even starts, so this is immediate;
+      // it matters only to callers that read pid() right after start().
+      while (prosodyPid === undefined) {
+        if (abort()) throw new Error(abort());
+        await new Promise((r) => c.stdout.once('data', r));
+      }
     } catch (err) {
       await stop();
       throw new Error(`Prosody did not start: ${err.message}\n--- stdout ---\n${tail(stdout)}\n`
