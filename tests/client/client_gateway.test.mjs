@@ -190,6 +190,11 @@ function nextOpen(c, ms = 15000) {
   });
 }
 
+/** Waits for `c` to be connected again if it is not. */
+async function nextOpenIfNeeded(c) {
+  if (c.state !== 'connected') await nextOpen(c);
+}
+
 describe('web client with the real gateway', { skip }, () => {
   let prosody;
   let gw;
@@ -427,6 +432,15 @@ describe('web client with the real gateway', { skip }, () => {
       await lee.connect();
       await lee.send('carol', 'Psst, carol');
       await page.locator(`#chat-list li[data-conv="${jidOf('lee')}"] .unread`).waitFor({ timeout: 10000 });
+      // The page shows a lost gateway and recovers by itself once it is back.
+      await gw.stop('SIGKILL');
+      await page.waitForSelector('#state:is([data-state="reconnecting"], [data-state="connecting"])', { timeout: 10000 });
+      assert.match(await page.textContent('#state-text'), /Reconnecting|Connecting/);
+      await gw.start();
+      await page.waitForSelector('#state[data-state="connected"]', { timeout: 15000 });
+      await nextOpenIfNeeded(kim);
+      await kim.send('carol', 'Still there after the restart?');
+      await page.locator('#messages .msg.theirs .bubble', { hasText: 'Still there after the restart?' }).waitFor({ timeout: 10000 });
       // Start a conversation from the field, by user id.
       await page.fill('#new-chat-peer', 'mia');
       await page.press('#new-chat-peer', 'Enter');
