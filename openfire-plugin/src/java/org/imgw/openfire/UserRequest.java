@@ -79,11 +79,12 @@ public final class UserRequest {
                 props.put(key, value == null || value.isEmpty() ? null : value);
             }
         }
-        return new UserRequest(user.attributeValue("action"), text(user, "username"), text(user, "password"),
-                text(user, "name"), text(user, "email"), props);
+        // The password is taken verbatim: spaces may be part of it.
+        return new UserRequest(user.attributeValue("action"), text(user, "username", true),
+                text(user, "password", false), text(user, "name", true), text(user, "email", true), props);
     }
 
-    private static String text(Element parent, String name) {
+    private static String text(Element parent, String name, boolean trim) {
         Element e = parent.element(name);
         if (e == null) {
             for (Iterator<?> i = parent.elementIterator(); i.hasNext();) {
@@ -94,7 +95,10 @@ public final class UserRequest {
                 }
             }
         }
-        return e == null ? null : e.getTextTrim();
+        if (e == null) {
+            return null;
+        }
+        return trim ? e.getTextTrim() : e.getText();
     }
 
     static Action parseAction(String action) throws CompanionError {

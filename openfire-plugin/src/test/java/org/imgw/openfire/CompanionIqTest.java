@@ -89,6 +89,12 @@ public class CompanionIqTest {
     }
 
     @Test
+    public void passwordsAreTakenVerbatim() {
+        logic.handle(userIq(GW, "create", "<username> spaced </username><password> p w </password>"));
+        assertEquals(" p w ", users.users.get("spaced").password);
+    }
+
+    @Test
     public void createOfAnExistingUserIsConflict() {
         logic.handle(userIq(GW, "create", BUYER));
         IQ reply = logic.handle(userIq(GW, "create", BUYER));
