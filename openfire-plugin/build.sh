@@ -30,6 +30,14 @@ for arg in "$@"; do
 done
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+# Resolve OUTDIR without creating it first, so that a wrong path leaves no trace in the tree.
+case "$OUT" in
+/*) ABS=$OUT ;;
+*) ABS=$(pwd)/$OUT ;;
+esac
+case "$ABS/" in
+"$HERE"/*) echo "build.sh: OUTDIR must be outside the source tree ($HERE)" >&2; exit 2 ;;
+esac
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 case "$OUT/" in
