@@ -25,6 +25,10 @@ typedef struct {
 
 #define O(f) offsetof(gw_config_t, f)
 
+#ifndef IMGW_SCHEMA_DIR
+#define IMGW_SCHEMA_DIR "/usr/local/share/imgw/schema"
+#endif
+
 static const centry_t table[] = {
     {"xmpp_host", T_STR, O(xmpp_host), 0, 0, "127.0.0.1", 0},
     {"xmpp_port", T_INT, O(xmpp_port), 1, 65535, "5275", 0},
@@ -53,6 +57,7 @@ static const centry_t table[] = {
     {"auth_timeout_ms", T_INT, O(auth_timeout_ms), 100, 600000, "10000", 0},
     {"rx_buffer_bytes", T_INT, O(rx_buffer_bytes), 128, 1048576, "1024", 0},
     {"pg_conninfo", T_STR, O(pg_conninfo), 0, 0, "", 1},
+    {"schema_dir", T_STR, O(schema_dir), 0, 0, IMGW_SCHEMA_DIR, 0},
     {"pg_migrate", T_BOOL, O(pg_migrate), 0, 1, "yes", 0},
     {"spool_dir", T_STR, O(spool_dir), 0, 0, "", 0},
     {"spool_max_bytes", T_INT, O(spool_max_bytes), 0, 2000000000, "104857600", 0},

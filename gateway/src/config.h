@@ -44,6 +44,7 @@ typedef struct gw_config {
     int rx_buffer_bytes;
     /* history (PostgreSQL) */
     char *pg_conninfo;
+    char *schema_dir;
     int pg_migrate;
     char *spool_dir;
     int spool_max_bytes;

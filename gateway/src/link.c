@@ -44,6 +44,7 @@
 #define NS_COMPANION   "urn:imgw:companion:0"
 #define NS_FORWARD     "urn:xmpp:forward:0"
 #define NS_PRIVILEGE   "urn:xmpp:privilege:2"
+#define NS_SID         "urn:xmpp:sid:0"
 
 typedef enum { L_DOWN, L_CONNECTING, L_HANDSHAKE, L_UP, L_STOPPED } lstate_t;
 
@@ -439,6 +440,10 @@ static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied)
     m.from = xmpp_stanza_get_from(msg);
     m.to = xmpp_stanza_get_to(msg);
     m.id = xmpp_stanza_get_id(msg);
+    {
+        xmpp_stanza_t *oid = xmpp_stanza_get_child_by_name_and_ns(msg, "origin-id", NS_SID);
+        m.origin_id = oid ? xmpp_stanza_get_attribute(oid, "id") : NULL;
+    }
     m.type = type;
     m.body = text ? text : "";
     m.body_len = text ? strlen(text) : 0;
@@ -806,7 +811,7 @@ int gw_link_start(gw_link_t *l)
 }
 
 static int build_chat(gw_link_t *l, gw_sbuf_t *b, const char *user, const char *to, const char *id,
-                      const char *body, size_t body_len)
+                      const char *origin_id, const char *body, size_t body_len)
 {
     char from[256];
 
@@ -828,6 +833,11 @@ static int build_chat(gw_link_t *l, gw_sbuf_t *b, const char *user, const char *
     gw_sbuf_puts(b, "><body>");
     gw_xml_escape(b, body, body_len);
     gw_sbuf_puts(b, "</body>");
+    if (origin_id) {
+        gw_sbuf_puts(b, "<origin-id xmlns='" NS_SID "'");
+        attr(b, "id", origin_id);
+        gw_sbuf_puts(b, "/>");
+    }
     if (l->cfg->mode_value == GW_MODE_SAMEJID)
         gw_sbuf_puts(b, "</message></forwarded></privilege>");
     gw_sbuf_puts(b, "</message>");
@@ -835,7 +845,7 @@ static int build_chat(gw_link_t *l, gw_sbuf_t *b, const char *user, const char *
 }
 
 int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char *id,
-                      const char *body, size_t body_len)
+                      const char *origin_id, const char *body, size_t body_len)
 {
     gw_sbuf_t b;
     int rc;
@@ -843,7 +853,7 @@ int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char
     if (l->state != L_UP && l->qlen >= (size_t)l->cfg->link_queue_max)
         return GW_EFULL;
     gw_sbuf_init(&b, (size_t)l->cfg->max_body_bytes * 6 + 2048);
-    rc = build_chat(l, &b, user, to, id, body, body_len);
+    rc = build_chat(l, &b, user, to, id, origin_id, body, body_len);
     if (rc != 0) {
         gw_sbuf_free(&b);
         return rc;

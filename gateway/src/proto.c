@@ -114,6 +114,11 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
         f->ticket = get_str(root, "ticket", &bad, NULL);
         f->user = get_str(root, "user", &bad, NULL);
         f->last_id = get_str(root, "last_id", &bad, NULL);
+        if (f->last_id != NULL && gw_proto_parse_id(f->last_id) == 0) {
+            *code = "bad_hello";
+            *reason = "'last_id' must be a message id (decimal string)";
+            goto fail;
+        }
         if (bad || (f->ticket == NULL && f->user == NULL)) {
             *code = "bad_hello";
             *reason = "hello needs a string 'ticket' (or 'user' in development mode)";
@@ -165,6 +170,40 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
         else {
             *code = "bad_frame";
             *reason = "'with' must be a string or null";
+            goto fail;
+        }
+    } else if (strcmp(op, "history") == 0 || strcmp(op, "chats") == 0 ||
+               strcmp(op, "read") == 0) {
+        const char *with = NULL, *before = NULL, *id = NULL;
+        f->op = op[0] == 'h' ? GW_OP_HISTORY : op[0] == 'c' ? GW_OP_CHATS : GW_OP_READ;
+        f->limit = 50;
+        f->before = UINT64_MAX;
+        with = get_str(root, "with", &bad, NULL);
+        before = get_str(root, "before", &bad, NULL);
+        id = get_str(root, "id", &bad, NULL);
+        if (json_object_object_get_ex(root, "limit", &v)) {
+            if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) < 1 ||
+                json_object_get_int(v) > 100) {
+                *code = "bad_frame";
+                *reason = "'limit' must be an integer from 1 to 100";
+                goto fail;
+            }
+            f->limit = json_object_get_int(v);
+        }
+        if (bad || (f->op != GW_OP_CHATS && with == NULL)) {
+            *code = "bad_frame";
+            *reason = "'with' (a user id or bare JID) is required";
+            goto fail;
+        }
+        f->with = with;
+        if (before != NULL && (f->before = gw_proto_parse_id(before)) == 0) {
+            *code = "bad_frame";
+            *reason = "'before' must be a message id (decimal string)";
+            goto fail;
+        }
+        if (f->op == GW_OP_READ && (id == NULL || (f->id = gw_proto_parse_id(id)) == 0)) {
+            *code = "bad_frame";
+            *reason = "read needs 'id', a message id (decimal string)";
             goto fail;
         }
     } else if (strcmp(op, "ping") == 0) {
@@ -272,21 +311,44 @@ gw_payload_t *gw_proto_pong(const char *t_json)
     return finish(&b);
 }
 
+void gw_proto_msg_append(gw_sbuf_t *b, const gw_msg_t *m, const char *conv, int open,
+                         int recovered)
+{
+    gw_sbuf_printf(b, "{\"op\":\"msg\",\"id\":\"%" PRIu64 "\"", m->id);
+    put_str_member(b, "conv", conv);
+    put_str_member(b, "from", m->from);
+    put_str_member(b, "to", m->to);
+    gw_sbuf_puts(b, ",\"body\":");
+    gw_json_escape(b, m->body, m->body_len);
+    put_str_member(b, "kind", m->kind ? m->kind : "text");
+    gw_sbuf_printf(b, ",\"ts\":%" PRIu64 ",\"open\":%s", m->ts, open ? "true" : "false");
+    if (m->cid)
+        put_str_member(b, "cid", m->cid);
+    if (recovered)
+        gw_sbuf_puts(b, ",\"recovered\":true");
+    gw_sbuf_puts(b, "}");
+}
+
 gw_payload_t *gw_proto_msg(const gw_msg_t *m, const char *conv, int open)
 {
     gw_sbuf_t b;
 
     gw_sbuf_init(&b, ENC_LIMIT);
-    gw_sbuf_printf(&b, "{\"op\":\"msg\",\"id\":\"%" PRIu64 "\"", m->id);
-    put_str_member(&b, "conv", conv);
-    put_str_member(&b, "from", m->from);
-    put_str_member(&b, "to", m->to);
-    gw_sbuf_puts(&b, ",\"body\":");
-    gw_json_escape(&b, m->body, m->body_len);
-    put_str_member(&b, "kind", m->kind ? m->kind : "text");
-    gw_sbuf_printf(&b, ",\"ts\":%" PRIu64 ",\"open\":%s", m->ts, open ? "true" : "false");
-    if (m->cid)
-        put_str_member(&b, "cid", m->cid);
-    gw_sbuf_puts(&b, "}");
+    gw_proto_msg_append(&b, m, conv, open, 0);
     return finish(&b);
+}
+
+uint64_t gw_proto_parse_id(const char *s)
+{
+    uint64_t v = 0;
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 19)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10u + (uint64_t)(s[i] - '0');
+    }
+    return v <= (uint64_t)INT64_MAX ? v : 0;
 }

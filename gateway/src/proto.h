@@ -17,6 +17,9 @@ typedef enum {
     GW_OP_SEND,
     GW_OP_OPEN,
     GW_OP_PING,
+    GW_OP_HISTORY,
+    GW_OP_CHATS,
+    GW_OP_READ,
 } gw_op_t;
 
 /*
@@ -37,6 +40,9 @@ typedef struct gw_frame {
     const char *with; /* open: NULL together with with_null = 1 closes */
     int with_null;
     const char *t_json; /* ping: the JSON text of "t", or NULL */
+    uint64_t before;    /* history: ids below this (UINT64_MAX when absent) */
+    uint64_t id;        /* read: up to this id */
+    int limit;          /* history, chats: 1..100 (default 50) */
     void *root_;        /* owned json tree */
 } gw_frame_t;
 
@@ -81,5 +87,15 @@ gw_payload_t *gw_proto_pong(const char *t_json);
  * "open", so callers encode at most two payloads per message and share them.
  */
 gw_payload_t *gw_proto_msg(const gw_msg_t *m, const char *conv, int open);
+
+/*
+ * Appends the JSON object of a msg frame (op "msg", plus "recovered": true
+ * when recovered is set) to b, for list frames and for recovery.
+ */
+void gw_proto_msg_append(gw_sbuf_t *b, const gw_msg_t *m, const char *conv, int open,
+                         int recovered);
+
+/* Parses a decimal message id (1..2^63-1); returns 0 when s is not one. */
+uint64_t gw_proto_parse_id(const char *s);
 
 #endif

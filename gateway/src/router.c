@@ -2,7 +2,10 @@
  * router.c - sessions, authentication and message routing.
  */
 #include "router.h"
+#include "cache.h"
 #include "front.h"
+#include "history.h"
+#include "store.h"
 #include "gw.h"
 #include "link.h"
 #include "log.h"
@@ -26,6 +29,10 @@ struct gw_router {
     gw_strset_t *known; /* users known to exist on the XMPP server */
     gw_link_t *link;
     gw_front_t *front;
+    gw_store_t *store;        /* history (PostgreSQL); may be disabled */
+    gw_cache_t *cache;        /* hot state (Redis); may be disabled */
+    gw_history_t *history;
+    gw_cidmap_t *cids;        /* recent client ids, for retried sends */
     const char *users_domain; /* domain of web users' JIDs */
     uint64_t last_ms, seq;    /* message id generator */
     gw_router_stats_t st;
@@ -110,6 +117,7 @@ static void on_close(void *ud, gw_session_t *s)
         snprintf(user, sizeof(user), "%s", s->user->id);
         if (gw_registry_detach(r->reg, s) == 1) {
             gw_link_send_web_presence(r->link, user, 0);
+            gw_cache_web_user(r->cache, user, 0);
             gw_debug("router", "user %s has no more sessions", user);
         }
     }
@@ -173,6 +181,8 @@ static void welcome(gw_router_t *r, gw_session_t *s)
     s->welcomed = 1;
     send_payload(r, s, gw_proto_welcome(s->user->id, jid, sid));
     gw_debug("router", "session %" PRIu64 " is %s", s->id, jid);
+    if (s->recover_after)
+        gw_history_recover(r->history, s, s->recover_after);
 }
 
 /*
@@ -261,8 +271,12 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
         gw_front_close(r->front, s, 1011, "out of memory");
         return;
     }
-    if (rc == 1)
+    if (f->last_id)
+        s->recover_after = gw_proto_parse_id(f->last_id);
+    if (rc == 1) {
         gw_link_send_web_presence(r->link, user, 1);
+        gw_cache_web_user(r->cache, user, 1);
+    }
     if (r->cfg->mode_value == GW_MODE_SAMEJID && !known_user(r, user)) {
         /*
          * Same-JID mode: the XMPP account must exist before the user can chat.
@@ -289,64 +303,181 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     welcome(r, s);
 }
 
+/* A browser send between acceptance and durability. */
+typedef struct pending_send {
+    gw_router_t *r;
+    uint64_t session_id; /* the session to acknowledge (the latest that sent this cid) */
+    uint64_t id, ts;
+    char user[72];
+    char to[JID_MAX];
+    char cid[72];
+    char kind[8];
+    size_t body_len;
+    char body[];
+} pending_send_t;
+
+static gw_session_t *find_session(gw_router_t *r, const char *user, uint64_t id)
+{
+    gw_user_t *u = gw_registry_find(r->reg, user);
+
+    for (gw_session_t *s = u ? u->sessions : NULL; s; s = s->next)
+        if (s->id == id && !s->closing)
+            return s;
+    return NULL;
+}
+
+/* Shows the sender's other tabs what one tab sent. */
+static void echo_to_tabs(gw_router_t *r, gw_session_t *sender, const gw_msg_t *m)
+{
+    gw_user_t *u = sender->user;
+    gw_payload_t *enc[2] = {NULL, NULL}; /* encoded once per value of "open" */
+
+    if (u == NULL || u->nsessions < 2)
+        return;
+    for (gw_session_t *o = u->sessions; o; o = o->next) {
+        int open = o->open_conv && strcmp(o->open_conv, m->to) == 0;
+        if (o == sender || !o->welcomed)
+            continue;
+        if (enc[open] == NULL)
+            enc[open] = gw_proto_msg(m, m->to, open);
+        gw_front_send(r->front, o, enc[open]);
+    }
+    gw_payload_unref(enc[0]);
+    gw_payload_unref(enc[1]);
+}
+
+/*
+ * The message is durable (stored, spooled, or there is no store) or was
+ * refused: send it to XMPP, acknowledge it and show it in the other tabs.
+ */
+static void complete_send(pending_send_t *p, int status)
+{
+    gw_router_t *r = p->r;
+    gw_session_t *s = find_session(r, p->user, p->session_id);
+    gw_cid_entry_t *e = gw_cidmap_get(r->cids, p->user, p->cid);
+    char from[JID_MAX], idtext[24];
+    gw_msg_t m;
+    int rc = 0;
+
+    if (e && e->pending == p)
+        e->pending = NULL;
+    if (status < 0) {
+        r->st.refused++;
+        gw_cidmap_del(r->cids, p->user, p->cid);
+        if (s)
+            send_error(r, s, "store_unavailable",
+                       "the message could not be stored (history database unavailable and the "
+                       "spool full); retry later",
+                       p->cid);
+        free(p);
+        return;
+    }
+    snprintf(idtext, sizeof(idtext), "%" PRIu64, p->id);
+    /* status 1: the store already had this client id (a retry after a restart). */
+    if (status != 1)
+        rc = gw_link_send_chat(r->link, p->user, p->to, idtext, p->cid, p->body, p->body_len);
+    if (rc < 0) {
+        /* Checked before storing, so only a race with the queue filling gets here. */
+        r->st.refused++;
+        gw_cidmap_del(r->cids, p->user, p->cid);
+        if (s)
+            send_error(r, s, "queue_full",
+                       "the XMPP server is unreachable and the send queue is full; retry later",
+                       p->cid);
+        free(p);
+        return;
+    }
+    r->st.sent++;
+    if (rc == 1)
+        r->st.queued++;
+    snprintf(from, sizeof(from), "%s@%s", p->user, r->users_domain);
+    m.id = p->id;
+    m.ts = p->ts;
+    m.from = from;
+    m.to = p->to;
+    m.body = p->body;
+    m.body_len = p->body_len;
+    m.kind = p->kind;
+    m.cid = p->cid;
+    if (status == 0 && gw_store_enabled(r->store))
+        gw_history_stored(r->history, &m);
+    if (s) {
+        send_payload(r, s, gw_proto_ack(p->cid, p->id, p->ts, rc == 1));
+        echo_to_tabs(r, s, &m);
+    }
+    free(p);
+}
+
+static void on_send_stored(void *ud, int status) { complete_send(ud, status); }
+
 static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
 {
-    char to[JID_MAX];
-    char from[JID_MAX];
-    char idtext[24];
-    uint64_t id, ts;
-    int rc;
-    gw_msg_t m;
+    char to[JID_MAX], from[JID_MAX], stanza_id[JID_MAX + 80];
+    gw_cid_entry_t *e;
+    pending_send_t *p;
+    gw_store_msg_t sm;
 
     if (gw_jid_resolve(f->to, r->users_domain, to, sizeof(to)) != 0) {
         r->st.refused++;
         send_error(r, s, "bad_recipient", "'to' is not a user id or a bare JID", f->cid);
         return;
     }
-    id = next_id(r);
-    ts = gw_now_ms();
-    snprintf(idtext, sizeof(idtext), "%" PRIu64, id);
-    rc = gw_link_send_chat(r->link, s->user->id, to, idtext, f->body, f->body_len);
-    if (rc == GW_EFULL) {
+    /* A retried send (same cid): acknowledge it again, never send it twice. */
+    e = gw_cidmap_get(r->cids, s->user->id, f->cid);
+    if (e != NULL) {
+        r->st.retries++;
+        if (e->pending)
+            ((pending_send_t *)e->pending)->session_id = s->id;
+        else
+            send_payload(r, s, gw_proto_ack(f->cid, e->id, e->ts, 0));
+        return;
+    }
+    if (!gw_link_is_up(r->link) &&
+        gw_link_queue_len(r->link) >= (size_t)r->cfg->link_queue_max) {
         r->st.refused++;
         send_error(r, s, "queue_full",
                    "the XMPP server is unreachable and the send queue is full; retry later",
                    f->cid);
         return;
     }
-    if (rc < 0) {
-        r->st.refused++;
-        send_error(r, s, "internal", "the message could not be encoded", f->cid);
+    p = malloc(sizeof(*p) + f->body_len + 1);
+    e = gw_cidmap_put(r->cids, s->user->id, f->cid);
+    if (p == NULL || e == NULL) {
+        free(p);
+        send_error(r, s, "internal", "out of memory", f->cid);
         return;
     }
-    r->st.sent++;
-    if (rc == 1)
-        r->st.queued++;
-    send_payload(r, s, gw_proto_ack(f->cid, id, ts, rc == 1));
-
-    /* Other tabs of the sender show the message too. */
-    if (s->user->nsessions > 1) {
-        gw_payload_t *enc[2] = {NULL, NULL}; /* encoded once per value of "open" */
-        snprintf(from, sizeof(from), "%s@%s", s->user->id, r->users_domain);
-        m.id = id;
-        m.ts = ts;
-        m.from = from;
-        m.to = to;
-        m.body = f->body;
-        m.body_len = f->body_len;
-        m.kind = f->kind;
-        m.cid = f->cid;
-        for (gw_session_t *o = s->user->sessions; o; o = o->next) {
-            int open = o->open_conv && strcmp(o->open_conv, to) == 0;
-            if (o == s || !o->welcomed)
-                continue;
-            if (enc[open] == NULL)
-                enc[open] = gw_proto_msg(&m, to, open);
-            gw_front_send(r->front, o, enc[open]);
-        }
-        gw_payload_unref(enc[0]);
-        gw_payload_unref(enc[1]);
+    p->r = r;
+    p->session_id = s->id;
+    p->id = next_id(r);
+    p->ts = gw_now_ms();
+    snprintf(p->user, sizeof(p->user), "%s", s->user->id);
+    snprintf(p->to, sizeof(p->to), "%s", to);
+    snprintf(p->cid, sizeof(p->cid), "%s", f->cid);
+    snprintf(p->kind, sizeof(p->kind), "%s", f->kind);
+    memcpy(p->body, f->body, f->body_len);
+    p->body[f->body_len] = '\0';
+    p->body_len = f->body_len;
+    e->id = p->id;
+    e->ts = p->ts;
+    e->pending = p;
+    if (!gw_store_enabled(r->store)) {
+        complete_send(p, 0);
+        return;
     }
+    /* The same key comes back with the server's copy: <sender>/<origin-id = cid>. */
+    snprintf(from, sizeof(from), "%s@%s", p->user, r->users_domain);
+    snprintf(stanza_id, sizeof(stanza_id), "%s/%s", from, p->cid);
+    sm.id = p->id;
+    sm.ts = p->ts;
+    sm.sender = from;
+    sm.recipient = p->to;
+    sm.body = p->body;
+    sm.kind = p->kind;
+    sm.cid = p->cid;
+    sm.stanza_id = stanza_id;
+    if (gw_store_write(r->store, &sm, on_send_stored, p) != 0)
+        complete_send(p, GW_ENOMEM);
 }
 
 static void handle_open(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
@@ -396,6 +527,20 @@ static void on_frame(void *ud, gw_session_t *s, const char *data, size_t len)
     case GW_OP_SEND: handle_send(r, s, &f); break;
     case GW_OP_OPEN: handle_open(r, s, &f); break;
     case GW_OP_PING: send_payload(r, s, gw_proto_pong(f.t_json)); break;
+    case GW_OP_HISTORY:
+    case GW_OP_READ: {
+        char with[JID_MAX];
+        if (gw_jid_resolve(f.with, r->users_domain, with, sizeof(with)) != 0) {
+            send_error(r, s, "bad_recipient", "'with' is not a user id or a bare JID", NULL);
+            break;
+        }
+        if (f.op == GW_OP_HISTORY)
+            gw_history_page(r->history, s, with, f.before, f.limit);
+        else
+            gw_history_read(r->history, s, with, f.id);
+        break;
+    }
+    case GW_OP_CHATS: gw_history_chats(r->history, s, f.limit); break;
     }
     gw_frame_free(&f);
 }
@@ -415,6 +560,68 @@ static void on_link_down(void *ud)
 
     gw_warn("router", "XMPP link down; browser sends are queued (limit %d)",
             r->cfg->link_queue_max);
+}
+
+/* A message from XMPP waiting for the store, to update the cache once it is stored. */
+typedef struct pending_in {
+    gw_router_t *r;
+    uint64_t id, ts;
+    char *from, *to, *body;
+} pending_in_t;
+
+static void on_incoming_stored(void *ud, int status)
+{
+    pending_in_t *p = ud;
+
+    /* 1 is a duplicate (our own send coming back, a retry): the cache has it already. */
+    if (status == 0) {
+        gw_msg_t m = {p->id, p->ts, p->from, p->to, p->body, strlen(p->body), "text", NULL};
+        gw_history_stored(p->r->history, &m);
+    }
+    free(p->from);
+    free(p->to);
+    free(p->body);
+    free(p);
+}
+
+/*
+ * Stores a message from XMPP, whether or not its recipient is online here.
+ * The de-duplication key is <sender>/<origin-id or id>, which is also the key
+ * a browser send is stored under, so our own sends coming back are skipped.
+ */
+static void store_incoming(gw_router_t *r, const gw_link_msg_t *lm, const gw_msg_t *m)
+{
+    char stanza_id[JID_MAX + 160];
+    gw_store_msg_t sm;
+    pending_in_t *p = calloc(1, sizeof(*p));
+    const char *key = lm->origin_id ? lm->origin_id : lm->id;
+
+    if (key && strlen(key) < 128)
+        snprintf(stanza_id, sizeof(stanza_id), "%s/%s", m->from, key);
+    else
+        snprintf(stanza_id, sizeof(stanza_id), "gw-%" PRIu64, m->id);
+    if (p == NULL)
+        return;
+    p->r = r;
+    p->id = m->id;
+    p->ts = m->ts;
+    p->from = strdup(m->from);
+    p->to = strdup(m->to);
+    p->body = strdup(m->body);
+    if (!p->from || !p->to || !p->body) {
+        on_incoming_stored(p, GW_ENOMEM);
+        return;
+    }
+    sm.id = m->id;
+    sm.ts = m->ts;
+    sm.sender = m->from;
+    sm.recipient = m->to;
+    sm.body = m->body;
+    sm.kind = "text";
+    sm.cid = NULL;
+    sm.stanza_id = stanza_id;
+    if (gw_store_write(r->store, &sm, on_incoming_stored, p) != 0)
+        on_incoming_stored(p, GW_ENOMEM);
 }
 
 static void on_link_message(void *ud, const gw_link_msg_t *lm)
@@ -447,12 +654,6 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     }
     memcpy(user, to, ulen);
     user[ulen] = '\0';
-    u = gw_registry_find(r->reg, user);
-    if (u == NULL) {
-        r->st.dropped++;
-        gw_debug("router", "no session for %s; message from %s dropped", to, from);
-        return;
-    }
     if (!gw_utf8_valid(lm->body, lm->body_len))
         return;
     m.id = 0;
@@ -467,11 +668,19 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     m.body_len = lm->body_len;
     m.kind = "text";
     m.cid = NULL;
+    if (gw_store_enabled(r->store))
+        store_incoming(r, lm, &m);
+    u = gw_registry_find(r->reg, user);
+    if (u == NULL) {
+        r->st.dropped++;
+        gw_debug("router", "no session for %s; message from %s not pushed", to, from);
+        return;
+    }
     for (gw_session_t *s = u->sessions; s; s = s->next) {
         int open = s->open_conv && strcmp(s->open_conv, from) == 0;
+        gw_payload_t **slot = open ? &opened : &closed;
         if (!s->welcomed)
             continue;
-        gw_payload_t **slot = open ? &opened : &closed;
         if (*slot == NULL)
             *slot = gw_proto_msg(&m, from, open);
         gw_front_send(r->front, s, *slot);
@@ -500,10 +709,21 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
         goto fail;
     if ((rc = gw_strset_new(&r->known)) != 0)
         goto fail;
+    if ((rc = gw_cidmap_new(65536, &r->cids)) != 0)
+        goto fail;
+    if ((rc = gw_cache_new(loop, cfg, &r->cache)) != 0)
+        goto fail;
+    if ((rc = gw_store_new(loop, cfg, cfg->schema_dir, &r->store)) != 0)
+        goto fail;
     if ((rc = gw_link_new(loop, cfg, &lcbs, r, &r->link)) != 0)
         goto fail;
     if ((rc = gw_front_new(loop, cfg, &fcbs, r, &r->front)) != 0)
         goto fail;
+    {
+        gw_history_env_t env = {r->store, r->cache, r->front, r->reg, r->users_domain};
+        if ((rc = gw_history_new(&env, &r->history)) != 0)
+            goto fail;
+    }
     gw_link_start(r->link);
     *out = r;
     return 0;
@@ -519,6 +739,8 @@ static void on_front_closed(void *ud)
 
     gw_front_destroy(r->front);
     gw_link_stop(r->link);
+    gw_store_stop(r->store);
+    gw_cache_stop(r->cache);
     if (r->done)
         r->done(r->done_ud);
 }
@@ -540,6 +762,10 @@ void gw_router_free(gw_router_t *r)
     gw_link_free(r->link);
     gw_registry_free(r->reg);
     gw_strset_free(r->known);
+    gw_cidmap_free(r->cids);
+    gw_history_free(r->history);
+    gw_store_free(r->store);
+    gw_cache_free(r->cache);
     free(r);
 }
 

@@ -24,6 +24,7 @@ typedef struct gw_router_stats {
     uint64_t delivered;  /* XMPP messages delivered to at least one session */
     uint64_t frames_out; /* msg frames queued to sessions */
     uint64_t dropped;    /* XMPP messages for users without sessions */
+    uint64_t retries;    /* sends repeated with a client id already seen */
     size_t sessions, users;
 } gw_router_stats_t;
 

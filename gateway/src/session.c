@@ -4,6 +4,7 @@
 #include "session.h"
 #include "gw.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -267,4 +268,134 @@ void gw_strset_free(gw_strset_t *set)
     gw_strset_clear(set);
     free(set->buckets);
     free(set);
+}
+
+/* ---- client id map ------------------------------------------------------------ */
+
+typedef struct cnode {
+    struct cnode *hnext;
+    gw_cid_entry_t e;
+    size_t slot; /* index in the eviction ring */
+    char key[];  /* user '\n' cid */
+} cnode_t;
+
+struct gw_cidmap {
+    cnode_t **buckets;
+    size_t nbuckets;
+    cnode_t **ring; /* insertion order, for eviction */
+    size_t cap, head, count;
+};
+
+int gw_cidmap_new(size_t capacity, gw_cidmap_t **out)
+{
+    gw_cidmap_t *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return GW_ENOMEM;
+    m->cap = capacity ? capacity : 1;
+    m->nbuckets = 1;
+    while (m->nbuckets < m->cap)
+        m->nbuckets *= 2;
+    m->buckets = calloc(m->nbuckets, sizeof(*m->buckets));
+    m->ring = calloc(m->cap, sizeof(*m->ring));
+    if (m->buckets == NULL || m->ring == NULL) {
+        free(m->buckets);
+        free(m->ring);
+        free(m);
+        return GW_ENOMEM;
+    }
+    *out = m;
+    return 0;
+}
+
+static int make_key(char *buf, size_t len, const char *user, const char *cid)
+{
+    int n = snprintf(buf, len, "%s\n%s", user, cid);
+
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+static cnode_t **cfind(gw_cidmap_t *m, const char *key)
+{
+    cnode_t **pp = &m->buckets[(size_t)hash(key) & (m->nbuckets - 1)];
+
+    while (*pp && strcmp((*pp)->key, key) != 0)
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+gw_cid_entry_t *gw_cidmap_get(gw_cidmap_t *m, const char *user, const char *cid)
+{
+    char key[160];
+    cnode_t **pp;
+
+    if (make_key(key, sizeof(key), user, cid) != 0)
+        return NULL;
+    pp = cfind(m, key);
+    return *pp ? &(*pp)->e : NULL;
+}
+
+static void cremove(gw_cidmap_t *m, cnode_t *n)
+{
+    cnode_t **pp = cfind(m, n->key);
+
+    if (*pp == n)
+        *pp = n->hnext;
+    m->ring[n->slot] = NULL;
+    m->count--;
+    free(n);
+}
+
+gw_cid_entry_t *gw_cidmap_put(gw_cidmap_t *m, const char *user, const char *cid)
+{
+    char key[160];
+    cnode_t **pp, *n;
+    size_t len;
+
+    if (make_key(key, sizeof(key), user, cid) != 0)
+        return NULL;
+    pp = cfind(m, key);
+    if (*pp) {
+        memset(&(*pp)->e, 0, sizeof((*pp)->e));
+        return &(*pp)->e;
+    }
+    /* The ring slot at head is the oldest entry (or empty): reuse it. */
+    if (m->ring[m->head])
+        cremove(m, m->ring[m->head]);
+    len = strlen(key);
+    n = calloc(1, sizeof(*n) + len + 1);
+    if (n == NULL)
+        return NULL;
+    memcpy(n->key, key, len + 1);
+    n->slot = m->head;
+    m->ring[m->head] = n;
+    m->head = (m->head + 1) % m->cap;
+    pp = cfind(m, key);
+    n->hnext = *pp;
+    *pp = n;
+    m->count++;
+    return &n->e;
+}
+
+void gw_cidmap_del(gw_cidmap_t *m, const char *user, const char *cid)
+{
+    char key[160];
+    cnode_t **pp;
+
+    if (make_key(key, sizeof(key), user, cid) != 0)
+        return;
+    pp = cfind(m, key);
+    if (*pp)
+        cremove(m, *pp);
+}
+
+void gw_cidmap_free(gw_cidmap_t *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->ring[i]);
+    free(m->ring);
+    free(m->buckets);
+    free(m);
 }

@@ -33,6 +33,7 @@ typedef struct gw_session {
     gw_user_t *user;                /* NULL until hello succeeds */
     struct gw_session *next, *prev; /* the user's other sessions */
     char *open_conv;                /* bare JID of the conversation on screen, or NULL */
+    uint64_t recover_after;         /* hello's last_id: recover after the welcome */
     uint8_t welcomed;               /* welcome sent: the session receives messages */
     uint64_t id;
 } gw_session_t;
@@ -83,5 +84,26 @@ int gw_strset_has(const gw_strset_t *set, const char *s);
 size_t gw_strset_count(const gw_strset_t *set);
 void gw_strset_clear(gw_strset_t *set);
 void gw_strset_free(gw_strset_t *set);
+
+
+/*
+ * Recently seen browser client ids (user + cid), so that a send retried after
+ * a reconnect is acknowledged again instead of sent twice. Bounded: the
+ * oldest entry is forgotten when full.
+ */
+typedef struct gw_cidmap gw_cidmap_t;
+
+typedef struct gw_cid_entry {
+    uint64_t id, ts;  /* the message id and time given to the first send */
+    void *pending;    /* the router's in-flight send, or NULL once done */
+} gw_cid_entry_t;
+
+int gw_cidmap_new(size_t capacity, gw_cidmap_t **out);
+/* The entry for (user, cid), or NULL. */
+gw_cid_entry_t *gw_cidmap_get(gw_cidmap_t *m, const char *user, const char *cid);
+/* Adds (user, cid) and returns its zeroed entry, evicting the oldest when full; NULL on ENOMEM. */
+gw_cid_entry_t *gw_cidmap_put(gw_cidmap_t *m, const char *user, const char *cid);
+void gw_cidmap_del(gw_cidmap_t *m, const char *user, const char *cid);
+void gw_cidmap_free(gw_cidmap_t *m);
 
 #endif
