@@ -20,6 +20,9 @@ export async function startGateway(opts) {
   await fs.mkdir(opts.dir, { recursive: true });
   const listenPort = await freePort();
   const conf = {
+    // Component mode: web users are user@<component domain>, so no Prosody plugin is
+    // needed and XMPP senders address them there.
+    mode: 'component',
     xmpp_host: '127.0.0.1',
     xmpp_port: String(opts.xmppPort),
     component_domain: opts.componentDomain,

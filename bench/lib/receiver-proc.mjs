@@ -7,7 +7,7 @@
 // Users are `${prefix}${i}` for i in [first, first + count).
 //
 // IPC, parent -> child:            child -> parent:
-//   {cmd:'open'}                     {ev:'opened', ok, failed, failures, ms}
+//   {cmd:'open'}                     {ev:'opened', ok, failed, failures, failedIdx, ms}
 //   {cmd:'reset', run}               {ev:'reset'}
 //   {cmd:'count'}                    {ev:'count', unique}
 //   {cmd:'collect'}                  {ev:'stats', unique, dups, misrouted, foreign, lat, ...}
@@ -16,7 +16,7 @@
 // Bodies are `bench RUN SENDER SEQ TARGET SENT_MS` (see sender-proc.mjs). Only bodies of
 // the current RUN are counted, so warm-up stragglers never pollute a measurement.
 
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 
 const cfg = JSON.parse(process.argv[2]);
@@ -30,6 +30,11 @@ let seen = new Set();
 let dups = 0;
 let misrouted = 0;
 let foreign = 0;
+/**
+ * How late this process's own event loop ran during the run: a stall here (garbage
+ * collection, a burst of frames) shows up as latency that is not the server's.
+ */
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 /** Per second of send time since the first message of the run: [count, max latency]. */
 let timeline = [];
 let runStart = Infinity;
@@ -212,6 +217,7 @@ function openAll() {
   let inflight = 0;
   let ok = 0;
   let failed = 0;
+  const failedIdx = [];
   return new Promise((resolve) => {
     const pump = () => {
       while (inflight < cfg.concurrency && next < end) {
@@ -221,9 +227,10 @@ function openAll() {
           if (good) ok++;
           else {
             failed++;
+            failedIdx.push(sess.index);
             bump(failures, why);
           }
-          if (ok + failed === cfg.count) resolve({ ok, failed, failures, ms: Date.now() - t0 });
+          if (ok + failed === cfg.count) resolve({ ok, failed, failures, failedIdx, ms: Date.now() - t0 });
           else pump();
         });
         sessions.push(s);
@@ -262,6 +269,9 @@ process.on('message', async (msg) => {
     case 'reset':
       run = msg.run;
       runStart = msg.start ?? Infinity;
+      loopDelay.disable();
+      loopDelay.reset();
+      loopDelay.enable();
       timeline = [];
       lat = [];
       seen = new Set();
@@ -279,6 +289,7 @@ process.on('message', async (msg) => {
       process.send({
         ev: 'stats', unique: seen.size, dups, misrouted, foreign, lat,
         timeline: Array.from(timeline, (b) => b || [0, 0]),
+        loopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
         dropsAfterOpen, errorsAfterOpen,
         up: sessions.reduce((n, s) => n + (s.up ? 1 : 0), 0),
       });

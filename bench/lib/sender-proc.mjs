@@ -6,7 +6,7 @@
 //
 // IPC, parent -> child:                          child -> parent:
 //   {cmd:'login'}                                  {ev:'ready', ok, failed, failures}
-//   {cmd:'run', run, rate, seconds, targets:{prefix, count, domain}}
+//   {cmd:'run', run, rate, seconds, targets:{prefix, count, domain}, skip:[index...]}
 //                                                  {ev:'done', sent, seconds, lagMaxMs}
 //   {cmd:'close'}                                  {ev:'closed'} then exit
 //
@@ -101,7 +101,15 @@ function login(name, password) {
  * senders. A 1 ms timer tops up to the number due so far, so the schedule catches up
  * after a late tick instead of drifting; lagMaxMs reports the worst late tick.
  */
-function runLoad({ run, rate, seconds, targets }) {
+function runLoad({ run, rate, seconds, targets, skip = [] }) {
+  // Users whose session never opened get nothing: a message to them could not arrive.
+  const skipSet = new Set(skip);
+  const pick = () => {
+    for (;;) {
+      const t = Math.floor(Math.random() * targets.count);
+      if (!skipSet.has(t)) return t;
+    }
+  };
   return new Promise((resolve) => {
     const t0 = performance.now();
     const total = Math.round(rate * seconds);
@@ -119,7 +127,7 @@ function runLoad({ run, rate, seconds, targets }) {
         const k = rr;
         rr = (rr + 1) % senders.length;
         const s = senders[k];
-        const target = Math.floor(Math.random() * targets.count);
+        const target = pick();
         const n = seq[k]++;
         s.sock.write(`<message to='${targets.prefix}${target}@${targets.domain}' type='chat' id='${run}.${n}'>` +
           `<body>bench ${run} ${k} ${n} ${target} ${nowMs().toFixed(3)}</body></message>`);

@@ -1,0 +1,519 @@
+#!/usr/bin/env node
+// imgw gateway-core benchmark: idle sessions, end-to-end latency and CPU per message,
+// imgw (XEP-0114 component + JSON over WebSocket) against the alternative the gateway
+// replaces, every web user holding its own XMPP-over-WebSocket session on the XMPP
+// server (RFC 7395, what Converse.js does). See bench/README.md.
+//
+//   node bench/run.mjs [--sessions N] [--rate R] [--duration S] [--senders M]
+//                      [--mode both|imgw|prosody] [--json FILE] ...
+//
+// Each phase starts its own private Prosody (and, for imgw, the gateway), opens N web
+// sessions from load processes, measures resident memory before and after, then has M
+// XMPP c2s senders send at an aggregate R msg/s to random web users for S seconds while
+// the web sessions record end-to-end latency. It prints a Markdown report.
+
+import fs from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { forkChild } from './lib/child.mjs';
+import { startGateway } from './lib/gateway.mjs';
+import { cpuSeconds, cpuSecondsOf, machineInfo, rssKiB } from './lib/procstat.mjs';
+import { startBenchProsody } from './lib/prosody-bench.mjs';
+import { fmt, mergeCounts, mergeTimelines, ratio, summarize } from './lib/stats.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..');
+
+const USAGE = `usage: node bench/run.mjs [options]
+  --sessions N      web sessions (default 5000; at most ~19,900 fit in one server process
+                    here because of the 20,000 open-file limit)
+  --rate R          aggregate messages per second from the XMPP senders (default 1000)
+  --duration S      seconds of sending (default 20)
+  --senders M       XMPP c2s sender connections (default 10)
+  --mode MODE       both | imgw | prosody (default both)
+  --per-proc K      web sessions per load process (default 10000, at most 15000)
+  --concurrency C   session opens in flight per load process (default 100)
+  --warmup S        seconds of unmeasured sending first (default 2)
+  --settle S        seconds to wait after the last open before measuring idle RSS and CPU
+                    (default 12: the gateway's per-connection auth timers, 10 s by
+                    default, are still firing before that)
+  --gateway PATH    gateway binary (default build/gateway/imgw)
+  --gateway-set k=v extra gateway config key (repeatable)
+  --prosody-config LUA  extra global Prosody config, after the bench's (repeatable)
+  --json FILE       also write the raw results as JSON
+  --keep            keep the temp dir (configs, logs) for inspection
+  -h, --help`;
+
+const { values: opt } = parseArgs({
+  options: {
+    sessions: { type: 'string', default: '5000' },
+    rate: { type: 'string', default: '1000' },
+    duration: { type: 'string', default: '20' },
+    senders: { type: 'string', default: '10' },
+    mode: { type: 'string', default: 'both' },
+    'per-proc': { type: 'string', default: '10000' },
+    concurrency: { type: 'string', default: '100' },
+    warmup: { type: 'string', default: '2' },
+    settle: { type: 'string', default: '12' },
+    gateway: { type: 'string', default: path.join(repo, 'build/gateway/imgw') },
+    'gateway-set': { type: 'string', multiple: true, default: [] },
+    'prosody-config': { type: 'string', multiple: true, default: [] },
+    json: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (opt.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const N = Number(opt.sessions);
+const R = Number(opt.rate);
+const S = Number(opt.duration);
+const M = Number(opt.senders);
+const perProc = Math.min(15000, Number(opt['per-proc']));
+const concurrency = Number(opt.concurrency);
+const warmup = Number(opt.warmup);
+const settle = Number(opt.settle);
+if (![N, R, S, M, perProc, concurrency].every((v) => Number.isInteger(v) && v > 0) ||
+    !['both', 'imgw', 'prosody'].includes(opt.mode) || !(warmup >= 0) || !(settle >= 0)) {
+  console.error(USAGE);
+  process.exit(2);
+}
+const gatewayExtra = {};
+for (const kv of opt['gateway-set']) {
+  const i = kv.indexOf('=');
+  if (i <= 0) {
+    console.error(`--gateway-set wants key=value, got ${kv}`);
+    process.exit(2);
+  }
+  gatewayExtra[kv.slice(0, i).trim()] = kv.slice(i + 1).trim();
+}
+
+const DOMAIN = 'bench.localhost';
+const GW_DOMAIN = `gw.${DOMAIN}`;
+const SECRET = 'bench-component-secret';
+const USER_PREFIX = 'u';
+const PASSWORD = 'pw';
+const IDLE_SECONDS = 5;
+
+const log = (...a) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Everything started, so that errors and Ctrl-C still stop it. */
+const live = { children: new Set(), servers: new Set() };
+async function stopAll() {
+  for (const c of live.children) c.kill();
+  live.children.clear();
+  for (const s of [...live.servers].reverse()) {
+    try { await s.stop(); } catch { /* best effort */ }
+  }
+  live.servers.clear();
+}
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => {
+    log(`${sig}: stopping`);
+    await stopAll();
+    process.exit(130);
+  });
+}
+
+/**
+ * Waits until the receivers have seen `sent` unique messages, or until no new one has
+ * arrived for `quietMs`.
+ */
+async function drain(receivers, sent, quietMs = 2000, maxMs = 30000) {
+  const t0 = Date.now();
+  let last = -1;
+  let lastChange = Date.now();
+  for (;;) {
+    const counts = await Promise.all(receivers.map((r) => r.ask({ cmd: 'count' }, 'count')));
+    const got = counts.reduce((s, c) => s + c.unique, 0);
+    if (got >= sent) return got;
+    if (got !== last) {
+      last = got;
+      lastChange = Date.now();
+    }
+    if (Date.now() - lastChange > quietMs || Date.now() - t0 > maxMs) return got;
+    await sleep(50);
+  }
+}
+
+/**
+ * One phase: 'imgw' (web sessions on the gateway) or 'prosody' (web sessions as XMPP
+ * over WebSocket on Prosody).
+ */
+async function runPhase(kind, baseDir) {
+  const dir = path.join(baseDir, kind);
+  const res = { kind, problems: [] };
+  const holder = kind === 'imgw' ? 'imgw' : 'prosody';
+  log(`${kind}: starting Prosody`);
+  const prosody = await startBenchProsody({
+    domain: DOMAIN,
+    component: kind === 'imgw' ? { domain: GW_DOMAIN, secret: SECRET } : null,
+    websocket: kind === 'prosody',
+    extraConfig: opt['prosody-config'].join('\n'),
+  });
+  const prosodyPid = prosody.pid();
+  const prosodyHandle = { stop: () => (opt.keep ? prosody.stop() : prosody.cleanup()) };
+  live.servers.add(prosodyHandle);
+  res.prosodyDir = prosody.dir;
+  if (opt.keep) log(`${kind}: Prosody dir ${prosody.dir}`);
+  const senderUsers = Array.from({ length: M }, (_, i) => [`app${i}`, PASSWORD]);
+  await prosody.addAccounts(senderUsers);
+  if (kind === 'prosody') {
+    const t = Date.now();
+    await prosody.addAccounts(Array.from({ length: N }, (_, i) => [`${USER_PREFIX}${i}`, PASSWORD]));
+    log(`prosody: wrote ${N} accounts in ${Date.now() - t} ms`);
+  }
+
+  let gateway = null;
+  if (kind === 'imgw') {
+    log(`imgw: starting ${opt.gateway}`);
+    gateway = await startGateway({
+      binary: opt.gateway,
+      dir,
+      xmppPort: prosody.componentPort,
+      xmppDomain: DOMAIN,
+      componentDomain: GW_DOMAIN,
+      componentSecret: SECRET,
+      extra: gatewayExtra,
+    });
+    live.servers.add(gateway);
+    res.gatewayConfig = gateway.config;
+  }
+  const holderPid = kind === 'imgw' ? gateway.pid : prosodyPid;
+  const serversDown = () => {
+    const out = [];
+    if (gateway && gateway.exited) out.push(`imgw exited ${JSON.stringify(gateway.exited)}`);
+    if (prosody.pid() === undefined) out.push(`prosody exited; stderr: ${prosody.stderrText().slice(-2000)}`);
+    return out;
+  };
+
+  const sender = forkChild(path.join(here, 'lib/sender-proc.mjs'),
+    { port: prosody.c2sPort, domain: DOMAIN, users: senderUsers });
+  live.children.add(sender);
+  const ready = await sender.ask({ cmd: 'login' }, 'ready');
+  if (ready.failed) res.problems.push(`${ready.failed} of ${M} senders failed to log in: ${JSON.stringify(ready.failures)}`);
+  if (!ready.ok) throw new Error(`${kind}: no sender could log in: ${JSON.stringify(ready.failures)}`);
+  res.senders = ready.ok;
+
+  // Let start-up garbage settle before the baseline.
+  await sleep(1000);
+  res.rss = { holderBefore: rssKiB(holderPid), prosodyBefore: rssKiB(prosodyPid) };
+
+  const nProcs = Math.ceil(N / perProc);
+  const receivers = [];
+  for (let i = 0; i < nProcs; i++) {
+    const first = Math.floor((i * N) / nProcs);
+    const next = Math.floor(((i + 1) * N) / nProcs);
+    const r = forkChild(path.join(here, 'lib/receiver-proc.mjs'), {
+      kind: kind === 'imgw' ? 'imgw' : 'xmpp-ws',
+      url: kind === 'imgw' ? gateway.url : `ws://127.0.0.1:${prosody.httpPort}/xmpp-websocket`,
+      first,
+      count: next - first,
+      prefix: USER_PREFIX,
+      domain: DOMAIN,
+      password: PASSWORD,
+      // Each load process has its own source address, so the phases never run short of
+      // ephemeral ports on one address pair.
+      localAddress: `127.0.${kind === 'imgw' ? 1 : 2}.${i + 1}`,
+      concurrency,
+      openTimeoutMs: 60000,
+    }, { heapMiB: 2048 });
+    live.children.add(r);
+    receivers.push(r);
+  }
+  log(`${kind}: opening ${N} web sessions from ${nProcs} load process(es)`);
+  const t0 = Date.now();
+  const opened = await Promise.all(receivers.map((r) => r.ask({ cmd: 'open' }, 'opened')));
+  res.sessions = {
+    requested: N,
+    up: opened.reduce((s, o) => s + o.ok, 0),
+    failed: opened.reduce((s, o) => s + o.failed, 0),
+    failures: mergeCounts(opened.map((o) => o.failures)),
+    openSeconds: (Date.now() - t0) / 1000,
+  };
+  const skip = opened.flatMap((o) => o.failedIdx);
+  log(`${kind}: ${res.sessions.up} sessions up, ${res.sessions.failed} failed in ${res.sessions.openSeconds} s`);
+  if (res.sessions.failed) {
+    res.problems.push(`${res.sessions.failed} of ${N} sessions failed to open: ${JSON.stringify(res.sessions.failures)}`);
+  }
+  await sleep(settle * 1000);
+  // CPU the idle sessions cost: timers, pings, bookkeeping that grows with the count.
+  const idle0 = { holder: cpuSeconds(holderPid), prosody: cpuSeconds(prosodyPid) };
+  await sleep(IDLE_SECONDS * 1000);
+  res.idleCpuPct = {
+    holder: ((cpuSeconds(holderPid) - idle0.holder) / IDLE_SECONDS) * 100,
+    prosody: ((cpuSeconds(prosodyPid) - idle0.prosody) / IDLE_SECONDS) * 100,
+  };
+  res.rss.holderIdle = rssKiB(holderPid);
+  res.rss.prosodyIdle = rssKiB(prosodyPid);
+  const up = res.sessions.up || NaN;
+  res.rss.holderPerSessionKiB = (res.rss.holderIdle - res.rss.holderBefore) / up;
+  res.rss.prosodyPerSessionKiB = (res.rss.prosodyIdle - res.rss.prosodyBefore) / up;
+  res.rss.serverPerSessionKiB = kind === 'imgw'
+    ? res.rss.holderPerSessionKiB + res.rss.prosodyPerSessionKiB
+    : res.rss.prosodyPerSessionKiB;
+  res.rss.receiversKiB = receivers.reduce((s, r) => s + rssKiB(r.pid), 0);
+  for (const d of serversDown()) res.problems.push(`after opening sessions: ${d}`);
+
+  const targets = { prefix: USER_PREFIX, count: N, domain: kind === 'imgw' ? GW_DOMAIN : DOMAIN };
+  if (!res.sessions.up) res.problems.push('no session opened; nothing to measure');
+  if (warmup > 0 && !serversDown().length && res.sessions.up) {
+    await Promise.all(receivers.map((r) => r.ask({ cmd: 'reset', run: 'w' }, 'reset')));
+    const wRate = Math.min(R, 500);
+    const w = await sender.ask({ cmd: 'run', run: 'w', rate: wRate, seconds: warmup, targets, skip }, 'done');
+    const got = await drain(receivers, w.sent, 3000, 15000);
+    log(`${kind}: warm-up ${got}/${w.sent} delivered`);
+    res.warmup = { sent: w.sent, delivered: got };
+    if (got === 0) res.problems.push(`warm-up: none of ${w.sent} messages was delivered; measurement skipped`);
+  }
+
+  if (!serversDown().length && res.sessions.up && !(res.warmup && res.warmup.delivered === 0)) {
+    // Timeline buckets count from a moment shortly before the first send.
+    const start = performance.timeOrigin + performance.now();
+    await Promise.all(receivers.map((r) => r.ask({ cmd: 'reset', run: 'm', start }, 'reset')));
+    const pids = {
+      imgw: gateway ? [gateway.pid] : [],
+      prosody: [prosodyPid],
+      receivers: receivers.map((r) => r.pid),
+      senders: [sender.pid],
+    };
+    const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k, cpuSecondsOf(v)]));
+    const w0 = Date.now();
+    log(`${kind}: sending ${R} msg/s for ${S} s`);
+    const done = await sender.ask({ cmd: 'run', run: 'm', rate: R, seconds: S, targets, skip }, 'done');
+    const got = await drain(receivers, done.sent);
+    const windowSeconds = (Date.now() - w0) / 1000;
+    const cpu1 = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k, cpuSecondsOf(v)]));
+    const stats = await Promise.all(receivers.map((r) => r.ask({ cmd: 'collect' }, 'stats')));
+    const lat = summarize(stats.map((s) => s.lat));
+    const cpu = Object.fromEntries(Object.keys(pids).map((k) => [k, cpu1[k] - cpu0[k]]));
+    const delivered = stats.reduce((s, x) => s + x.unique, 0);
+    res.load = {
+      offeredRate: R,
+      sent: done.sent,
+      sendSeconds: done.seconds,
+      senderLagMaxMs: done.lagMaxMs,
+      delivered,
+      lost: done.sent - delivered,
+      dups: stats.reduce((s, x) => s + x.dups, 0),
+      misrouted: stats.reduce((s, x) => s + x.misrouted, 0),
+      foreign: stats.reduce((s, x) => s + x.foreign, 0),
+      deliveredPerSec: delivered / done.seconds,
+      windowSeconds,
+      latencyMs: lat,
+      cpuSeconds: cpu,
+      cpuUsPerMsg: Object.fromEntries(Object.entries(cpu).map(([k, v]) =>
+        [k, delivered ? (v / delivered) * 1e6 : NaN])),
+      timeline: mergeTimelines(stats.map((s) => s.timeline)),
+      receiverLoopDelayMs: {
+        p99: Math.max(...stats.map((x) => x.loopDelayMs.p99)),
+        max: Math.max(...stats.map((x) => x.loopDelayMs.max)),
+      },
+      sessionsUpAfter: stats.reduce((s, x) => s + x.up, 0),
+      dropsAfterOpen: mergeCounts(stats.map((s) => s.dropsAfterOpen)),
+      errorsAfterOpen: mergeCounts(stats.map((s) => s.errorsAfterOpen)),
+      sendersStopped: done.stoppedByPeer,
+    };
+    log(`${kind}: delivered ${delivered}/${done.sent}, p99 ${fmt(lat.p99, 2)} ms`);
+    log(`${kind}: worst latency per second of sending (ms): ` +
+      res.load.timeline.map(([, mx]) => fmt(mx, 1)).join(' '));
+    if (got !== delivered) log(`${kind}: (drain saw ${got})`);
+    if (res.load.lost) res.problems.push(`${res.load.lost} of ${done.sent} messages were not delivered`);
+    if (res.load.dups) res.problems.push(`${res.load.dups} duplicate deliveries`);
+    if (res.load.misrouted) res.problems.push(`${res.load.misrouted} messages reached the wrong user`);
+    if (Object.keys(res.load.dropsAfterOpen).length) {
+      res.problems.push(`sessions closed by the server during the run, by close code: ${JSON.stringify(res.load.dropsAfterOpen)}`);
+    }
+    if (Object.keys(res.load.errorsAfterOpen).length) {
+      res.problems.push(`error frames during the run: ${JSON.stringify(res.load.errorsAfterOpen)}`);
+    }
+    if (Object.keys(done.stoppedByPeer || {}).length) {
+      res.problems.push(`sender streams ended by Prosody: ${JSON.stringify(done.stoppedByPeer)}`);
+    }
+    res.rss.holderAfterLoad = rssKiB(holderPid);
+    res.rss.prosodyAfterLoad = rssKiB(prosodyPid);
+  }
+  for (const d of serversDown()) res.problems.push(`at the end: ${d}`);
+  if (gateway && gateway.exited) res.gatewayLogTail = await gateway.tail();
+
+  log(`${kind}: closing`);
+  await Promise.all(receivers.map((r) => r.ask({ cmd: 'close' }, 'closed').catch(() => {})));
+  await sender.ask({ cmd: 'close' }, 'closed').catch(() => {});
+  for (const r of receivers) live.children.delete(r);
+  live.children.delete(sender);
+  if (gateway) {
+    const st = await gateway.stop();
+    live.servers.delete(gateway);
+    res.gatewayExit = st;
+    if (st.signal && st.signal !== 'SIGTERM') res.problems.push(`imgw ended by ${st.signal} at shutdown`);
+    else if (st.code) res.problems.push(`imgw exited with status ${st.code} at shutdown`);
+  }
+  await prosodyHandle.stop();
+  live.servers.delete(prosodyHandle);
+  return res;
+}
+
+/** Which gateway build ran: binary hash and time, and the tree it most likely came from. */
+async function gatewayBuild() {
+  const out = { path: path.relative(repo, opt.gateway) || opt.gateway };
+  try {
+    const buf = await fs.readFile(opt.gateway);
+    const { createHash } = await import('node:crypto');
+    out.sha256 = createHash('sha256').update(buf).digest('hex').slice(0, 12);
+    out.mtime = (await fs.stat(opt.gateway)).mtime.toISOString().replace(/\.\d+Z$/, 'Z');
+  } catch { /* missing binary: the imgw phase reports it */ }
+  try {
+    out.commit = execFileSync('git', ['-C', repo, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    out.dirty = execFileSync('git', ['-C', repo, 'status', '--porcelain', '--', 'gateway'],
+      { encoding: 'utf8' }).trim() !== '';
+  } catch { /* not a git checkout */ }
+  return out;
+}
+
+function prosodyVersion() {
+  try {
+    return execFileSync('dpkg-query', ['-W', '-f=${Version}', 'prosody'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+const KiB = (v) => fmt(v / 1024, 1);
+
+/** Builds the Markdown report. */
+function report(results, meta) {
+  const g = results.find((r) => r.kind === 'imgw');
+  const p = results.find((r) => r.kind === 'prosody');
+  const cols = [g, p].filter(Boolean);
+  const both = g && p;
+  const L = [];
+  L.push(`### Run of ${meta.date}`);
+  L.push('');
+  L.push(`Command: \`${meta.command}\``);
+  L.push('');
+  L.push(`Machine: ${meta.machine.nproc} CPUs (${meta.machine.cpu}), ${meta.machine.memGiB} GiB RAM, ` +
+    `${meta.machine.kernel}; Node ${meta.machine.node}, Prosody ${meta.prosody}; ` +
+    `load generators on the same machine.`);
+  if (meta.gateway) {
+    const gb = meta.gateway;
+    L.push('');
+    L.push(`Gateway: \`${gb.path}\` sha256 ${gb.sha256 ?? '?'} built ${gb.mtime ?? '?'}, ` +
+      `tree at ${gb.commit ?? '?'}${gb.dirty ? ' with uncommitted changes under gateway/' : ''}.`);
+  }
+  L.push('');
+  const head = ['', ...(g ? ['imgw (component + JSON/WebSocket)'] : []),
+    ...(p ? ['Prosody (XMPP over WebSocket)'] : []), ...(both ? ['imgw / Prosody'] : [])];
+  L.push(`| ${head.join(' | ')} |`);
+  L.push(`|${head.map((_, i) => (i ? '---:' : '---')).join('|')}|`);
+  const row = (label, get, digits = 0, withRatio = true) => {
+    const vals = cols.map((r) => { try { return get(r); } catch { return NaN; } });
+    const cells = vals.map((v) => (typeof v === 'string' ? v : fmt(v, digits)));
+    if (both) cells.push(withRatio ? ratio(vals[0], vals[1]) : '');
+    L.push(`| ${label} | ${cells.join(' | ')} |`);
+  };
+  row('web sessions up / requested', (r) => `${fmt(r.sessions.up)} / ${fmt(r.sessions.requested)}`, 0, false);
+  row('time to open all sessions (s)', (r) => r.sessions.openSeconds, 1);
+  row('session holder RSS before / idle (MiB)', (r) => `${KiB(r.rss.holderBefore)} / ${KiB(r.rss.holderIdle)}`, 0, false);
+  row('**session holder RSS per idle session (KiB)**', (r) => r.rss.holderPerSessionKiB, 2);
+  row('Prosody RSS change per web session (KiB)', (r) => r.rss.prosodyPerSessionKiB, 2);
+  row('server-side RSS per session, total (KiB)', (r) => r.rss.serverPerSessionKiB, 2);
+  row(`session holder CPU while idle (% of a core, ${IDLE_SECONDS} s)`, (r) => r.idleCpuPct.holder, 1);
+  row('session holder RSS after the load (MiB)', (r) => r.rss.holderAfterLoad / 1024, 1);
+  row('offered rate (msg/s) x duration (s)', (r) => `${fmt(r.load.offeredRate)} x ${fmt(r.load.sendSeconds, 1)}`, 0, false);
+  row('messages sent', (r) => r.load.sent);
+  row('**delivered msg/s**', (r) => r.load.deliveredPerSec, 0);
+  row('lost / duplicated / misrouted', (r) => `${fmt(r.load.lost)} / ${fmt(r.load.dups)} / ${fmt(r.load.misrouted)}`, 0, false);
+  row('latency p50 (ms)', (r) => r.load.latencyMs.p50, 2);
+  row('latency p90 (ms)', (r) => r.load.latencyMs.p90, 2);
+  row('**latency p99 (ms)**', (r) => r.load.latencyMs.p99, 2);
+  row('latency p99.9 (ms)', (r) => r.load.latencyMs.p999, 2);
+  row('latency max (ms)', (r) => r.load.latencyMs.max, 2);
+  row('load process event-loop delay p99 / max (ms)', (r) =>
+    `${fmt(r.load.receiverLoopDelayMs.p99, 1)} / ${fmt(r.load.receiverLoopDelayMs.max, 1)}`, 0, false);
+  row(`CPU s in window: imgw`, (r) => (r.kind === 'imgw' ? r.load.cpuSeconds.imgw : '-'), 2, false);
+  row('CPU s in window: Prosody', (r) => r.load.cpuSeconds.prosody, 2);
+  row('CPU s in window: load (receivers + senders)', (r) => r.load.cpuSeconds.receivers + r.load.cpuSeconds.senders, 2);
+  row('CPU window (s)', (r) => r.load.windowSeconds, 1, false);
+  row('**CPU µs per message: imgw**', (r) => (r.kind === 'imgw' ? r.load.cpuUsPerMsg.imgw : '-'), 1, false);
+  row('**CPU µs per message: Prosody**', (r) => r.load.cpuUsPerMsg.prosody, 1);
+  row('CPU µs per message: servers total', (r) => r.load.cpuUsPerMsg.prosody + (r.load.cpuUsPerMsg.imgw || 0), 1);
+  row('CPU µs per message: load generators', (r) => r.load.cpuUsPerMsg.receivers + r.load.cpuUsPerMsg.senders, 1);
+  L.push('');
+  L.push('"Session holder" is the process that holds the web sessions: imgw in the imgw column, ' +
+    `Prosody in the Prosody column. RSS per session is (idle RSS − RSS before) / sessions up, ` +
+    `idle RSS and CPU taken ${settle} s after the last session opened. ` +
+    'CPU is utime+stime from /proc over the window from the first send until the last message ' +
+    'arrived (or 2 s without progress). Latency is from just before the sender\'s write to the ' +
+    'receiving load process\'s handler, both on this machine\'s clock.');
+  if (g) {
+    L.push('');
+    L.push('Targets (imgw column):');
+    const t = (ok, text) => L.push(`- ${ok === null ? 'n/a' : ok ? 'met' : '**missed**'}: ${text}`);
+    t(g.sessions.up >= 20000 ? true : (N < 20000 ? null : false),
+      `20,000 idle sessions on one gateway — ${fmt(g.sessions.up)} up` +
+      (N < 20000 ? ` (asked for ${fmt(N)}; one process here may hold at most 20,000 open files)` : ''));
+    t(g.rss.holderPerSessionKiB <= 8, `≤ 8 KiB gateway RSS per idle session — ${fmt(g.rss.holderPerSessionKiB, 2)} KiB`);
+    if (g.load) {
+      t(R >= 2000 ? g.load.latencyMs.p99 <= 5 && g.load.lost === 0 : null,
+        `p99 ≤ 5 ms at 2,000 msg/s — p99 ${fmt(g.load.latencyMs.p99, 2)} ms at ${fmt(g.load.deliveredPerSec)} msg/s delivered` +
+        (R < 2000 ? ' (this run offered less than 2,000 msg/s)' : ''));
+      t(g.load.cpuUsPerMsg.imgw < g.load.cpuUsPerMsg.prosody,
+        `gateway CPU per message below the XMPP server's — imgw ${fmt(g.load.cpuUsPerMsg.imgw, 1)} µs, ` +
+        `Prosody ${fmt(g.load.cpuUsPerMsg.prosody, 1)} µs per message`);
+    }
+  }
+  for (const r of results) {
+    if (r.problems.length) {
+      L.push('');
+      L.push(`Problems seen in the ${r.kind} phase:`);
+      for (const pr of r.problems) L.push(`- ${pr}`);
+    }
+  }
+  return L.join('\n');
+}
+
+async function main() {
+  const baseDir = await fs.mkdtemp(path.join(os.tmpdir(), 'imgw-bench-'));
+  const meta = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+    machine: machineInfo(),
+    prosody: prosodyVersion(),
+    gateway: opt.mode === 'prosody' ? null : await gatewayBuild(),
+    params: { sessions: N, rate: R, duration: S, senders: M, mode: opt.mode, perProc, concurrency, warmup, settle },
+  };
+  const kinds = opt.mode === 'both' ? ['imgw', 'prosody'] : [opt.mode];
+  const results = [];
+  let failed = false;
+  for (const kind of kinds) {
+    try {
+      results.push(await runPhase(kind, baseDir));
+    } catch (err) {
+      failed = true;
+      log(`${kind} phase failed: ${err.stack || err}`);
+      await stopAll();
+    }
+    // Let the kernel finish closing the phase's sockets before the next one.
+    await sleep(1000);
+  }
+  await stopAll();
+  if (results.length) console.log(report(results, meta));
+  if (opt.json) await fs.writeFile(opt.json, JSON.stringify({ meta, results }, null, 2) + '\n');
+  if (opt.keep || failed) log(`configs and logs kept in ${baseDir}`);
+  else await fs.rm(baseDir, { recursive: true, force: true });
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch(async (err) => {
+  log(err.stack || String(err));
+  await stopAll();
+  process.exit(1);
+});
