@@ -290,10 +290,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (n > 0) {
             if (!origin_allowed(f, buf)) {
                 gw_info("front", "refused WebSocket from origin '%s'", buf);
+                lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
                 return 1;
             }
         } else if (!f->cfg->allow_no_origin) {
             gw_info("front", "refused WebSocket without Origin");
+            lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "Origin header required");
             return 1;
         }
         if (f->cbs.session_count(f->ud) >= (size_t)f->cfg->max_sessions ||

@@ -189,7 +189,7 @@ describe('gateway core', { skip: !gatewayBuilt() && 'build/gateway/imgw is not b
   });
 
   it('refuses WebSocket upgrades from origins not allowed', async () => {
-    await assert.rejects(openWs(gw.wsUrl, { origin: 'https://evil.example' }), /upgrade refused|socket hang up|Unexpected/);
+    await assert.rejects(openWs(gw.wsUrl, { origin: 'https://evil.example' }), (err) => err.status === 403);
     const ok = await openWs(gw.wsUrl, { origin: `http://127.0.0.1:${gw.port}` });
     await ok.close();
   });
