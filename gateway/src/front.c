@@ -134,6 +134,18 @@ void gw_front_close(gw_front_t *f, gw_session_t *s, int code, const char *reason
     lws_callback_on_writable((struct lws *)s->conn);
 }
 
+static void tp_send(void *ctx, gw_session_t *s, gw_payload_t *p)
+{
+    gw_front_send(ctx, s, p);
+}
+
+static void tp_close(void *ctx, gw_session_t *s, int code, const char *reason)
+{
+    gw_front_close(ctx, s, code, reason);
+}
+
+static const gw_transport_t ws_transport = {tp_send, tp_close};
+
 static int write_next(gw_front_t *f, struct lws *wsi, gw_session_t *s)
 {
     if (s->qlen) {
@@ -307,6 +319,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
     case LWS_CALLBACK_ESTABLISHED:
         memset(s, 0, sizeof(*s));
+        s->tp = &ws_transport;
+        s->tp_ctx = f;
         s->conn = wsi;
         s->id = ++f->next_id;
         f->nsessions++;

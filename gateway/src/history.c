@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JID_MAX 320
+#define JID_MAX     320
 #define RECOVER_MAX 500
 #define FRAME_LIMIT (16u * 1024u * 1024u)
 
@@ -42,7 +42,10 @@ int gw_history_new(const gw_history_env_t *env, gw_history_t **out)
     return 0;
 }
 
-void gw_history_free(gw_history_t *h) { free(h); }
+void gw_history_free(gw_history_t *h)
+{
+    free(h);
+}
 
 void gw_history_user_jid(const gw_history_t *h, const char *user, char *out, size_t len)
 {
@@ -72,18 +75,17 @@ static gw_session_t *ctx_session(const hctx_t *c)
     return NULL;
 }
 
-static void send_frame(gw_history_t *h, gw_session_t *s, gw_sbuf_t *b)
+static void send_frame(gw_session_t *s, gw_sbuf_t *b)
 {
     if (!b->overflow) {
         gw_payload_t *p = gw_payload_from(b->data, b->len);
-        gw_front_send(h->env.front, s, p);
+        gw_session_send(s, p);
         gw_payload_unref(p);
     }
     gw_sbuf_free(b);
 }
 
-static void send_error(gw_history_t *h, gw_session_t *s, const char *op, const char *code,
-                       const char *reason)
+static void send_error(gw_session_t *s, const char *op, const char *code, const char *reason)
 {
     gw_sbuf_t b;
 
@@ -95,7 +97,7 @@ static void send_error(gw_history_t *h, gw_session_t *s, const char *op, const c
     gw_sbuf_puts(&b, ",\"for\":");
     gw_json_escape(&b, op, strlen(op));
     gw_sbuf_puts(&b, "}");
-    send_frame(h, s, &b);
+    send_frame(s, &b);
 }
 
 /* Fills m from a message row: id, sender, recipient, body, kind, client_id, created_ms. */
@@ -108,8 +110,8 @@ static void row_msg(const gw_rows_t *rows, size_t i, const char *self, gw_msg_t 
     m->body = gw_rows_get(rows, i, 3);
     m->body_len = strlen(m->body);
     m->kind = gw_rows_get(rows, i, 4);
-    m->cid = gw_rows_isnull(rows, i, 5) || strcmp(m->from, self) != 0 ? NULL
-                                                                       : gw_rows_get(rows, i, 5);
+    m->cid =
+        gw_rows_isnull(rows, i, 5) || strcmp(m->from, self) != 0 ? NULL : gw_rows_get(rows, i, 5);
     m->ts = strtoull(gw_rows_get(rows, i, 6), NULL, 10);
     *conv = strcmp(m->from, self) == 0 ? m->to : m->from;
 }
@@ -126,7 +128,7 @@ static void on_page(void *ud, int status, const gw_rows_t *rows)
     if (s == NULL)
         goto out;
     if (status != 0) {
-        send_error(c->h, s, "history", "unavailable", "history is unavailable; retry later");
+        send_error(s, "history", "unavailable", "history is unavailable; retry later");
         goto out;
     }
     n = gw_rows_count(rows);
@@ -144,18 +146,17 @@ static void on_page(void *ud, int status, const gw_rows_t *rows)
         gw_proto_msg_append(&b, &m, conv, 0, 0);
     }
     gw_sbuf_printf(&b, "],\"more\":%s}", n == (size_t)c->limit ? "true" : "false");
-    send_frame(c->h, s, &b);
+    send_frame(s, &b);
 out:
     free(c);
 }
 
-void gw_history_page(gw_history_t *h, gw_session_t *s, const char *peer, uint64_t before,
-                     int limit)
+void gw_history_page(gw_history_t *h, gw_session_t *s, const char *peer, uint64_t before, int limit)
 {
     hctx_t *c;
 
     if (!gw_store_enabled(h->env.store)) {
-        send_error(h, s, "history", "unavailable", "this gateway keeps no history");
+        send_error(s, "history", "unavailable", "this gateway keeps no history");
         return;
     }
     c = ctx_new(h, s);
@@ -169,7 +170,7 @@ void gw_history_page(gw_history_t *h, gw_session_t *s, const char *peer, uint64_
 
 /* ---- chat list ------------------------------------------------------------------ */
 
-static void send_chats(gw_history_t *h, gw_session_t *s, const gw_chat_t *chats, size_t n)
+static void send_chats(gw_session_t *s, const gw_chat_t *chats, size_t n)
 {
     gw_sbuf_t b;
     uint64_t total = 0;
@@ -193,7 +194,7 @@ static void send_chats(gw_history_t *h, gw_session_t *s, const gw_chat_t *chats,
         total += e->unread;
     }
     gw_sbuf_printf(&b, "],\"unread_total\":%" PRIu64 "}", total);
-    send_frame(h, s, &b);
+    send_frame(s, &b);
 }
 
 static void on_chats_db(void *ud, int status, const gw_rows_t *rows)
@@ -205,7 +206,7 @@ static void on_chats_db(void *ud, int status, const gw_rows_t *rows)
 
     if (status != 0) {
         if (s)
-            send_error(c->h, s, "chats", "unavailable", "the chat list is unavailable; retry");
+            send_error(s, "chats", "unavailable", "the chat list is unavailable; retry");
         free(c);
         return;
     }
@@ -228,7 +229,7 @@ static void on_chats_db(void *ud, int status, const gw_rows_t *rows)
     if (n < (size_t)c->limit)
         gw_cache_put_chats(c->h->env.cache, c->jid, chats, n);
     if (s)
-        send_chats(c->h, s, chats, n);
+        send_chats(s, chats, n);
     free(chats);
     free(c);
 }
@@ -241,7 +242,7 @@ static void on_chats_cache(void *ud, int status, const gw_chat_t *chats, size_t 
     if (status == 0) {
         s = ctx_session(c);
         if (s)
-            send_chats(c->h, s, chats, n);
+            send_chats(s, chats, n);
         free(c);
         return;
     }
@@ -250,7 +251,7 @@ static void on_chats_cache(void *ud, int status, const gw_chat_t *chats, size_t 
         gw_store_chats(c->h->env.store, c->jid, c->limit, on_chats_db, c) != 0) {
         s = ctx_session(c);
         if (s)
-            send_error(c->h, s, "chats", "unavailable", "this gateway keeps no history");
+            send_error(s, "chats", "unavailable", "this gateway keeps no history");
         free(c);
     }
 }
@@ -279,7 +280,7 @@ static void on_read(void *ud, int status, const gw_rows_t *rows)
     if (status != 0) {
         gw_session_t *s = ctx_session(c);
         if (s)
-            send_error(c->h, s, "read", "unavailable", "could not mark read; retry");
+            send_error(s, "read", "unavailable", "could not mark read; retry");
         free(c);
         return;
     }
@@ -298,7 +299,7 @@ static void on_read(void *ud, int status, const gw_rows_t *rows)
     u = gw_registry_find(c->h->env.reg, c->user);
     for (gw_session_t *s = u ? u->sessions : NULL; s && p; s = s->next)
         if (s->welcomed)
-            gw_front_send(c->h->env.front, s, p);
+            gw_session_send(s, p);
     gw_payload_unref(p);
     free(c);
 }
@@ -308,7 +309,7 @@ void gw_history_read(gw_history_t *h, gw_session_t *s, const char *peer, uint64_
     hctx_t *c;
 
     if (!gw_store_enabled(h->env.store)) {
-        send_error(h, s, "read", "unavailable", "this gateway keeps no history");
+        send_error(s, "read", "unavailable", "this gateway keeps no history");
         return;
     }
     c = ctx_new(h, s);
@@ -335,7 +336,7 @@ static void on_recover(void *ud, int status, const gw_rows_t *rows)
         /* Without the database the client cannot know what it missed: it must reload. */
         gw_sbuf_init(&b, 256);
         gw_sbuf_puts(&b, "{\"op\":\"recovered\",\"count\":0,\"reset\":true}");
-        send_frame(c->h, s, &b);
+        send_frame(s, &b);
         goto out;
     }
     n = gw_rows_count(rows);
@@ -345,12 +346,12 @@ static void on_recover(void *ud, int status, const gw_rows_t *rows)
         row_msg(rows, i, c->jid, &m, &conv);
         gw_sbuf_init(&b, FRAME_LIMIT);
         gw_proto_msg_append(&b, &m, conv, s->open_conv && strcmp(s->open_conv, conv) == 0, 1);
-        send_frame(c->h, s, &b);
+        send_frame(s, &b);
     }
     gw_sbuf_init(&b, 256);
     gw_sbuf_printf(&b, "{\"op\":\"recovered\",\"count\":%zu,\"reset\":%s}", n,
                    n >= RECOVER_MAX ? "true" : "false");
-    send_frame(c->h, s, &b);
+    send_frame(s, &b);
 out:
     free(c);
 }
@@ -363,7 +364,7 @@ void gw_history_recover(gw_history_t *h, gw_session_t *s, uint64_t after)
         gw_sbuf_t b;
         gw_sbuf_init(&b, 256);
         gw_sbuf_puts(&b, "{\"op\":\"recovered\",\"count\":0,\"reset\":true}");
-        send_frame(h, s, &b);
+        send_frame(s, &b);
         return;
     }
     c = ctx_new(h, s);

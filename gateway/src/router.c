@@ -4,13 +4,13 @@
 #include "router.h"
 #include "cache.h"
 #include "front.h"
-#include "history.h"
-#include "store.h"
 #include "gw.h"
+#include "history.h"
 #include "link.h"
 #include "log.h"
 #include "proto.h"
 #include "session.h"
+#include "store.h"
 #include "text.h"
 #include "ticket.h"
 
@@ -29,8 +29,8 @@ struct gw_router {
     gw_strset_t *known; /* users known to exist on the XMPP server */
     gw_link_t *link;
     gw_front_t *front;
-    gw_store_t *store;        /* history (PostgreSQL); may be disabled */
-    gw_cache_t *cache;        /* hot state (Redis); may be disabled */
+    gw_store_t *store; /* history (PostgreSQL); may be disabled */
+    gw_cache_t *cache; /* hot state (Redis); may be disabled */
     gw_history_t *history;
     gw_cidmap_t *cids;        /* recent client ids, for retried sends */
     const char *users_domain; /* domain of web users' JIDs */
@@ -85,18 +85,17 @@ static uint64_t own_id(const char *id)
     return v;
 }
 
-static void send_error(gw_router_t *r, gw_session_t *s, const char *code, const char *reason,
-                       const char *cid)
+static void send_error(gw_session_t *s, const char *code, const char *reason, const char *cid)
 {
     gw_payload_t *p = gw_proto_error(code, reason, cid);
 
-    gw_front_send(r->front, s, p);
+    gw_session_send(s, p);
     gw_payload_unref(p);
 }
 
-static void send_payload(gw_router_t *r, gw_session_t *s, gw_payload_t *p)
+static void send_payload(gw_session_t *s, gw_payload_t *p)
 {
-    gw_front_send(r->front, s, p);
+    gw_session_send(s, p);
     gw_payload_unref(p);
 }
 
@@ -179,7 +178,7 @@ static void welcome(gw_router_t *r, gw_session_t *s)
     snprintf(jid, sizeof(jid), "%s@%s", s->user->id, r->users_domain);
     snprintf(sid, sizeof(sid), "%" PRIx64 "-%" PRIu64, (uint64_t)r->cfg->node_id, s->id);
     s->welcomed = 1;
-    send_payload(r, s, gw_proto_welcome(s->user->id, jid, sid));
+    send_payload(s, gw_proto_welcome(s->user->id, jid, sid));
     gw_debug("router", "session %" PRIu64 " is %s", s->id, jid);
     if (s->recover_after)
         gw_history_recover(r->history, s, s->recover_after);
@@ -239,36 +238,36 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
         rc = gw_ticket_verify(f->ticket, r->cfg->ticket_secret, gw_now_ms() / 1000u, user,
                               sizeof(user));
         if (rc == GW_EEXPIRED) {
-            send_error(r, s, "expired_ticket", "the ticket has expired", NULL);
-            gw_front_close(r->front, s, 4401, "expired ticket");
+            send_error(s, "expired_ticket", "the ticket has expired", NULL);
+            gw_session_close(s, 4401, "expired ticket");
             return;
         }
         if (rc != 0) {
             gw_info("router", "session %" PRIu64 ": ticket refused (%s)", s->id, gw_strerror(rc));
-            send_error(r, s, "bad_ticket", "the ticket is not valid", NULL);
-            gw_front_close(r->front, s, 4401, "bad ticket");
+            send_error(s, "bad_ticket", "the ticket is not valid", NULL);
+            gw_session_close(s, 4401, "bad ticket");
             return;
         }
     } else if (r->cfg->dev_mode && gw_user_id_ok(f->user)) {
         snprintf(user, sizeof(user), "%s", f->user);
     } else {
-        send_error(r, s, "bad_hello",
+        send_error(s, "bad_hello",
                    r->cfg->dev_mode ? "'user' must be a user id ([A-Za-z0-9_.-], 1-64)"
                                     : "a ticket is required",
                    NULL);
-        gw_front_close(r->front, s, 4401, "bad hello");
+        gw_session_close(s, 4401, "bad hello");
         return;
     }
     for (char *p = user; *p; p++)
         *p = (char)tolower((unsigned char)*p);
     rc = gw_registry_attach(r->reg, s, user, (unsigned)r->cfg->max_sessions_per_user);
     if (rc == GW_ELIMIT) {
-        send_error(r, s, "too_many_sessions", "this user has too many open sessions", NULL);
-        gw_front_close(r->front, s, 4429, "too many sessions");
+        send_error(s, "too_many_sessions", "this user has too many open sessions", NULL);
+        gw_session_close(s, 4429, "too many sessions");
         return;
     }
     if (rc < 0) {
-        gw_front_close(r->front, s, 1011, "out of memory");
+        gw_session_close(s, 1011, "out of memory");
         return;
     }
     if (f->last_id)
@@ -327,7 +326,7 @@ static gw_session_t *find_session(gw_router_t *r, const char *user, uint64_t id)
 }
 
 /* Shows the sender's other tabs what one tab sent. */
-static void echo_to_tabs(gw_router_t *r, gw_session_t *sender, const gw_msg_t *m)
+static void echo_to_tabs(gw_session_t *sender, const gw_msg_t *m)
 {
     gw_user_t *u = sender->user;
     gw_payload_t *enc[2] = {NULL, NULL}; /* encoded once per value of "open" */
@@ -340,7 +339,7 @@ static void echo_to_tabs(gw_router_t *r, gw_session_t *sender, const gw_msg_t *m
             continue;
         if (enc[open] == NULL)
             enc[open] = gw_proto_msg(m, m->to, open);
-        gw_front_send(r->front, o, enc[open]);
+        gw_session_send(o, enc[open]);
     }
     gw_payload_unref(enc[0]);
     gw_payload_unref(enc[1]);
@@ -365,7 +364,7 @@ static void complete_send(pending_send_t *p, int status)
         r->st.refused++;
         gw_cidmap_del(r->cids, p->user, p->cid);
         if (s)
-            send_error(r, s, "store_unavailable",
+            send_error(s, "store_unavailable",
                        "the message could not be stored (history database unavailable and the "
                        "spool full); retry later",
                        p->cid);
@@ -381,7 +380,7 @@ static void complete_send(pending_send_t *p, int status)
         r->st.refused++;
         gw_cidmap_del(r->cids, p->user, p->cid);
         if (s)
-            send_error(r, s, "queue_full",
+            send_error(s, "queue_full",
                        "the XMPP server is unreachable and the send queue is full; retry later",
                        p->cid);
         free(p);
@@ -402,13 +401,16 @@ static void complete_send(pending_send_t *p, int status)
     if (status == 0 && gw_store_enabled(r->store))
         gw_history_stored(r->history, &m);
     if (s) {
-        send_payload(r, s, gw_proto_ack(p->cid, p->id, p->ts, rc == 1));
-        echo_to_tabs(r, s, &m);
+        send_payload(s, gw_proto_ack(p->cid, p->id, p->ts, rc == 1));
+        echo_to_tabs(s, &m);
     }
     free(p);
 }
 
-static void on_send_stored(void *ud, int status) { complete_send(ud, status); }
+static void on_send_stored(void *ud, int status)
+{
+    complete_send(ud, status);
+}
 
 static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
 {
@@ -419,7 +421,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
 
     if (gw_jid_resolve(f->to, r->users_domain, to, sizeof(to)) != 0) {
         r->st.refused++;
-        send_error(r, s, "bad_recipient", "'to' is not a user id or a bare JID", f->cid);
+        send_error(s, "bad_recipient", "'to' is not a user id or a bare JID", f->cid);
         return;
     }
     /* A retried send (same cid): acknowledge it again, never send it twice. */
@@ -429,13 +431,12 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
         if (e->pending)
             ((pending_send_t *)e->pending)->session_id = s->id;
         else
-            send_payload(r, s, gw_proto_ack(f->cid, e->id, e->ts, 0));
+            send_payload(s, gw_proto_ack(f->cid, e->id, e->ts, 0));
         return;
     }
-    if (!gw_link_is_up(r->link) &&
-        gw_link_queue_len(r->link) >= (size_t)r->cfg->link_queue_max) {
+    if (!gw_link_is_up(r->link) && gw_link_queue_len(r->link) >= (size_t)r->cfg->link_queue_max) {
         r->st.refused++;
-        send_error(r, s, "queue_full",
+        send_error(s, "queue_full",
                    "the XMPP server is unreachable and the send queue is full; retry later",
                    f->cid);
         return;
@@ -444,7 +445,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     e = gw_cidmap_put(r->cids, s->user->id, f->cid);
     if (p == NULL || e == NULL) {
         free(p);
-        send_error(r, s, "internal", "out of memory", f->cid);
+        send_error(s, "internal", "out of memory", f->cid);
         return;
     }
     p->r = r;
@@ -488,12 +489,12 @@ static void handle_open(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     s->open_conv = NULL;
     if (!f->with_null) {
         if (gw_jid_resolve(f->with, r->users_domain, with, sizeof(with)) != 0) {
-            send_error(r, s, "bad_recipient", "'with' is not a user id or a bare JID", NULL);
+            send_error(s, "bad_recipient", "'with' is not a user id or a bare JID", NULL);
             return;
         }
         s->open_conv = strdup(with);
     }
-    send_payload(r, s, gw_proto_opened(s->open_conv));
+    send_payload(s, gw_proto_opened(s->open_conv));
 }
 
 static void on_frame(void *ud, gw_session_t *s, const char *data, size_t len)
@@ -505,33 +506,33 @@ static void on_frame(void *ud, gw_session_t *s, const char *data, size_t len)
 
     if (gw_proto_parse(data, len, (size_t)r->cfg->max_body_bytes, &f, &code, &reason, cid,
                        sizeof(cid)) != 0) {
-        send_error(r, s, code, reason, cid[0] ? cid : NULL);
+        send_error(s, code, reason, cid[0] ? cid : NULL);
         if (s->user == NULL) {
-            gw_front_close(r->front, s, 4401, "authentication required");
+            gw_session_close(s, 4401, "authentication required");
         }
         return;
     }
     if ((s->user == NULL || !s->welcomed) && f.op != GW_OP_HELLO) {
-        send_error(r, s, "not_authenticated", "send hello first", NULL);
-        gw_front_close(r->front, s, 4401, "authentication required");
+        send_error(s, "not_authenticated", "send hello first", NULL);
+        gw_session_close(s, 4401, "authentication required");
         gw_frame_free(&f);
         return;
     }
     switch (f.op) {
     case GW_OP_HELLO:
         if (s->user != NULL)
-            send_error(r, s, "bad_frame", "already authenticated", NULL);
+            send_error(s, "bad_frame", "already authenticated", NULL);
         else
             handle_hello(r, s, &f);
         break;
     case GW_OP_SEND: handle_send(r, s, &f); break;
     case GW_OP_OPEN: handle_open(r, s, &f); break;
-    case GW_OP_PING: send_payload(r, s, gw_proto_pong(f.t_json)); break;
+    case GW_OP_PING: send_payload(s, gw_proto_pong(f.t_json)); break;
     case GW_OP_HISTORY:
     case GW_OP_READ: {
         char with[JID_MAX];
         if (gw_jid_resolve(f.with, r->users_domain, with, sizeof(with)) != 0) {
-            send_error(r, s, "bad_recipient", "'with' is not a user id or a bare JID", NULL);
+            send_error(s, "bad_recipient", "'with' is not a user id or a bare JID", NULL);
             break;
         }
         if (f.op == GW_OP_HISTORY)
@@ -683,7 +684,7 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
             continue;
         if (*slot == NULL)
             *slot = gw_proto_msg(&m, from, open);
-        gw_front_send(r->front, s, *slot);
+        gw_session_send(s, *slot);
         r->st.frames_out++;
     }
     gw_payload_unref(closed);

@@ -17,11 +17,26 @@
 #include <stdint.h>
 
 typedef struct gw_user gw_user_t;
+typedef struct gw_session gw_session_t;
 
-typedef struct gw_session {
-    /* transport (front.c) */
-    void *conn;       /* struct lws *, opaque outside front.c */
-    gw_payload_t **q; /* ring of frames waiting for POLLOUT */
+/*
+ * How frames reach a session: a WebSocket (front.c), or an HTTP transport
+ * (SockJS polling and streaming, the JSONP API). The router only calls
+ * gw_session_send() and gw_session_close().
+ */
+typedef struct gw_transport {
+    /* Queues p for s; takes a new reference, the caller keeps its own. */
+    void (*send)(void *ctx, gw_session_t *s, gw_payload_t *p);
+    /* Sends what is queued, then closes with code and a static reason. */
+    void (*close)(void *ctx, gw_session_t *s, int code, const char *reason);
+} gw_transport_t;
+
+struct gw_session {
+    /* transport */
+    const gw_transport_t *tp; /* set by the transport that created the session */
+    void *tp_ctx;             /* the transport's own state (gw_front_t *, ...) */
+    void *conn;               /* transport handle (struct lws * for WebSockets) */
+    gw_payload_t **q;         /* ring of frames waiting for POLLOUT */
     uint32_t qhead, qlen, qcap;
     char *rx; /* partial fragmented frame, or NULL */
     size_t rxlen;
@@ -36,7 +51,20 @@ typedef struct gw_session {
     uint64_t recover_after;         /* hello's last_id: recover after the welcome */
     uint8_t welcomed;               /* welcome sent: the session receives messages */
     uint64_t id;
-} gw_session_t;
+};
+
+/* Queues p for s through its transport (takes a new reference; NULL is ignored). */
+static inline void gw_session_send(gw_session_t *s, gw_payload_t *p)
+{
+    if (p != NULL)
+        s->tp->send(s->tp_ctx, s, p);
+}
+
+/* Closes s through its transport after what is queued. */
+static inline void gw_session_close(gw_session_t *s, int code, const char *reason)
+{
+    s->tp->close(s->tp_ctx, s, code, reason);
+}
 
 struct gw_user {
     gw_user_t *hnext;       /* hash chain */
@@ -85,7 +113,6 @@ size_t gw_strset_count(const gw_strset_t *set);
 void gw_strset_clear(gw_strset_t *set);
 void gw_strset_free(gw_strset_t *set);
 
-
 /*
  * Recently seen browser client ids (user + cid), so that a send retried after
  * a reconnect is acknowledged again instead of sent twice. Bounded: the
@@ -94,8 +121,8 @@ void gw_strset_free(gw_strset_t *set);
 typedef struct gw_cidmap gw_cidmap_t;
 
 typedef struct gw_cid_entry {
-    uint64_t id, ts;  /* the message id and time given to the first send */
-    void *pending;    /* the router's in-flight send, or NULL once done */
+    uint64_t id, ts; /* the message id and time given to the first send */
+    void *pending;   /* the router's in-flight send, or NULL once done */
 } gw_cid_entry_t;
 
 int gw_cidmap_new(size_t capacity, gw_cidmap_t **out);

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #define MAX_READS_QUEUED 10000
-#define SPOOL_LINE_MAX (4u * 1024u * 1024u)
+#define SPOOL_LINE_MAX   (4u * 1024u * 1024u)
 
 /* ---- rows ------------------------------------------------------------------- */
 
@@ -34,7 +34,10 @@ struct gw_rows {
     PGresult *res;
 };
 
-size_t gw_rows_count(const gw_rows_t *r) { return r && r->res ? (size_t)PQntuples(r->res) : 0; }
+size_t gw_rows_count(const gw_rows_t *r)
+{
+    return r && r->res ? (size_t)PQntuples(r->res) : 0;
+}
 
 const char *gw_rows_get(const gw_rows_t *r, size_t row, int col)
 {
@@ -72,7 +75,10 @@ static void wrow_free(wrow_t *w)
     free(w);
 }
 
-static char *dupz(const char *s) { return s ? strdup(s) : NULL; }
+static char *dupz(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
 
 static wrow_t *wrow_new(const gw_store_msg_t *m)
 {
@@ -183,10 +189,10 @@ struct gw_store {
     const gw_config_t *cfg;
     int enabled;
     pgc_t writer, reader;
-    wlist_t queue; /* waiting for the writer */
-    uv_timer_t defer;  /* runs deferred callbacks */
+    wlist_t queue;                            /* waiting for the writer */
+    uv_timer_t defer;                         /* runs deferred callbacks */
     struct done_cb *deferred, *deferred_tail; /* write outcomes to report, in order */
-    req_t *failed;            /* reads to fail from the loop */
+    req_t *failed;                            /* reads to fail from the loop */
     uv_timer_t maintenance;
     /* spool */
     char spool_path[1024];
@@ -274,8 +280,10 @@ static int spool_open(gw_store_t *s)
     if (fstat(s->spool_fd, &sb) == 0)
         s->spool_bytes = (size_t)sb.st_size;
     if (s->spool_bytes)
-        gw_warn("store", "spool holds %zu bytes from an earlier run; replaying when the "
-                         "database is up", s->spool_bytes);
+        gw_warn("store",
+                "spool holds %zu bytes from an earlier run; replaying when the "
+                "database is up",
+                s->spool_bytes);
     return 0;
 }
 
@@ -442,7 +450,10 @@ static void replay_done(gw_store_t *s, size_t n)
 
 /* ---- connection plumbing ------------------------------------------------------ */
 
-static void free_poll(uv_handle_t *h) { free(h); }
+static void free_poll(uv_handle_t *h)
+{
+    free(h);
+}
 
 static void pgc_close_poll(pgc_t *c)
 {
@@ -531,8 +542,8 @@ static void pgc_fail(pgc_t *c, const char *why)
         if (*p == '\n')
             *p = ' ';
     if (was_up || c->attempt == 0)
-        gw_warn("store", "%s connection to PostgreSQL %s: %s", c->name,
-                was_up ? "lost" : "failed", msg);
+        gw_warn("store", "%s connection to PostgreSQL %s: %s", c->name, was_up ? "lost" : "failed",
+                msg);
     pgc_close_poll(c);
     if (c->result) {
         PQclear(c->result);
@@ -1092,8 +1103,7 @@ static void pgc_init(gw_store_t *s, pgc_t *c, const char *name)
     c->retry.data = c;
 }
 
-int gw_store_new(uv_loop_t *loop, const gw_config_t *cfg, const char *schema_dir,
-                 gw_store_t **out)
+int gw_store_new(uv_loop_t *loop, const gw_config_t *cfg, const char *schema_dir, gw_store_t **out)
 {
     gw_store_t *s = calloc(1, sizeof(*s));
 
@@ -1125,7 +1135,10 @@ int gw_store_new(uv_loop_t *loop, const gw_config_t *cfg, const char *schema_dir
     return 0;
 }
 
-int gw_store_enabled(const gw_store_t *s) { return s != NULL && s->enabled; }
+int gw_store_enabled(const gw_store_t *s)
+{
+    return s != NULL && s->enabled;
+}
 
 int gw_store_is_up(const gw_store_t *s)
 {
