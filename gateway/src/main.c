@@ -5,6 +5,7 @@
 #include "gw.h"
 #include "log.h"
 #include "router.h"
+#include "store.h"
 #include "ticket.h"
 
 #include <signal.h>
@@ -21,6 +22,7 @@ static void usage(FILE *out)
             "Usage: imgw [--config FILE]          run the gateway\n"
             "       imgw --check-config FILE       validate FILE (and IMGW_* variables), print "
             "the effective settings\n"
+            "       imgw --config FILE migrate     apply schema/ migrations to pg_conninfo\n"
             "       imgw --config FILE ticket USER [SECONDS]\n"
             "                                      print a ticket for USER valid SECONDS "
             "(default 3600)\n"
@@ -110,7 +112,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--check-config") && i + 1 < argc) {
             config_path = argv[++i];
             check = 1;
-        } else if (!strcmp(argv[i], "ticket")) {
+        } else if (!strcmp(argv[i], "ticket") || !strcmp(argv[i], "migrate")) {
             break;
         } else {
             fprintf(stderr, "imgw: unknown argument '%s'\n", argv[i]);
@@ -134,6 +136,18 @@ int main(int argc, char **argv)
         printf("# configuration OK\n");
         gw_config_free(&cfg);
         return 0;
+    }
+    if (i < argc && !strcmp(argv[i], "migrate")) {
+        if (cfg.pg_conninfo[0] == '\0') {
+            fprintf(stderr, "imgw: migrate needs pg_conninfo\n");
+            rc = 2;
+        } else {
+            rc = gw_store_migrate(cfg.pg_conninfo, cfg.schema_dir) == 0 ? 0 : 1;
+            if (rc == 0)
+                printf("schema up to date (%s)\n", cfg.schema_dir);
+        }
+        gw_config_free(&cfg);
+        return rc;
     }
     if (i < argc && !strcmp(argv[i], "ticket")) {
         char ticket[200];

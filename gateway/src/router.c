@@ -548,11 +548,21 @@ static void on_frame(void *ud, gw_session_t *s, const char *data, size_t len)
 
 /* ---- link callbacks ------------------------------------------------------ */
 
+static void announce_user(void *ud, gw_user_t *u)
+{
+    gw_router_t *r = ud;
+
+    gw_link_send_web_presence(r->link, u->id, 1);
+}
+
 static void on_link_up(void *ud)
 {
     gw_router_t *r = ud;
 
     gw_info("router", "XMPP link up; %zu session(s) here", gw_registry_session_count(r->reg));
+    /* The companion keeps web presence in memory: after a reconnect (or a server
+     * restart) tell it again who is on the web. */
+    gw_registry_foreach(r->reg, announce_user, r);
 }
 
 static void on_link_down(void *ud)

@@ -140,6 +140,13 @@ size_t gw_registry_user_count(const gw_registry_t *r)
     return r->nusers;
 }
 
+void gw_registry_foreach(const gw_registry_t *r, void (*fn)(void *ud, gw_user_t *u), void *ud)
+{
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (gw_user_t *u = r->buckets[i]; u; u = u->hnext)
+            fn(ud, u);
+}
+
 size_t gw_registry_session_count(const gw_registry_t *r)
 {
     return r->nsessions;

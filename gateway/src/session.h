@@ -97,6 +97,9 @@ int gw_registry_detach(gw_registry_t *r, gw_session_t *s);
 gw_user_t *gw_registry_find(const gw_registry_t *r, const char *user_id);
 
 size_t gw_registry_user_count(const gw_registry_t *r);
+
+/* Calls fn(ud, user) for every user with a session here. fn must not attach or detach. */
+void gw_registry_foreach(const gw_registry_t *r, void (*fn)(void *ud, gw_user_t *u), void *ud);
 size_t gw_registry_session_count(const gw_registry_t *r);
 
 /* Frees the table. Sessions must have been detached. */

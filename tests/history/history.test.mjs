@@ -46,8 +46,16 @@ describe('history', { skip: !gatewayBuilt() && 'build/gateway/imgw is not built'
     if (spool) fs.rmSync(spool, { recursive: true, force: true });
   });
 
-  it('applies the schema at start-up', async () => {
-    assert.ok(Number(await pg.psql('SELECT count(*) FROM schema_migrations')) >= 2);
+  it('applies the schema at start-up, and `imgw migrate` finds it up to date', async () => {
+    const applied = Number(await pg.psql('SELECT count(*) FROM schema_migrations'));
+    assert.ok(applied >= 2);
+    const { execFile } = await import('node:child_process');
+    const { GATEWAY_BIN } = await import('../lib/imgw.mjs');
+    const r = await new Promise((resolve) => execFile(GATEWAY_BIN, ['--config', gw.confPath, 'migrate'],
+      (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr })));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /schema up to date/);
+    assert.equal(Number(await pg.psql('SELECT count(*) FROM schema_migrations')), applied);
   });
 
   it('stores each message once, verbatim, and acks only when durable', async () => {
