@@ -3,7 +3,11 @@
 // analysts' queries (bench/history_explain.sql) and pgbench latency of a
 // 50-message page (bench/history_*.pgbench).
 //
-//   node bench/history_run.mjs [--rows 5000000] [--seconds 30] [--clients 2] [--hold]
+//   node bench/history_run.mjs [--rows 5000000] [--seconds 30] [--clients 2] [--rate 1000] [--hold]
+//
+// Each pgbench script runs twice: flat out (--clients connections), then
+// paced at --rate transactions/s (pgbench -R; latency includes schedule lag;
+// the insert script, 50 messages a transaction, at a tenth of that).
 //
 // --hold keeps the cluster running after the run and prints its connection
 // string, for poking at plans by hand; Ctrl-C stops and removes it.
@@ -19,13 +23,14 @@ import { startPostgres } from '../tests/lib/postgres.mjs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.dirname(here);
 
-const opts = { rows: 5_000_000, seconds: 30, clients: 2, hold: false, skip: [] };
+const opts = { rows: 5_000_000, seconds: 30, clients: 2, rate: 1000, hold: false, skip: [] };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--rows') opts.rows = Number(argv[++i]);
   else if (a === '--seconds') opts.seconds = Number(argv[++i]);
   else if (a === '--clients') opts.clients = Number(argv[++i]);
+  else if (a === '--rate') opts.rate = Number(argv[++i]);
   else if (a === '--hold') opts.hold = true;
   else if (a === '--skip') opts.skip.push(argv[++i]);
   else { console.error(`unknown argument ${a}`); process.exit(2); }
@@ -78,23 +83,30 @@ try {
     const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'imgw-pgbench-'));
     const scripts = (await fs.readdir(here)).filter((f) => f.startsWith('history_') && f.endsWith('.pgbench')).sort();
     for (const s of scripts) {
-      const prefix = path.join(tmp, s.replace(/\.pgbench$/, ''));
-      const out = await run('pgbench', ['-h', pg.host, '-p', String(pg.port), '-U', 'postgres',
-        '-n', '-M', 'prepared', '-c', String(opts.clients), '-j', String(opts.clients),
-        '-T', String(opts.seconds), '-l', `--log-prefix=${prefix}`, '-f', path.join(here, s), pg.db]);
-      const lat = [];
-      for (const f of await fs.readdir(tmp)) {
-        if (!f.startsWith(path.basename(prefix) + '.')) continue;
-        for (const line of (await fs.readFile(path.join(tmp, f), 'utf8')).split('\n')) {
-          const col = line.split(' ');
-          if (col.length > 2) lat.push(Number(col[2]) / 1000);
+      // Inserts carry 50 messages each: pace them at a tenth of the rate.
+      const paced = s.includes('insert') ? Math.max(1, Math.round(opts.rate / 10)) : opts.rate;
+      for (const rate of [0, paced]) {
+        const prefix = path.join(tmp, `${s.replace(/\.pgbench$/, '')}-${rate}`);
+        const args = ['-h', pg.host, '-p', String(pg.port), '-U', 'postgres',
+          '-n', '-M', 'prepared', '-c', String(opts.clients), '-j', String(opts.clients),
+          '-T', String(opts.seconds), '-l', `--log-prefix=${prefix}`, '-f', path.join(here, s)];
+        if (rate) args.push('-R', String(rate));
+        const out = await run('pgbench', [...args, pg.db]);
+        const lat = [];
+        for (const f of await fs.readdir(tmp)) {
+          if (!f.startsWith(path.basename(prefix) + '.')) continue;
+          for (const line of (await fs.readFile(path.join(tmp, f), 'utf8')).split('\n')) {
+            const col = line.split(' ');
+            if (col.length > 2) lat.push(Number(col[2]) / 1000);
+          }
         }
+        lat.sort((a, b) => a - b);
+        const tps = /tps = ([\d.]+)/.exec(out)?.[1];
+        console.log(`\n## pgbench ${s}: ${opts.clients} clients, ${rate ? `paced at ${rate}/s` : 'flat out'}, ` +
+          `${opts.seconds} s, ${lat.length} transactions, ${tps} tps`);
+        console.log(`latency ms: p50 ${pct(lat, 50).toFixed(3)}  p90 ${pct(lat, 90).toFixed(3)}  ` +
+          `p99 ${pct(lat, 99).toFixed(3)}  p99.9 ${pct(lat, 99.9).toFixed(3)}  max ${lat[lat.length - 1].toFixed(3)}`);
       }
-      lat.sort((a, b) => a - b);
-      const tps = /tps = ([\d.]+)/.exec(out)?.[1];
-      console.log(`\n## pgbench ${s}: ${opts.clients} clients, ${opts.seconds} s, ${lat.length} transactions, ${tps} tps`);
-      console.log(`latency ms: p50 ${pct(lat, 50).toFixed(3)}  p90 ${pct(lat, 90).toFixed(3)}  ` +
-        `p99 ${pct(lat, 99).toFixed(3)}  p99.9 ${pct(lat, 99.9).toFixed(3)}  max ${lat[lat.length - 1].toFixed(3)}`);
     }
     await fs.rm(tmp, { recursive: true, force: true });
   }
