@@ -15,9 +15,9 @@
 
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './ports.mjs';
 
 const PG_BIN = process.env.IMGW_PG_BIN || '/usr/lib/postgresql/15/bin';
 const READY_TIMEOUT_MS = 30_000;
@@ -33,19 +33,6 @@ process.on('exit', () => {
     } catch { /* already gone */ }
   }
 });
-
-/** Ask the kernel for a free loopback TCP port. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Run a program; resolve { stdout, stderr }, reject with both in the message. */
 function run(cmd, args, { input, env, timeout = 120_000 } = {}) {
