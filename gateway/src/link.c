@@ -316,6 +316,29 @@ static void reply_iq(gw_link_t *l, xmpp_stanza_t *iq, const char *type, const ch
     send_stanza_text(l, &b);
 }
 
+#define DISCO_ID "imgw-companion-disco"
+
+/* Same-JID mode needs the companion: say so plainly when the server lacks it. */
+static void check_companion(gw_link_t *l, xmpp_stanza_t *st, const char *type)
+{
+    xmpp_stanza_t *q = xmpp_stanza_get_child_by_name(st, "query");
+    xmpp_stanza_t *c = q ? xmpp_stanza_get_children(q) : NULL;
+
+    if (strcmp(type, "result") == 0)
+        for (; c; c = xmpp_stanza_get_next(c))
+            if (xmpp_stanza_is_tag(c) && strcmp(xmpp_stanza_get_name(c), "feature") == 0 &&
+                xmpp_stanza_get_attribute(c, "var") &&
+                strcmp(xmpp_stanza_get_attribute(c, "var"), NS_COMPANION) == 0) {
+                gw_info("link", "companion found on %s", l->cfg->xmpp_domain);
+                return;
+            }
+    gw_warn("link",
+            "%s does not announce the imgw companion (" NS_COMPANION "): same-JID mode needs "
+            "openfire-plugin/ or prosody-plugin/ installed and plugin.imgw.gateway.domain / "
+            "imgw_gateway set to %s",
+            l->cfg->xmpp_domain, l->cfg->component_domain);
+}
+
 /* Completes the pending request answered by st; returns 1 when there was one. */
 static int finish_iq(gw_link_t *l, xmpp_stanza_t *st, const char *type)
 {
@@ -371,6 +394,10 @@ static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     const char *ns;
 
     GW_UNUSED(conn);
+    if (type && xmpp_stanza_get_id(st) && strcmp(xmpp_stanza_get_id(st), DISCO_ID) == 0) {
+        check_companion(l, st, type);
+        return 1;
+    }
     if (type && (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) &&
         finish_iq(l, st, type))
         return 1;
@@ -524,6 +551,15 @@ static int on_handshake(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     gw_info("link", "component %s connected to %s:%d", l->cfg->component_domain, l->cfg->xmpp_host,
             l->cfg->xmpp_port);
     queue_flush(l);
+    if (l->cfg->mode_value == GW_MODE_SAMEJID) {
+        gw_sbuf_t b;
+        gw_sbuf_init(&b, 1024);
+        gw_sbuf_puts(&b, "<iq type='get' id='" DISCO_ID "'");
+        attr(&b, "from", l->cfg->component_domain);
+        attr(&b, "to", l->cfg->xmpp_domain);
+        gw_sbuf_puts(&b, "><query xmlns='" NS_DISCO_INFO "'/></iq>");
+        send_stanza_text(l, &b);
+    }
     l->cbs.on_up(l->ud);
     return 1;
 }

@@ -33,6 +33,25 @@ describe('same-JID mode', { skip: !gatewayBuilt() && 'build/gateway/imgw is not 
     await prosody?.cleanup();
   });
 
+  it('finds the companion on the server', async () => {
+    const deadline = Date.now() + 5000;
+    while (!/companion found on shop\.test/.test(gw.logText()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    assert.match(gw.logText(), /companion found on shop\.test/);
+  });
+
+  it('warns when the server has no companion', async () => {
+    const bare = await startProsody({ domain: DOMAIN, components: [{ domain: GW, secret: 's3cret' }], logLevel: 'info' });
+    const lone = await startImgw({ prosody: bare, config: { mode: 'samejid' } });
+    try {
+      const deadline = Date.now() + 5000;
+      while (!/does not announce the imgw companion/.test(lone.logText()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      assert.match(lone.logText(), /does not announce the imgw companion/);
+    } finally {
+      await lone.cleanup();
+      await bare.cleanup();
+    }
+  });
+
   it('gives a web user the same bare JID as on the app, both ways', async () => {
     const web = await openWs(gw.wsUrl);
     const w = await web.hello('buyer42');
