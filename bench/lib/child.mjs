@@ -6,10 +6,11 @@ import { fork } from 'node:child_process';
  * Forks `script` with `cfg` as JSON in argv[2].
  * @param {string} script
  * @param {object} cfg
- * @param {{heapMiB?: number}} [opts]
+ * @param {{heapMiB?: number, execArgv?: string[]}} [opts]
  */
 export function forkChild(script, cfg, opts = {}) {
-  const execArgv = opts.heapMiB ? [`--max-old-space-size=${opts.heapMiB}`] : [];
+  const execArgv = [...(opts.execArgv || [])];
+  if (opts.heapMiB) execArgv.push(`--max-old-space-size=${opts.heapMiB}`);
   const proc = fork(script, [JSON.stringify(cfg)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   /** @type {Map<string, Array<(m: object) => void>>} */
   const waiters = new Map();

@@ -71,3 +71,20 @@ export function machineInfo() {
     node: process.version,
   };
 }
+
+/**
+ * CPU seconds the whole machine has spent busy (all CPUs, everything but idle and
+ * iowait) since boot, from the first line of /proc/stat. Differences of two readings,
+ * minus the processes we measure, show how much else ran during a window: on a shared
+ * machine that is noise in every latency figure.
+ */
+export function machineBusySeconds() {
+  try {
+    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+    const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const [user, nice, system, , , irq, softirq, steal] = v;
+    return (user + nice + system + irq + softirq + steal) / ticksPerSecond;
+  } catch {
+    return NaN;
+  }
+}

@@ -26,6 +26,7 @@ const nowMs = () => performance.timeOrigin + performance.now();
 const sessions = [];
 let run = '';
 let lat = [];
+let afterGw = [];
 let seen = new Set();
 let dups = 0;
 let misrouted = 0;
@@ -51,7 +52,7 @@ function bump(map, key) {
  * @param {number} index   the receiving user's index
  * @param {string} body
  */
-function onBody(index, body) {
+function onBody(index, body, gwTs) {
   const t = nowMs();
   const parts = body.split(' ');
   if (parts.length !== 6 || parts[0] !== 'bench') {
@@ -69,6 +70,13 @@ function onBody(index, body) {
   const sentAt = Number(parts[5]);
   const l = t - sentAt;
   lat.push(l);
+  if (typeof gwTs === 'number') {
+    // imgw stamps `ts` (whole ms, CLOCK_REALTIME) when the stanza reaches its router, so
+    // ts splits the path: before it, sender -> Prosody -> component link; after it, the
+    // gateway's fan-out and WebSocket write -> this process. Truncation to whole ms moves
+    // up to 1 ms from the first part to the second.
+    afterGw.push(t - gwTs);
+  }
   const sec = Math.max(0, Math.floor((sentAt - runStart) / 1000));
   const b = timeline[sec] || (timeline[sec] = [0, 0]);
   b[0]++;
@@ -106,7 +114,7 @@ function openImgw(index, done) {
       return;
     }
     if (m.op === 'msg') {
-      onBody(index, typeof m.body === 'string' ? m.body : '');
+      onBody(index, typeof m.body === 'string' ? m.body : '', m.ts);
     } else if (m.op === 'welcome') {
       s.up = true;
       finish(true);
@@ -274,6 +282,7 @@ process.on('message', async (msg) => {
       loopDelay.enable();
       timeline = [];
       lat = [];
+      afterGw = [];
       seen = new Set();
       dups = 0;
       misrouted = 0;
@@ -287,7 +296,7 @@ process.on('message', async (msg) => {
       break;
     case 'collect':
       process.send({
-        ev: 'stats', unique: seen.size, dups, misrouted, foreign, lat,
+        ev: 'stats', unique: seen.size, dups, misrouted, foreign, lat, afterGw,
         timeline: Array.from(timeline, (b) => b || [0, 0]),
         loopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
         dropsAfterOpen, errorsAfterOpen,
