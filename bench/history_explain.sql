@@ -52,16 +52,7 @@ UPDATE conversation_state SET last_read_id = 0, unread = (SELECT count(*) FROM m
   WHERE m.conv = imgw_conv_key(:seller, :buyer) AND m.sender = :buyer)
 WHERE user_jid = :seller AND peer_jid = :buyer;
 EXPLAIN (ANALYZE, BUFFERS)
-UPDATE conversation_state cs
-SET last_read_id = LEAST(:conv_mid_id, cs.last_message_id),
-    unread = CASE WHEN :conv_mid_id >= cs.last_message_id THEN 0
-                  ELSE GREATEST(0, cs.unread - (
-                         SELECT count(*) FROM messages m
-                         WHERE m.conv = cs.conv AND m.sender = cs.peer_jid
-                           AND m.id > cs.last_read_id AND m.id <= :conv_mid_id)) END,
-    updated_at = now()
-WHERE cs.user_jid = :seller AND cs.peer_jid = :buyer AND cs.last_read_id < LEAST(:conv_mid_id, cs.last_message_id)
-RETURNING last_read_id, unread;
+SELECT last_read_id, unread FROM imgw_mark_read(:seller, :buyer, :conv_mid_id);
 ROLLBACK;
 
 \echo ==== recovery: messages of a seller after an id, 5 conversations changed since, up to 500
