@@ -909,16 +909,8 @@ static const char chats_sql[] =
     "last_sender, last_kind, last_preview, unread "
     "FROM conversation_state WHERE user_jid = $1 ORDER BY last_message_id DESC LIMIT $2";
 
-static const char mark_read_sql[] =
-    "UPDATE conversation_state cs "
-    "SET last_read_id = LEAST($3::bigint, cs.last_message_id), "
-    "unread = CASE WHEN $3::bigint >= cs.last_message_id THEN 0 "
-    "ELSE GREATEST(0, cs.unread - (SELECT count(*) FROM messages m WHERE m.conv = cs.conv "
-    "AND m.sender = cs.peer_jid AND m.id > cs.last_read_id AND m.id <= $3::bigint)) END, "
-    "updated_at = now() "
-    "WHERE cs.user_jid = $1 AND cs.peer_jid = $2 "
-    "AND cs.last_read_id < LEAST($3::bigint, cs.last_message_id) "
-    "RETURNING last_read_id, unread";
+/* imgw_mark_read (schema 003) locks, then counts, so unread stays exact with concurrent writers. */
+static const char mark_read_sql[] = "SELECT last_read_id, unread FROM imgw_mark_read($1, $2, $3)";
 
 static const char recover_sql[] =
     "SELECT m.id, m.sender, m.recipient, m.body, m.kind, m.client_id, "
