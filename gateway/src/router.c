@@ -165,7 +165,30 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
                      "imgw_dropped_no_session_total %" PRIu64 "\n",
                      gw_link_is_up(r->link), st.sessions, st.users, gw_link_queue_len(r->link),
                      st.sent, st.queued, st.refused, st.delivered, st.frames_out, st.dropped);
-        return n < 0 || (size_t)n >= len ? -1 : n;
+        if (n < 0 || (size_t)n >= len)
+            return -1;
+        if (gw_store_enabled(r->store)) {
+            gw_store_stats_t ss;
+            int m;
+            gw_store_get_stats(r->store, &ss);
+            m = snprintf(buf + n, len - (size_t)n,
+                         "# TYPE imgw_store_up gauge\nimgw_store_up %d\n"
+                         "# TYPE imgw_store_queue gauge\nimgw_store_queue %zu\n"
+                         "# TYPE imgw_spool_bytes gauge\nimgw_spool_bytes %zu\n"
+                         "# TYPE imgw_stored_total counter\nimgw_stored_total %" PRIu64 "\n"
+                         "# TYPE imgw_store_batches_total counter\n"
+                         "imgw_store_batches_total %" PRIu64 "\n"
+                         "# TYPE imgw_spooled_total counter\nimgw_spooled_total %" PRIu64 "\n"
+                         "# TYPE imgw_replayed_total counter\nimgw_replayed_total %" PRIu64 "\n"
+                         "# TYPE imgw_store_refused_total counter\n"
+                         "imgw_store_refused_total %" PRIu64 "\n",
+                         gw_store_is_up(r->store), ss.queued, ss.spool_bytes, ss.written,
+                         ss.batches, ss.spooled, ss.replayed, ss.refused);
+            if (m < 0 || (size_t)m >= len - (size_t)n)
+                return -1;
+            n += m;
+        }
+        return n;
     }
     return -1;
 }
