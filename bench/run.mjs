@@ -44,6 +44,8 @@ const USAGE = `usage: node bench/run.mjs [options]
   --gateway PATH    gateway binary (default build/gateway/imgw)
   --gateway-set k=v extra gateway config key (repeatable)
   --prosody-config LUA  extra global Prosody config, after the bench's (repeatable)
+  --quiet-wait S    before each measured window, wait up to S s until the rest of the
+                    machine uses less than 0.15 of a core (default 0: do not wait)
   --json FILE       also write the raw results as JSON
   --keep            keep the temp dir (configs, logs) for inspection
   -h, --help`;
@@ -59,6 +61,7 @@ const { values: opt } = parseArgs({
     concurrency: { type: 'string', default: '100' },
     warmup: { type: 'string', default: '2' },
     settle: { type: 'string', default: '12' },
+    'quiet-wait': { type: 'string', default: '0' },
     gateway: { type: 'string', default: path.join(repo, 'build/gateway/imgw') },
     'gateway-set': { type: 'string', multiple: true, default: [] },
     'prosody-config': { type: 'string', multiple: true, default: [] },
@@ -80,8 +83,9 @@ const perProc = Math.min(15000, Number(opt['per-proc']));
 const concurrency = Number(opt.concurrency);
 const warmup = Number(opt.warmup);
 const settle = Number(opt.settle);
+const quietWait = Number(opt['quiet-wait']);
 if (![N, R, S, M, perProc, concurrency].every((v) => Number.isInteger(v) && v > 0) ||
-    !['both', 'imgw', 'prosody'].includes(opt.mode) || !(warmup >= 0) || !(settle >= 0)) {
+    !['both', 'imgw', 'prosody'].includes(opt.mode) || !(warmup >= 0) || !(settle >= 0) || !(quietWait >= 0)) {
   console.error(USAGE);
   process.exit(2);
 }
@@ -141,6 +145,28 @@ async function drain(receivers, sent, quietMs = 2000, maxMs = 30000) {
     }
     if (Date.now() - lastChange > quietMs || Date.now() - t0 > maxMs) return got;
     await sleep(50);
+  }
+}
+
+/**
+ * Waits until everything but our own processes uses less than 0.15 of a core, measured
+ * over 1 s, or until --quiet-wait seconds have passed.
+ * @returns {Promise<{cores: number, waitedSeconds: number}>} the last reading
+ */
+async function waitForQuiet(kind, ownPids) {
+  const t0 = Date.now();
+  for (let said = false; ;) {
+    const b0 = machineBusySeconds();
+    const o0 = cpuSecondsOf(ownPids);
+    await sleep(1000);
+    const cores = (machineBusySeconds() - b0) - (cpuSecondsOf(ownPids) - o0);
+    const waitedSeconds = (Date.now() - t0) / 1000;
+    if (cores < 0.15 || waitedSeconds >= quietWait) {
+      if (said || cores >= 0.15) log(`${kind}: other work on the machine: ${cores.toFixed(2)} cores; measuring now`);
+      return { cores, waitedSeconds };
+    }
+    if (!said) log(`${kind}: other work on the machine uses ${cores.toFixed(2)} cores; waiting up to ${quietWait} s`);
+    said = true;
   }
 }
 
@@ -276,6 +302,8 @@ async function runPhase(kind, baseDir) {
   }
 
   if (!serversDown().length && res.sessions.up && !(res.warmup && res.warmup.delivered === 0)) {
+    const ownPids = [holderPid, prosodyPid, sender.pid, process.pid, ...receivers.map((r) => r.pid)];
+    if (quietWait > 0) res.otherLoadBefore = await waitForQuiet(kind, [...new Set(ownPids)]);
     // Timeline buckets count from a moment shortly before the first send.
     const start = performance.timeOrigin + performance.now();
     await Promise.all(receivers.map((r) => r.ask({ cmd: 'reset', run: 'm', start }, 'reset')));
