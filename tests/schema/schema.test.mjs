@@ -486,6 +486,29 @@ test('conversation_state stays exact with concurrent writers and readers', async
     await q(`SELECT count(DISTINCT stanza_id) FROM messages WHERE stanza_id LIKE 'shared-%'`));
 });
 
+test('mark-read racing open insert transactions keeps unread exact', async () => {
+  // Writers hold their transaction open for a moment after inserting, so
+  // mark-reads wait for their row lock. Without migration 3 the waiting
+  // UPDATE counted with its old snapshot and unread drifted by dozens here.
+  const q = await freshDb('race_read');
+  const scripts = Array.from({ length: 6 }, (_, w) => {
+    const out = [];
+    for (let t = 0; t < 60; t++) {
+      if (w % 2 === 0) {
+        out.push(`SELECT * FROM imgw_mark_read('a@x', 'b@x', COALESCE((SELECT id FROM messages
+                    WHERE conv = 'a@x b@x' ORDER BY id DESC LIMIT 1 OFFSET 1), 0));`);
+      } else {
+        out.push(`BEGIN; INSERT INTO messages (sender, recipient, body, stanza_id) VALUES ('b@x', 'a@x', 'm', '${w}-${t}');
+                  SELECT pg_sleep(0.001 * ${(w * 7 + t) % 3}); COMMIT;`);
+      }
+    }
+    return out.join('\n');
+  });
+  await Promise.all(scripts.map((sql) => q(sql)));
+  await assertStateConsistent(q);
+  assert.equal(await q(`SELECT count(*) FROM messages`), '180');
+});
+
 test('the server restarts with its data', async () => {
   const q = await freshDb('restart');
   await q(`INSERT INTO messages (sender, recipient, body, stanza_id) VALUES ('a@x', 'b@x', 'kept', 'r1')`);
