@@ -70,6 +70,12 @@ static const centry_t table[] = {
     {"cache_recent", T_INT, O(cache_recent), 0, 1000, "50", 0},
     {"node_id", T_INT, O(node_id), 0, 1023, "0", 0},
     {"log_level", T_STR, O(log_level), 0, 0, "info", 0},
+    /* HTTP transports */
+    {"upload_dir", T_STR, O(upload_dir), 0, 0, "", 0},
+    {"upload_max_bytes", T_INT, O(upload_max_bytes), 1024, 104857600, "5242880", 0},
+    {"public_url", T_STR, O(public_url), 0, 0, "", 0},
+    {"sockjs_client_url", T_STR, O(sockjs_client_url), 0, 0, "/client/sockjs.min.js", 0},
+    {"http_session_idle_s", T_INT, O(http_session_idle_s), 5, 3600, "60", 0},
 };
 
 static const centry_t *find(const char *key)

@@ -59,6 +59,12 @@ typedef struct gw_config {
     /* misc */
     int node_id;
     char *log_level;
+    /* HTTP transports */
+    char *upload_dir;
+    int upload_max_bytes;
+    char *public_url;
+    char *sockjs_client_url;
+    int http_session_idle_s;
 
     gw_mode_t mode_value; /* derived from mode */
 } gw_config_t;

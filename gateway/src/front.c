@@ -3,7 +3,9 @@
  */
 #include "front.h"
 #include "gw.h"
+#include "http.h"
 #include "log.h"
+#include "sockjs.h"
 
 #include <libwebsockets.h>
 #include <stdlib.h>
@@ -30,7 +32,39 @@ struct gw_front {
     void *shutdown_ud;
     uv_timer_t shutdown_timer;
     int port;
+    gw_http_t *http; /* HTTP transports: API, upload, SockJS over HTTP */
 };
+
+/*
+ * The per-connection data of a WebSocket. The session comes first, so the
+ * router's gw_session_t pointer and the connection's are the same. A SockJS
+ * WebSocket either frames (o, a[...], h, c[...]) or, at the prefix root's
+ * /websocket, carries raw frames like /ws.
+ */
+enum { WS_NATIVE = 0, WS_SOCKJS_RAW, WS_SOCKJS_FRAMED };
+
+typedef struct ws_conn {
+    gw_session_t s;
+    uint8_t mode;
+    uint8_t need_open;  /* framed: "o" not written yet */
+    uint8_t need_hb;    /* framed: a heartbeat is due */
+    uint8_t close_sent; /* framed: c[...] written, the close frame is next */
+} ws_conn_t;
+
+static int ws_mode_of(const char *path)
+{
+    char sid[72], tp[32];
+    int k;
+
+    if (strcmp(path, "/ws") == 0)
+        return WS_NATIVE;
+    k = gw_sockjs_parse_path(path, sid, sizeof(sid), tp, sizeof(tp));
+    if (k == GW_SOCKJS_P_RAW_WS)
+        return WS_SOCKJS_RAW;
+    if (k == GW_SOCKJS_P_SESSION && strcmp(tp, "websocket") == 0)
+        return WS_SOCKJS_FRAMED;
+    return -1;
+}
 
 /* lws keeps no user pointer per context that is handy in log callbacks. */
 static void lws_log_emit(int level, const char *line)
@@ -66,6 +100,11 @@ static int origin_allowed(gw_front_t *f, const char *origin)
         list += n;
     }
     return 0;
+}
+
+static int origin_allowed_cb(void *fud, const char *origin)
+{
+    return origin_allowed(fud, origin);
 }
 
 static void free_queue(gw_session_t *s)
@@ -146,8 +185,86 @@ static void tp_close(void *ctx, gw_session_t *s, int code, const char *reason)
 
 static const gw_transport_t ws_transport = {tp_send, tp_close};
 
+/* Writes one SockJS frame (text) from a framed SockJS WebSocket. */
+static int write_sockjs(struct lws *wsi, gw_sbuf_t *fr)
+{
+    unsigned char *buf;
+    int n;
+
+    if (fr->overflow)
+        return -1;
+    buf = malloc(LWS_PRE + fr->len);
+    if (buf == NULL)
+        return -1;
+    memcpy(buf + LWS_PRE, fr->data, fr->len);
+    n = lws_write(wsi, buf + LWS_PRE, fr->len, LWS_WRITE_TEXT);
+    free(buf);
+    return n < 0 ? -1 : 0;
+}
+
+static int write_framed(gw_front_t *f, struct lws *wsi, ws_conn_t *c)
+{
+    gw_session_t *s = &c->s;
+    gw_sbuf_t fr;
+    int rc;
+
+    gw_sbuf_init(&fr, SIZE_MAX / 2);
+    if (c->need_open) {
+        c->need_open = 0;
+        gw_sbuf_puts(&fr, "o");
+    } else if (s->qlen) {
+        int first = 1;
+        /* Everything queued, bounded per frame, in one a[...] message. */
+        gw_sbuf_puts(&fr, "a[");
+        while (s->qlen && fr.len < 65536) {
+            gw_payload_t *p = s->q[s->qhead];
+            s->qhead = (s->qhead + 1) % s->qcap;
+            s->qlen--;
+            if (!first)
+                gw_sbuf_puts(&fr, ",");
+            first = 0;
+            gw_sockjs_quote(&fr, (const char *)gw_payload_data(p), p->len);
+            gw_payload_unref(p);
+        }
+        gw_sbuf_puts(&fr, "]");
+    } else if (s->closing && !c->close_sent) {
+        gw_sockjs_close_frame(&fr, s->close_code, s->close_reason);
+        c->close_sent = 1;
+    } else if (c->need_hb) {
+        c->need_hb = 0;
+        gw_sbuf_puts(&fr, "h");
+    }
+    if (fr.len == 0) {
+        gw_sbuf_free(&fr);
+        return 1; /* nothing framed to write */
+    }
+    rc = write_sockjs(wsi, &fr);
+    gw_sbuf_free(&fr);
+    if (rc != 0)
+        return -1;
+    if (s->qlen || s->closing || f->shutting_down || c->need_hb)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
 static int write_next(gw_front_t *f, struct lws *wsi, gw_session_t *s)
 {
+    ws_conn_t *c = (ws_conn_t *)s;
+
+    if (f->shutting_down && !s->closing) {
+        s->closing = 1;
+        s->close_code = 1001;
+        s->close_reason = "gateway shutting down";
+    }
+    if (c->mode == WS_SOCKJS_FRAMED) {
+        int rc = write_framed(f, wsi, c);
+        if (rc <= 0)
+            return rc;
+        if (!s->closing)
+            return 0;
+        /* c[...] was written: now the WebSocket close frame, as for /ws. */
+        s->close_code = 1000;
+    }
     if (s->qlen) {
         gw_payload_t *p = s->q[s->qhead];
         int n;
@@ -294,7 +411,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (f->shutting_down)
             return 1;
         n = lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_GET_URI);
-        if (n <= 0 || strcmp(buf, "/ws") != 0) {
+        if (n <= 0 || ws_mode_of(buf) < 0) {
             gw_info("front", "refused WebSocket upgrade on path '%s'", n > 0 ? buf : "");
             return 1;
         }
@@ -317,16 +434,28 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         return 0;
     }
-    case LWS_CALLBACK_ESTABLISHED:
-        memset(s, 0, sizeof(*s));
+    case LWS_CALLBACK_ESTABLISHED: {
+        ws_conn_t *c = user;
+        char buf[512];
+        int mode;
+        if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_GET_URI) <= 0)
+            buf[0] = '\0';
+        mode = ws_mode_of(buf);
+        memset(c, 0, sizeof(*c));
+        c->mode = (uint8_t)(mode < 0 ? WS_NATIVE : mode);
         s->tp = &ws_transport;
         s->tp_ctx = f;
         s->conn = wsi;
         s->id = ++f->next_id;
         f->nsessions++;
         lws_set_timer_usecs(wsi, (lws_usec_t)f->cfg->auth_timeout_ms * 1000);
+        if (c->mode == WS_SOCKJS_FRAMED) {
+            c->need_open = 1;
+            lws_callback_on_writable(wsi);
+        }
         f->cbs.on_open(f->ud, s);
         return 0;
+    }
     case LWS_CALLBACK_RECEIVE: return on_rx(f, wsi, s, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE: return write_next(f, wsi, s);
     case LWS_CALLBACK_TIMER:
@@ -335,8 +464,28 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                     f->cfg->auth_timeout_ms);
             gw_front_close(f, s, 4408, "authentication timeout");
         }
+        if (((ws_conn_t *)s)->mode == WS_SOCKJS_FRAMED && !s->closing) {
+            /* SockJS heartbeat: "h" every 25 s keeps proxies and the client's timer happy. */
+            ((ws_conn_t *)s)->need_hb = 1;
+            lws_callback_on_writable(wsi);
+            lws_set_timer_usecs(wsi, (lws_usec_t)GW_SOCKJS_HEARTBEAT_MS * 1000);
+        }
         return 0;
-    case LWS_CALLBACK_HTTP: return serve_http(f, wsi, (const char *)in);
+    case LWS_CALLBACK_HTTP: {
+        int rc;
+        if (f->http && gw_http_callback(f->http, wsi, (int)reason, in, len, &rc))
+            return rc;
+        return serve_http(f, wsi, (const char *)in);
+    }
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_CLOSED_HTTP: {
+        int rc;
+        if (f && f->http && gw_http_callback(f->http, wsi, (int)reason, in, len, &rc))
+            return rc;
+        break;
+    }
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: return 0;
     case LWS_CALLBACK_CLOSED:
         /* lws also reports upgrades refused in FILTER_PROTOCOL_CONNECTION. */
@@ -373,7 +522,7 @@ int gw_front_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_front_cbs_t *
 
     f->protocols[0].name = "imgw.v1";
     f->protocols[0].callback = callback;
-    f->protocols[0].per_session_data_size = sizeof(gw_session_t);
+    f->protocols[0].per_session_data_size = sizeof(ws_conn_t);
     f->protocols[0].rx_buffer_size = (size_t)cfg->rx_buffer_bytes;
     /* protocols[1] stays zeroed: the list terminator (4.1 has no LWS_PROTOCOL_LIST_TERM). */
 
@@ -420,6 +569,11 @@ int gw_front_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_front_cbs_t *
     /* One fd per session plus a margin; lws sizes its tables from this. */
     info.fd_limit_per_thread = (unsigned)cfg->max_sessions + 64;
     info.timeout_secs = 10;
+    /* Query strings carry whole messages for JSONP sends (percent-encoded: 3 bytes a byte). */
+    {
+        long hd = 3L * cfg->max_body_bytes + 4096;
+        info.max_http_header_data = (unsigned short)(hd > 65535 ? 65535 : (hd < 4096 ? 4096 : hd));
+    }
     info.ka_time = 0;
 
     f->ctx = lws_create_context(&info);
@@ -428,6 +582,15 @@ int gw_front_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_front_cbs_t *
                  cfg->listen_port);
         free(f);
         return GW_EIO;
+    }
+    {
+        gw_http_env_t env = {loop,        cfg,           &f->cbs,           ud,
+                             &f->next_id, &f->nsessions, origin_allowed_cb, f};
+        if (gw_http_new(&env, &f->http) != 0) {
+            lws_context_destroy(f->ctx);
+            free(f);
+            return GW_ENOMEM;
+        }
     }
     f->vh = lws_get_vhost_by_name(f->ctx, "imgw");
     f->port = f->vh ? lws_get_vhost_listen_port(f->vh) : cfg->listen_port;
@@ -449,6 +612,7 @@ void gw_front_shutdown(gw_front_t *f, void (*cb)(void *ud), void *ud)
     f->shutting_down = 1;
     f->shutdown_cb = cb;
     f->shutdown_ud = ud;
+    gw_http_shutdown(f->http);
     if (f->nsessions == 0) {
         uv_timer_start(&f->shutdown_timer, on_shutdown_timeout, 0, 0);
         return;
@@ -464,9 +628,13 @@ void gw_front_destroy(gw_front_t *f)
     uv_close((uv_handle_t *)&f->shutdown_timer, NULL);
     lws_context_destroy(f->ctx);
     f->ctx = NULL;
+    gw_http_destroy(f->http);
 }
 
 void gw_front_free(gw_front_t *f)
 {
+    if (f == NULL)
+        return;
+    gw_http_free(f->http);
     free(f);
 }
