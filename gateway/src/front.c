@@ -304,6 +304,45 @@ static int write_next(gw_front_t *f, struct lws *wsi, gw_session_t *s)
     return 0;
 }
 
+typedef struct rx_ctx {
+    gw_front_t *f;
+    gw_session_t *s;
+} rx_ctx_t;
+
+static void rx_one(void *ud, const char *msg, size_t len)
+{
+    rx_ctx_t *c = ud;
+
+    if (!c->s->closing)
+        c->f->cbs.on_frame(c->f->ud, c->s, msg, len);
+}
+
+/* A whole text message: raw protocol frame, or (framed SockJS) a JSON array of them. */
+static void deliver(gw_front_t *f, gw_session_t *s, const char *data, size_t len)
+{
+    rx_ctx_t c = {f, s};
+
+    if (((ws_conn_t *)s)->mode != WS_SOCKJS_FRAMED) {
+        f->cbs.on_frame(f->ud, s, data, len);
+        return;
+    }
+    /* sockjs-client sends arrays; a bare JSON string is one message too. */
+    if (len && data[0] == '"') {
+        char *arr = malloc(len + 2);
+        if (arr == NULL)
+            return;
+        arr[0] = '[';
+        memcpy(arr + 1, data, len);
+        arr[len + 1] = ']';
+        if (gw_sockjs_decode(arr, len + 2, (size_t)f->cfg->max_frame_bytes, rx_one, &c) < 0)
+            gw_front_close(f, s, 1002, "Broken framing.");
+        free(arr);
+        return;
+    }
+    if (gw_sockjs_decode(data, len, (size_t)f->cfg->max_frame_bytes, rx_one, &c) < 0)
+        gw_front_close(f, s, 1002, "Broken framing.");
+}
+
 static int on_rx(gw_front_t *f, struct lws *wsi, gw_session_t *s, const char *in, size_t len)
 {
     int final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
@@ -320,7 +359,7 @@ static int on_rx(gw_front_t *f, struct lws *wsi, gw_session_t *s, const char *in
             gw_front_close(f, s, 1009, "frame too large");
             return 0;
         }
-        f->cbs.on_frame(f->ud, s, in, len);
+        deliver(f, s, in, len);
         return 0;
     }
     if (s->rxlen + len > max) {
@@ -345,7 +384,7 @@ static int on_rx(gw_front_t *f, struct lws *wsi, gw_session_t *s, const char *in
         size_t n = s->rxlen;
         s->rx = NULL;
         s->rxlen = 0;
-        f->cbs.on_frame(f->ud, s, buf, n);
+        deliver(f, s, buf, n);
         free(buf);
     }
     return 0;

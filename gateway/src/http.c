@@ -404,6 +404,102 @@ int gw_multipart_finish(const gw_multipart_t *m)
     return m->file_done ? 0 : GW_EINVAL;
 }
 
+enum {
+    CH_SIZE,
+    CH_EXT,
+    CH_SIZE_LF,
+    CH_DATA,
+    CH_DATA_CR,
+    CH_DATA_LF,
+    CH_TRAILER,
+    CH_TRAILER_LF,
+    CH_DONE
+};
+
+int gw_chunked_feed(gw_chunked_t *c, const unsigned char *in, size_t len, gw_multipart_sink_cb sink,
+                    void *ud)
+{
+    size_t i = 0;
+    int rc;
+
+    while (i < len) {
+        unsigned char b = in[i];
+        switch (c->state) {
+        case CH_SIZE: {
+            int v = hexval(b);
+            if (v >= 0) {
+                if (++c->line > 15)
+                    return GW_EINVAL;
+                c->left = c->left * 16u + (uint64_t)v;
+            } else if (b == ';' || b == ' ' || b == '\t') {
+                c->state = CH_EXT;
+            } else if (b == '\r' && c->line) {
+                c->state = CH_SIZE_LF;
+            } else {
+                return GW_EINVAL;
+            }
+            i++;
+            break;
+        }
+        case CH_EXT:
+            if (b == '\r')
+                c->state = CH_SIZE_LF;
+            i++;
+            break;
+        case CH_SIZE_LF:
+            if (b != '\n')
+                return GW_EINVAL;
+            i++;
+            c->line = 0;
+            c->state = c->left ? CH_DATA : CH_TRAILER;
+            break;
+        case CH_DATA: {
+            size_t n = len - i < c->left ? len - i : (size_t)c->left;
+            if ((rc = sink(ud, in + i, n)) < 0)
+                return rc;
+            i += n;
+            c->left -= n;
+            if (c->left == 0)
+                c->state = CH_DATA_CR;
+            break;
+        }
+        case CH_DATA_CR:
+            if (b != '\r')
+                return GW_EINVAL;
+            c->state = CH_DATA_LF;
+            i++;
+            break;
+        case CH_DATA_LF:
+            if (b != '\n')
+                return GW_EINVAL;
+            c->state = CH_SIZE;
+            c->line = 0;
+            i++;
+            break;
+        case CH_TRAILER:
+            if (b == '\r')
+                c->state = CH_TRAILER_LF;
+            else if (++c->line > 4096)
+                return GW_EINVAL;
+            i++;
+            break;
+        case CH_TRAILER_LF:
+            if (b != '\n')
+                return GW_EINVAL;
+            i++;
+            if (c->line == 0) {
+                c->state = CH_DONE;
+                return 1;
+            }
+            c->line = 0;
+            c->state = CH_TRAILER;
+            break;
+        default: return 1;
+        }
+    }
+    return c->state == CH_DONE ? 1 : 0;
+}
+
 int gw_http_random(void *buf, size_t len)
 {
     unsigned char *p = buf;
@@ -595,10 +691,7 @@ static int add_headers(struct lws *wsi, unsigned status, const char *ctype, lws_
     if (!have_cc && lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                                 (const unsigned char *)"no-store", 8, p, end))
         return -1;
-    if (clen == LWS_ILLEGAL_HTTP_CONTENT_LEN &&
-        lws_add_http_header_by_name(
-            wsi, (const unsigned char *)"connection:", (const unsigned char *)"close", 5, p, end))
-        return -1;
+    /* Without a length lws adds "connection: close" itself. */
     return lws_finalize_http_header(wsi, p, end) ? -1 : 0;
 }
 
@@ -676,24 +769,16 @@ int gw_http_stream_write(gw_http_req_t *r, const void *body, size_t len)
 
 int gw_http_stream_end(gw_http_req_t *r, const void *body, size_t len)
 {
-    unsigned char *buf = malloc(LWS_PRE + len + 1);
-    int n;
-
-    if (buf == NULL) {
+    /*
+     * The answer has no Content-Length, so the connection closes after it:
+     * lws_http_transaction_completed() does that once what lws still
+     * buffers for the socket has gone out.
+     */
+    if (len && gw_http_stream_write(r, body, len) != 0) {
         req_free(r);
         return -1;
     }
-    if (len)
-        memcpy(buf + LWS_PRE, body, len);
-    n = lws_write(r->wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
-    free(buf);
-    if (n < 0) {
-        req_free(r);
-        return -1;
-    }
-    /* The connection closes after a streamed answer (no Content-Length). */
-    req_free(r);
-    return -1;
+    return finish(r);
 }
 
 /* ---- API answers -------------------------------------------------------------- */
@@ -1584,6 +1669,8 @@ static gw_http_req_t *req_new(gw_http_t *h, struct lws *wsi, const char *path)
         r->clen = strtoll(clen, NULL, 10);
     else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0)
         r->clen = 0; /* HTTP/1.1: neither length nor chunked means no body */
+    else
+        r->chunked = 1;
     for (int i = 0; i < GW_HTTP_MAX_ARGS; i++) {
         int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
         char *nb;
@@ -1611,6 +1698,37 @@ static gw_http_req_t *req_new(gw_http_t *h, struct lws *wsi, const char *path)
 static int body_bound(const gw_http_req_t *r)
 {
     return r->h->env.cfg->max_frame_bytes;
+}
+
+/* Body bytes: streamed to the endpoint, or buffered up to the bound. */
+static int body_sink(void *ud, const unsigned char *in, size_t len)
+{
+    gw_http_req_t *r = ud;
+
+    if (r->ops->on_body) {
+        struct lws *wsi = r->wsi;
+        int rc = r->ops->on_body(r, in, len);
+        if (rc != 0 || lws_get_opaque_user_data(wsi) != r)
+            return -1;
+        return 0;
+    }
+    if (r->too_large || r->blen + len > (size_t)body_bound(r)) {
+        r->too_large = 1;
+        free(r->body);
+        r->body = NULL;
+        r->blen = 0;
+        return 0;
+    }
+    {
+        char *nb = realloc(r->body, r->blen + len + 1);
+        if (nb == NULL)
+            return -1;
+        r->body = nb;
+        memcpy(r->body + r->blen, in, len);
+        r->blen += len;
+        r->body[r->blen] = '\0';
+    }
+    return 0;
 }
 
 int gw_http_callback(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t len, int *rc)
@@ -1661,6 +1779,7 @@ int gw_http_callback(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t
         if (r->method == GW_HTTP_POST && r->clen != 0) {
             if (r->clen > body_bound(r)) {
                 r->too_large = 1;
+                r->dispatched = 1;
                 *rc = r->ops->on_request(r);
                 if (lws_get_opaque_user_data(wsi) == NULL && *rc == 0)
                     *rc = -1; /* the body is not read: close after the answer */
@@ -1669,40 +1788,41 @@ int gw_http_callback(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t
             *rc = 0; /* wait for the body */
             return 1;
         }
+        r->dispatched = 1;
         *rc = r->ops->on_request(r);
         return 1;
     }
     case LWS_CALLBACK_HTTP_BODY:
         if (r == NULL)
             return 0;
-        if (r->ops->on_body) {
-            *rc = r->ops->on_body(r, in, len);
-            return 1;
-        }
-        if (r->too_large || r->blen + len > (size_t)body_bound(r)) {
-            r->too_large = 1;
-            free(r->body);
-            r->body = NULL;
-            r->blen = 0;
-            *rc = 0;
-            return 1;
-        }
-        {
-            char *nb = realloc(r->body, r->blen + len + 1);
-            if (nb == NULL) {
+        if (r->chunked) {
+            int done = gw_chunked_feed(&r->ch, in, len, body_sink, r);
+            if (done < 0 && lws_get_opaque_user_data(wsi) == r) {
+                *rc = -1; /* malformed chunking, or the endpoint answered and closes */
+                return 1;
+            }
+            if (lws_get_opaque_user_data(wsi) != r) {
                 *rc = -1;
                 return 1;
             }
-            r->body = nb;
-            memcpy(r->body + r->blen, in, len);
-            r->blen += len;
-            r->body[r->blen] = '\0';
+            if (done == 1)
+                return gw_http_callback(h, wsi, LWS_CALLBACK_HTTP_BODY_COMPLETION, NULL, 0, rc);
+            *rc = 0;
+            return 1;
         }
-        *rc = 0;
+        *rc = body_sink(r, in, len) < 0 ? -1 : 0;
+        if (lws_get_opaque_user_data(wsi) != r)
+            *rc = -1; /* answered before the body ended: close */
         return 1;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (r == NULL)
             return 0;
+        if (r->dispatched) {
+            /* An empty body (Content-Length: 0) was already handled. */
+            *rc = 0;
+            return 1;
+        }
+        r->dispatched = 1;
         if (r->ops->on_body)
             *rc = r->ops->on_body(r, NULL, 0);
         else

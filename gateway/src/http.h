@@ -98,6 +98,21 @@ int gw_multipart_feed(gw_multipart_t *m, const unsigned char *in, size_t len);
 /* After the last byte: 0 when a complete file part was seen, GW_EINVAL otherwise. */
 int gw_multipart_finish(const gw_multipart_t *m);
 
+/*
+ * A Transfer-Encoding: chunked request body decoder (libwebsockets 4.1 hands
+ * chunked bodies over undecoded). gw_chunked_feed() passes data bytes to
+ * sink and returns 1 once the last chunk and trailer were read, 0 when more
+ * is expected, GW_EINVAL on malformed input, or the sink's negative value.
+ */
+typedef struct gw_chunked {
+    int state;
+    uint64_t left; /* data bytes left in the current chunk, or the size being read */
+    unsigned line; /* bytes of the current size or trailer line */
+} gw_chunked_t;
+
+int gw_chunked_feed(gw_chunked_t *c, const unsigned char *in, size_t len, gw_multipart_sink_cb sink,
+                    void *ud);
+
 /* ---- the module ------------------------------------------------------------- */
 
 typedef struct gw_http gw_http_t;
@@ -170,9 +185,12 @@ struct gw_http_req {
     size_t nargs;
     char *body; /* buffered POST body (when ops->on_body is NULL) */
     size_t blen;
-    int too_large;                /* the body passed its bound */
-    int headers_sent;             /* a streaming answer has started */
-    int finished;                 /* the final bytes were written */
+    int too_large;    /* the body passed its bound */
+    int headers_sent; /* a streaming answer has started */
+    int finished;     /* the final bytes were written */
+    int dispatched;   /* on_request ran (lws may still report a body completion) */
+    int chunked;      /* Transfer-Encoding: chunked: de-chunked here */
+    gw_chunked_t ch;
     uint64_t deadline;            /* ms; 0 = none (the module's timer checks it) */
     gw_http_req_t *tnext, *tprev; /* requests with a deadline */
     void *owner;                  /* endpoint state (a session, an upload) */

@@ -772,7 +772,6 @@ static int receive(gw_http_req_t *r, gw_sockjs_t *m, const char *sid, int kind)
             x->gone_ms = gw_now_ms();
             return rc;
         }
-        lws_http_mark_sse(r->wsi);
         gw_http_wake(r);
         return 0;
     }
