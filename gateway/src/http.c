@@ -674,7 +674,7 @@ int gw_http_cors(const gw_http_req_t *r, gw_http_hdr_t *hdrs, int credentials)
 }
 
 static int add_headers(struct lws *wsi, unsigned status, const char *ctype, lws_filepos_t clen,
-                       const gw_http_hdr_t *hdrs, unsigned char **p, unsigned char *end)
+                       const gw_http_hdr_t *hdrs, int close, unsigned char **p, unsigned char *end)
 {
     int have_cc = 0;
 
@@ -692,6 +692,10 @@ static int add_headers(struct lws *wsi, unsigned status, const char *ctype, lws_
                                                 (const unsigned char *)"no-store", 8, p, end))
         return -1;
     /* Without a length lws adds "connection: close" itself. */
+    if (close && clen != LWS_ILLEGAL_HTTP_CONTENT_LEN &&
+        lws_add_http_header_by_name(
+            wsi, (const unsigned char *)"connection:", (const unsigned char *)"close", 5, p, end))
+        return -1;
     return lws_finalize_http_header(wsi, p, end) ? -1 : 0;
 }
 
@@ -707,7 +711,7 @@ static int write_head_body(gw_http_req_t *r, unsigned status, const char *ctype,
         return -1;
     start = p = buf + LWS_PRE;
     end = buf + LWS_PRE + 4096;
-    if (add_headers(r->wsi, status, ctype, clen, hdrs, &p, end) != 0) {
+    if (add_headers(r->wsi, status, ctype, clen, hdrs, r->chunked, &p, end) != 0) {
         free(buf);
         return -1;
     }
@@ -724,8 +728,17 @@ static int finish(gw_http_req_t *r)
 {
     struct lws *wsi = r->wsi;
 
+    int chunked = r->chunked;
+
     r->finished = 1;
     req_free(r);
+    /*
+     * lws 4.1 does not frame chunked request bodies, so it cannot tell where
+     * the next request on the connection starts: such a connection is closed
+     * after its answer ("connection: close" was sent).
+     */
+    if (chunked)
+        return -1;
     if (wsi && lws_http_transaction_completed(wsi))
         return -1;
     return 0;
@@ -1731,7 +1744,7 @@ static int body_sink(void *ud, const unsigned char *in, size_t len)
     return 0;
 }
 
-int gw_http_callback(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t len, int *rc)
+static int handle(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t len, int *rc)
 {
     gw_http_req_t *r = lws_get_opaque_user_data(wsi);
 
@@ -1806,7 +1819,7 @@ int gw_http_callback(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t
                 return 1;
             }
             if (done == 1)
-                return gw_http_callback(h, wsi, LWS_CALLBACK_HTTP_BODY_COMPLETION, NULL, 0, rc);
+                return handle(h, wsi, LWS_CALLBACK_HTTP_BODY_COMPLETION, NULL, 0, rc);
             *rc = 0;
             return 1;
         }
@@ -1845,6 +1858,21 @@ int gw_http_callback(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t
         return 1;
     default: return 0;
     }
+}
+
+int gw_http_callback(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t len, int *rc)
+{
+    int mine = handle(h, wsi, reason, in, len, rc);
+    gw_http_req_t *r;
+
+    if (mine && *rc == 0 && reason != LWS_CALLBACK_CLOSED_HTTP &&
+        (r = lws_get_opaque_user_data(wsi)) != NULL && r->dispatched)
+        /*
+         * The answer waits (long poll, stream): lws' own timeout would cut it
+         * after timeout_secs; the module's deadlines and heartbeats bound it.
+         */
+        lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    return mine;
 }
 
 /* ---- timers ------------------------------------------------------------------------- */
