@@ -711,7 +711,7 @@ static int write_head_body(gw_http_req_t *r, unsigned status, const char *ctype,
         return -1;
     start = p = buf + LWS_PRE;
     end = buf + LWS_PRE + 4096;
-    if (add_headers(r->wsi, status, ctype, clen, hdrs, r->chunked, &p, end) != 0) {
+    if (add_headers(r->wsi, status, ctype, clen, hdrs, r->chunked || r->conn_close, &p, end) != 0) {
         free(buf);
         return -1;
     }
@@ -728,7 +728,7 @@ static int finish(gw_http_req_t *r)
 {
     struct lws *wsi = r->wsi;
 
-    int chunked = r->chunked;
+    int chunked = r->chunked || r->conn_close;
 
     r->finished = 1;
     req_free(r);
@@ -1372,7 +1372,7 @@ typedef struct upload {
     int multipart;
     int status; /* an error to answer, or 0 */
     const char *code, *reason;
-    size_t bytes;
+    size_t bytes, seen; /* file bytes; body bytes */
     unsigned char head[16];
     size_t hlen;
     const char *mime, *ext;
@@ -1451,6 +1451,20 @@ static int upload_sink(void *ud, const unsigned char *data, size_t len)
     return 0;
 }
 
+/* An answer given before the body was read: the connection cannot be reused. */
+static int close_after(int rc)
+{
+    GW_UNUSED(rc);
+    return -1;
+}
+
+/* Early answers of /upload say "connection: close", as the connection does. */
+static int upload_early(gw_http_req_t *r, unsigned status, const char *code, const char *reason)
+{
+    r->conn_close = 1;
+    return close_after(api_error(r, status, code, reason));
+}
+
 static int upload_reply_error(gw_http_req_t *r)
 {
     upload_t *u = r->owner;
@@ -1458,16 +1472,7 @@ static int upload_reply_error(gw_http_req_t *r)
     const char *code = u->code, *reason = u->reason;
 
     upload_drop(r);
-    api_error(r, status, code, reason);
-    /* The rest of the body is not read: close the connection after the answer. */
-    return -1;
-}
-
-/* An answer given before the body was read: the connection cannot be reused. */
-static int close_after(int rc)
-{
-    GW_UNUSED(rc);
-    return -1;
+    return upload_early(r, status, code, reason);
 }
 
 static int upload_begin(gw_http_req_t *r)
@@ -1480,18 +1485,30 @@ static int upload_begin(gw_http_req_t *r)
     upload_t *u;
 
     if (cfg->upload_dir[0] == '\0')
-        return close_after(api_error(r, 404, "not_found", "uploads are disabled"));
+        return upload_early(r, 404, "not_found", "uploads are disabled");
     if (r->method != GW_HTTP_POST)
-        return close_after(api_error(r, 405, "method_not_allowed", "use POST"));
+        return upload_early(r, 405, "method_not_allowed", "use POST");
+    if ((a == NULL || a->dead) && r->clen >= 0 && r->clen <= cfg->upload_max_bytes) {
+        /* Read (and drop) a small body first, so the client sees the answer. */
+        u = calloc(1, sizeof(*u));
+        if (u == NULL)
+            return -1;
+        u->fd = -1;
+        upload_fail(u, 401, "bad_token", "unknown or expired token");
+        r->owner = u;
+        if (r->clen == 0)
+            return upload_reply_error(r);
+        return 0;
+    }
     if (a == NULL || a->dead)
-        return close_after(api_error(r, 401, "bad_token", "unknown or expired token"));
+        return upload_early(r, 401, "bad_token", "unknown or expired token");
     if (r->clen > (long long)cfg->upload_max_bytes +
                       (strncasecmp(r->ctype, "multipart/", 10) == 0 ? 65536 : 0))
         return close_after(
             api_error(r, 413, "too_large", "the picture is larger than upload_max_bytes"));
     u = calloc(1, sizeof(*u));
     if (u == NULL)
-        return close_after(api_error(r, 500, "internal", "out of memory"));
+        return upload_early(r, 500, "internal", "out of memory");
     u->fd = -1;
     r->owner = u;
     r->kind = K_UPLOAD;
@@ -1499,13 +1516,13 @@ static int upload_begin(gw_http_req_t *r)
         if (gw_http_multipart_boundary(r->ctype, boundary, sizeof(boundary)) != 0 ||
             gw_multipart_init(&u->mp, boundary, upload_sink, r) != 0) {
             upload_drop(r);
-            return close_after(api_error(r, 400, "bad_request", "malformed multipart/form-data"));
+            return upload_early(r, 400, "bad_request", "malformed multipart/form-data");
         }
         u->multipart = 1;
     }
     if (gw_http_random(rnd, sizeof(rnd)) != 0) {
         upload_drop(r);
-        return close_after(api_error(r, 500, "internal", "no randomness"));
+        return upload_early(r, 500, "internal", "no randomness");
     }
     for (size_t i = 0; i < sizeof(rnd); i++)
         snprintf(name + 2 * i, 3, "%02x", rnd[i]);
@@ -1514,7 +1531,7 @@ static int upload_begin(gw_http_req_t *r)
     if (u->fd < 0) {
         gw_warn("http", "upload: cannot create %s: %s", u->tmp, strerror(errno));
         upload_drop(r);
-        return close_after(api_error(r, 500, "io_error", "cannot store the file"));
+        return upload_early(r, 500, "io_error", "cannot store the file");
     }
     if (r->clen == 0)
         return r->ops->on_body(r, NULL, 0);
@@ -1549,11 +1566,26 @@ static int upload_body(gw_http_req_t *r, const unsigned char *in, size_t len)
     if (u == NULL)
         return -1;
     if (in != NULL) {
-        int rc = u->multipart ? gw_multipart_feed(&u->mp, in, len) : upload_sink(r, in, len);
-        if (rc != 0 && u->status == 0)
-            upload_fail(u, 400, "bad_request", "malformed multipart/form-data");
-        if (u->status)
-            return upload_reply_error(r);
+        u->seen += len;
+        if (!u->status) {
+            int rc = u->multipart ? gw_multipart_feed(&u->mp, in, len) : upload_sink(r, in, len);
+            if (rc != 0 && u->status == 0)
+                upload_fail(u, 400, "bad_request", "malformed multipart/form-data");
+        }
+        if (u->status) {
+            /*
+             * Refused: the file goes now, the rest of a bounded body is read
+             * and dropped so that the client sees the answer; past the bound
+             * (413) the answer goes at once and the connection closes.
+             */
+            if (u->fd >= 0) {
+                close(u->fd);
+                unlink(u->tmp);
+                u->fd = -1;
+            }
+            if (u->status == 413 || u->seen > (size_t)r->h->env.cfg->upload_max_bytes + 65536)
+                return upload_reply_error(r);
+        }
         return 0;
     }
     /* The body is complete. */
@@ -1620,7 +1652,11 @@ static int serve_file(gw_http_t *h, struct lws *wsi, const char *path)
     }
     snprintf(file, sizeof(file), "%s/%s", h->env.cfg->upload_dir, name);
     if (mime == NULL || stat(file, &st) != 0 || !S_ISREG(st.st_mode)) {
-        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        gw_http_req_t nf = {.h = h, .wsi = wsi};
+        gw_http_hdr_t nh[] = {{"x-content-type-options:", "nosniff"}, {NULL, NULL}};
+        if (write_head_body(&nf, 404, "text/plain", nh, 10, "not found\n", 10,
+                            LWS_WRITE_HTTP_FINAL) != 0)
+            return -1;
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     }
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",

@@ -190,6 +190,7 @@ struct gw_http_req {
     int finished;     /* the final bytes were written */
     int dispatched;   /* on_request ran (lws may still report a body completion) */
     int chunked;      /* Transfer-Encoding: chunked: de-chunked here */
+    int conn_close;   /* answer with connection: close, then close */
     gw_chunked_t ch;
     uint64_t deadline;            /* ms; 0 = none (the module's timer checks it) */
     gw_http_req_t *tnext, *tprev; /* requests with a deadline */
