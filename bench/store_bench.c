@@ -3,7 +3,7 @@
  * pipelined writer (store.c, the code the daemon runs) against one INSERT
  * per transaction, on the same database, schema and triggers.
  *
- *   store_bench CONNINFO N writer|single [CONCURRENT]
+ *   store_bench CONNINFO N writer|single [CONCURRENT [BATCH_MAX]]
  *
  * writer: N messages are handed to gw_store_write with at most CONCURRENT
  * (default 2000, like many browsers sending at once) waiting for their
@@ -115,7 +115,7 @@ static int cmp_d(const void *x, const void *y)
     return a < c ? -1 : a > c;
 }
 
-static int run_writer(const char *conninfo, long n, long concurrent)
+static int run_writer(const char *conninfo, long n, long concurrent, const char *batch)
 {
     uv_loop_t loop;
     gw_config_t cfg;
@@ -128,6 +128,8 @@ static int run_writer(const char *conninfo, long n, long concurrent)
     gw_config_set(&cfg, "pg_conninfo", conninfo, err, sizeof(err));
     gw_config_set(&cfg, "pg_migrate", "no", err, sizeof(err));
     gw_config_set(&cfg, "store_queue_max", "10000000", err, sizeof(err));
+    if (batch)
+        gw_config_set(&cfg, "store_batch_max", batch, err, sizeof(err));
     uv_loop_init(&loop);
     memset(&b, 0, sizeof(b));
     b.loop = &loop;
@@ -222,6 +224,6 @@ int main(int argc, char **argv)
     gw_log_level = GW_LOG_WARNING;
     n = atol(argv[2]);
     if (strcmp(argv[3], "writer") == 0)
-        return run_writer(argv[1], n, argc > 4 ? atol(argv[4]) : 2000);
+        return run_writer(argv[1], n, argc > 4 ? atol(argv[4]) : 2000, argc > 5 ? argv[5] : NULL);
     return run_single(argv[1], n);
 }

@@ -115,6 +115,10 @@ export async function startImgw(o = {}) {
     },
     async cleanup() {
       await gw.stop();
+      // A sanitizer build reports memory errors in the log; never let them pass silently.
+      const log = gw.logText();
+      const bad = log.match(/ERROR: (Address|Leak)Sanitizer.*|runtime error:.*/);
+      if (bad) throw new Error(`imgw sanitizer report in ${logPath}: ${bad[0]}\n${log.slice(log.indexOf(bad[0]), log.indexOf(bad[0]) + 3000)}`);
       if (!process.env.IMGW_KEEP_TMP) await fs.promises.rm(dir, { recursive: true, force: true });
     },
   };

@@ -42,6 +42,11 @@ async function freshDb(name) {
 /** Rows of psql -A -t output as arrays of fields. */
 const rows = (out) => (out === '' ? [] : out.split('\n').map((l) => l.split('|')));
 
+// Every migration file in schema/, in order: the tests follow the directory.
+const MIGRATIONS = (await fs.readdir(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'schema')))
+  .filter((f) => /^\d{3}_.*\.sql$/.test(f)).sort();
+const VERSIONS = MIGRATIONS.map((f) => String(Number(f.slice(0, 3))));
+
 test('migrations apply on an empty database and a second run is a no-op', async () => {
   const first = await migrate(pg.connString);
   assert.equal(first.code, 0, first.stderr);
@@ -50,7 +55,7 @@ test('migrations apply on an empty database and a second run is a no-op', async 
   assert.match(first.stderr, /applying 003_exact_unread\.sql/);
 
   const before2 = await pg.psql('SELECT version, applied_at FROM schema_migrations ORDER BY 1');
-  assert.deepEqual(rows(before2).map((r) => r[0]), ['1', '2', '3']);
+  assert.deepEqual(rows(before2).map((r) => r[0]), VERSIONS);
   const objects = `SELECT string_agg(relname || ':' || relkind::text, ',' ORDER BY relname) FROM pg_class
                    WHERE relnamespace = 'public'::regnamespace`;
   const objs1 = await pg.psql(objects);
@@ -93,9 +98,9 @@ test('two concurrent migrate.sh runs do not race', async () => {
     assert.equal(b.code, 0, b.stderr);
     // Each migration was applied by exactly one of the two.
     const applied = (a.stderr + b.stderr).match(/applying \S+/g).sort();
-    assert.deepEqual(applied, ['applying 001_init.sql', 'applying 002_reports.sql', 'applying 003_exact_unread.sql']);
+    assert.deepEqual(applied, MIGRATIONS.map((f) => `applying ${f}`));
     assert.equal(await pg.psql(`SELECT count(*) FROM pg_class WHERE relname = 'messages'`, { db }), '1');
-    assert.equal(await pg.psql('SELECT string_agg(version::text, \',\' ORDER BY version) FROM schema_migrations', { db }), '1,2,3');
+    assert.equal(await pg.psql('SELECT string_agg(version::text, \',\' ORDER BY version) FROM schema_migrations', { db }), VERSIONS.join(','));
   }
 });
 
