@@ -1,74 +1,1346 @@
 /*
- * cache.c - placeholder: the cache is always disabled (see cache.h).
- * Replaced by the hiredis implementation.
+ * cache.c - hot state in Redis: hiredis async on the shared libuv loop.
+ *
+ * The contract is in cache.h and the data model in docs/redis.md. What this
+ * file adds, and why:
+ *
+ * Atomicity. Every chat-list change is one Lua script (EVALSHA), so Redis
+ * applies it whole or not at all and a FLUSHALL or an expiry between two
+ * commands can never leave half a list behind a validity marker.
+ *
+ * The validity marker. imgw:valid:{user} holds "<generation>:<n>", not just
+ * "1": the generation must equal imgw:gen, and n must equal the size of the
+ * user's order, chats and unread keys. The generation lets this process
+ * invalidate every cached list with one SET when it knows it lost a write (a
+ * dropped update would otherwise leave a list that looks whole but is stale);
+ * n catches a key lost to memory eviction without the others.
+ *
+ * The fill race. The router reads PostgreSQL after a miss and writes the
+ * answer back with gw_cache_put_chats(). A message stored in between would be
+ * missing from that answer. So every update also stamps imgw:dirty:{user}
+ * with the message id (60 s TTL); a miss remembers the stamp it saw, and the
+ * put is refused when the stamp has changed since (or, without a remembered
+ * stamp, when any stamp exists). See docs/redis.md, "Filling a list".
+ *
+ * libuv adapter. hiredis 0.14.1's adapters/libuv.h ignores a poll error
+ * status; libuv reports POLLERR that way and stops the handle, so a refused
+ * connect or a reset socket would hang the context forever. We keep the
+ * adapter's attach and cleanup and install our own add/del hooks whose poll
+ * callback lets hiredis look at the socket on error. A watchdog timer bounds
+ * connect, handshake and command time as well (0.14.1 has no async
+ * timeouts). Host names are resolved with uv_getaddrinfo, because hiredis
+ * would call getaddrinfo() on the loop thread.
  */
 #include "cache.h"
 #include "gw.h"
+#include "log.h"
 
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define KEY_MAX            640   /* one key; a longer user id is simply not cached */
+#define PENDING_MAX        10000 /* outstanding commands before writes drop, reads fail */
+#define GET_MAX            1000  /* largest limit a read asks Redis for */
+#define PUT_MAX            5000  /* a larger list is not cached (one script call each) */
+#define ENTRY_MAX          4096  /* longest entry JSON accepted back from Redis */
+#define PREVIEW_MAX        200   /* bytes of body kept in an entry, cut on a UTF-8 boundary */
+#define CONNECT_TIMEOUT_MS 3000  /* connect + handshake */
+#define COMMAND_TIMEOUT_MS 5000  /* no reply while commands are outstanding: drop */
+#define WATCHDOG_MS        500
+#define RETRY_MIN_MS       100
+#define RETRY_MAX_MS       10000
+#define FILL_WINDOW_S      60 /* a fill (miss, PostgreSQL read, put) must finish in this time */
+#define FILL_SLOTS         1024
+#define MARK_MAX           64
+
+typedef enum {
+    C_DISABLED,
+    C_DOWN,
+    C_RESOLVING,
+    C_CONNECTING,
+    C_HANDSHAKE,
+    C_UP,
+    C_STOPPED
+} cstate_t;
+
+enum { S_UPDATE, S_PUT, S_GET, S_READ, S_COUNT };
+
+/* The dirty stamp a miss saw for a user, for the put that follows it. */
+typedef struct fill {
+    uint64_t hash;  /* FNV-1a of the user; 0 = empty */
+    uint64_t at_ms; /* uv_now() of the miss */
+    char mark[MARK_MAX];
+} fill_t;
+
+typedef struct get_req {
+    gw_cache_t *c;
+    gw_cache_chats_cb cb;
+    void *ud;
+    uint64_t user_hash;
+    char valid_key[]; /* dropped when the list turns out malformed */
+} get_req_t;
 
 struct gw_cache {
-    int unused;
+    uv_loop_t *loop;
+    char host[256];
+    int port;
+    int db;
+    int ttl_s;
+    int recent;
+
+    cstate_t state;
+    redisAsyncContext *ac; /* current context, or NULL */
+    uv_getaddrinfo_t *gai; /* resolution in flight, or NULL */
+    uv_timer_t retry;
+    uv_timer_t watchdog;
+    unsigned attempt;
+    uint64_t deadline_ms; /* connect/handshake deadline (uv_now) */
+    uint64_t progress_ms; /* last reply, or when the first outstanding command went out */
+    size_t pending;       /* commands sent and not yet answered, over all contexts */
+    int hs_left, hs_failed;
+    char sha[S_COUNT][41];
+    int need_bump; /* a guarded write was lost: change imgw:gen before trusting lists */
+
+    uint64_t rnd;       /* xorshift state: jitter and tokens */
+    unsigned long tseq; /* token sequence */
+    fill_t fills[FILL_SLOTS];
+    gw_cache_stats_t st;
 };
+
+/* Write callbacks get one of these as privdata. */
+static char guarded_tag;   /* a chat-list write: losing it makes lists stale */
+static char unguarded_tag; /* imgw:web and similar: losing it is only counted */
+
+/* ---- Lua scripts --------------------------------------------------------
+ *
+ * KEYS layout for one user (get, put, read): valid, chats, order, unread,
+ * gen, dirty. valid_gen() answers the generation and entry count when the
+ * list is valid, else nil.
+ */
+#define LUA_VALID                                                                                  \
+    "local function valid_gen(kv, kg)\n"                                                           \
+    "  local v = redis.call('GET', kv)\n"                                                          \
+    "  if not v then return nil end\n"                                                             \
+    "  local g, n = string.match(v, '^(.+):(%d+)$')\n"                                             \
+    "  local cur = redis.call('GET', kg)\n"                                                        \
+    "  if not g or not cur or g ~= cur then return nil end\n"                                      \
+    "  return g, tonumber(n)\n"                                                                    \
+    "end\n"
+
+/*
+ * on_message. KEYS: gen, recent, then valid, chats, order, unread, dirty for
+ * the sender (3..7) and the recipient (8..12). ARGV: ttl, recent_max, frame
+ * ('' = none), score, fill window, stamp, then peer, entry, unread increment
+ * for the sender (7..9) and the recipient (10..12).
+ */
+static const char script_update[] =
+    LUA_VALID "local function side(k, a)\n"
+              "  redis.call('SET', KEYS[k+4], ARGV[6], 'EX', ARGV[5])\n"
+              "  local g, n = valid_gen(KEYS[k], KEYS[1])\n"
+              "  if not g then return 0 end\n"
+              "  local s = redis.call('ZSCORE', KEYS[k+2], ARGV[a])\n"
+              "  if not s then\n"
+              "    redis.call('SET', KEYS[k], g .. ':' .. (n + 1))\n"
+              "  end\n"
+              "  if not s or tonumber(s) <= tonumber(ARGV[4]) then\n"
+              "    redis.call('ZADD', KEYS[k+2], ARGV[4], ARGV[a])\n"
+              "    redis.call('HSET', KEYS[k+1], ARGV[a], ARGV[a+1])\n"
+              "  end\n"
+              "  redis.call('HINCRBY', KEYS[k+3], ARGV[a], ARGV[a+2])\n"
+              "  for j = k, k + 3 do redis.call('EXPIRE', KEYS[j], ARGV[1]) end\n"
+              "  return 1\n"
+              "end\n"
+              "local r = side(3, 7) + side(8, 10)\n"
+              "if ARGV[3] ~= '' and tonumber(ARGV[2]) > 0 then\n"
+              "  redis.call('LPUSH', KEYS[2], ARGV[3])\n"
+              "  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)\n"
+              "  redis.call('EXPIRE', KEYS[2], ARGV[1])\n"
+              "end\n"
+              "return r\n";
+
+/*
+ * put_chats. ARGV: ttl, fresh generation token (used only when imgw:gen is
+ * missing), has_mark, mark, then peer, score, entry, unread per entry.
+ * Answers the entry count, or -1 when the fill was overtaken by an update.
+ */
+static const char script_put[] = "local d = redis.call('GET', KEYS[6]) or ''\n"
+                                 "if ARGV[3] == '1' then\n"
+                                 "  if d ~= ARGV[4] then return -1 end\n"
+                                 "elseif d ~= '' then return -1 end\n"
+                                 "local g = redis.call('GET', KEYS[5])\n"
+                                 "if not g then g = ARGV[2]; redis.call('SET', KEYS[5], g) end\n"
+                                 "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])\n"
+                                 "for i = 5, #ARGV, 4 do\n"
+                                 "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+2])\n"
+                                 "  redis.call('ZADD', KEYS[3], ARGV[i+1], ARGV[i])\n"
+                                 "  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i+3])\n"
+                                 "end\n"
+                                 "local n = redis.call('ZCARD', KEYS[3])\n"
+                                 "redis.call('SET', KEYS[1], g .. ':' .. n, 'EX', ARGV[1])\n"
+                                 "for j = 2, 4 do redis.call('EXPIRE', KEYS[j], ARGV[1]) end\n"
+                                 "return n\n";
+
+/*
+ * get_chats. ARGV: limit. A hit answers an array of peer, entry, unread
+ * triples, most recent first; a miss answers the dirty stamp as a string
+ * ('' when none). An inconsistent list is invalidated and answered as a miss.
+ */
+static const char script_get[] =
+    LUA_VALID "local g, n = valid_gen(KEYS[1], KEYS[5])\n"
+              "local function miss()\n"
+              "  return redis.call('GET', KEYS[6]) or ''\n"
+              "end\n"
+              "if not g then return miss() end\n"
+              "if redis.call('ZCARD', KEYS[3]) ~= n or redis.call('HLEN', KEYS[2]) ~= n\n"
+              "   or redis.call('HLEN', KEYS[4]) ~= n then\n"
+              "  redis.call('DEL', KEYS[1])\n"
+              "  return miss()\n"
+              "end\n"
+              "local lim = tonumber(ARGV[1])\n"
+              "if n == 0 or lim <= 0 then return {} end\n"
+              "local peers = redis.call('ZREVRANGE', KEYS[3], 0, lim - 1)\n"
+              "local e = redis.call('HMGET', KEYS[2], unpack(peers))\n"
+              "local u = redis.call('HMGET', KEYS[4], unpack(peers))\n"
+              "local out = {}\n"
+              "for i = 1, #peers do\n"
+              "  if not e[i] or not u[i] then\n"
+              "    redis.call('DEL', KEYS[1])\n"
+              "    return miss()\n"
+              "  end\n"
+              "  out[#out + 1] = peers[i]\n"
+              "  out[#out + 1] = e[i]\n"
+              "  out[#out + 1] = u[i]\n"
+              "end\n"
+              "return out\n";
+
+/* mark_read. ARGV: ttl, peer, stamp, fill window. */
+static const char script_read[] =
+    LUA_VALID "redis.call('SET', KEYS[6], ARGV[3], 'EX', ARGV[4])\n"
+              "if not valid_gen(KEYS[1], KEYS[5]) then return 0 end\n"
+              "if redis.call('HEXISTS', KEYS[4], ARGV[2]) == 0 then return 0 end\n"
+              "redis.call('HSET', KEYS[4], ARGV[2], '0')\n"
+              "for j = 1, 4 do redis.call('EXPIRE', KEYS[j], ARGV[1]) end\n"
+              "return 1\n";
+
+static const char *const scripts[S_COUNT] = {script_update, script_put, script_get, script_read};
+static const char *const script_names[S_COUNT] = {"update", "put", "get", "read"};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void connect_start(gw_cache_t *c);
+static void schedule_retry(gw_cache_t *c);
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h ? h : 1;
+}
+
+static uint64_t next_rand(gw_cache_t *c)
+{
+    /* xorshift64: jitter and token uniqueness only, nothing secret. */
+    uint64_t x = c->rnd;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c->rnd = x;
+    return x;
+}
+
+/* A token no other process or earlier call produced: random prefix, time, sequence. */
+static void make_token(gw_cache_t *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%" PRIx64 ".%" PRIx64 ".%lx", next_rand(c), gw_now_ms(), ++c->tseq);
+}
+
+/* Writes "imgw:<kind>:<name>" into buf; GW_ERANGE when it does not fit. */
+static int make_key(char *buf, size_t len, const char *kind, const char *name)
+{
+    int n = snprintf(buf, len, "imgw:%s:%s", kind, name);
+
+    return n < 0 || (size_t)n >= len ? GW_ERANGE : 0;
+}
+
+/* The six per-user keys in script order: valid, chats, order, unread, gen, dirty. */
+typedef struct ukeys {
+    char k[6][KEY_MAX];
+} ukeys_t;
+
+static int user_keys(ukeys_t *u, const char *user)
+{
+    static const char *const kinds[] = {"valid", "chats", "order", "unread"};
+
+    if (user == NULL || *user == '\0')
+        return GW_EINVAL;
+    for (size_t i = 0; i < 4; i++)
+        if (make_key(u->k[i], KEY_MAX, kinds[i], user) != 0)
+            return GW_ERANGE;
+    snprintf(u->k[4], KEY_MAX, "imgw:gen");
+    return make_key(u->k[5], KEY_MAX, "dirty", user);
+}
+
+/* Length of the longest prefix of s, at most max bytes, that ends on a UTF-8 boundary. */
+static size_t utf8_prefix(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+
+    if (n <= max)
+        return n;
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+/* Encodes one chat entry; the caller puts the object after using the string. */
+static json_object *entry_json(const char *peer, uint64_t last_id, uint64_t last_ts,
+                               const char *last_sender, const char *kind, const char *preview,
+                               size_t preview_len)
+{
+    json_object *o = json_object_new_object();
+
+    if (o == NULL)
+        return NULL;
+    json_object_object_add(o, "peer", json_object_new_string(peer));
+    json_object_object_add(o, "last_id", json_object_new_uint64(last_id));
+    json_object_object_add(o, "last_ts", json_object_new_uint64(last_ts));
+    json_object_object_add(o, "last_sender", json_object_new_string(last_sender));
+    json_object_object_add(o, "kind", json_object_new_string(kind));
+    json_object_object_add(o, "preview", json_object_new_string_len(preview, (int)preview_len));
+    return o;
+}
+
+static const char *entry_text(json_object *o, size_t *len)
+{
+    const char *s = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
+    return s;
+}
+
+/* ---- connection state --------------------------------------------------- */
+
+static int can_send(const gw_cache_t *c)
+{
+    return c->state == C_UP && c->ac != NULL && c->pending < PENDING_MAX;
+}
+
+static void count_reply(gw_cache_t *c)
+{
+    if (c->pending > 0)
+        c->pending--;
+    c->progress_ms = uv_now(c->loop);
+}
+
+/*
+ * The context died under us (hiredis frees it after its callbacks). Called
+ * from the disconnect callback and from any reply callback that gets NULL,
+ * whichever comes first; later calls for the same context do nothing.
+ */
+static void conn_lost(gw_cache_t *c, const redisAsyncContext *ac)
+{
+    if (c->ac != ac || ac == NULL)
+        return;
+    c->ac = NULL;
+    if (c->state == C_STOPPED)
+        return;
+    gw_warn("cache", "redis %s:%d: connection lost: %s", c->host, c->port,
+            ac->errstr ? ac->errstr : "closed");
+    schedule_retry(c);
+}
+
+/* We give up on the current context ourselves (timeout, bad handshake). */
+static void conn_drop(gw_cache_t *c, const char *why)
+{
+    redisAsyncContext *ac = c->ac;
+
+    if (ac == NULL)
+        return;
+    gw_warn("cache", "redis %s:%d: %s; reconnecting", c->host, c->port, why);
+    c->ac = NULL;
+    schedule_retry(c);
+    /* Runs the outstanding callbacks with NULL now, or when the current one returns. */
+    redisAsyncFree(ac);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    gw_cache_t *c = t->data;
+
+    if (c->state == C_DOWN)
+        connect_start(c);
+}
+
+static void schedule_retry(gw_cache_t *c)
+{
+    uint64_t delay;
+    unsigned shift = c->attempt < 16 ? c->attempt : 16;
+
+    if (c->state == C_STOPPED || c->state == C_DISABLED)
+        return;
+    c->state = C_DOWN;
+    delay = (uint64_t)RETRY_MIN_MS << shift;
+    if (delay > RETRY_MAX_MS)
+        delay = RETRY_MAX_MS;
+    /* Full jitter on the upper half: gateways restarted together do not reconnect in step. */
+    delay = delay / 2 + next_rand(c) % (delay / 2 + 1);
+    c->attempt++;
+    uv_timer_start(&c->retry, on_retry, delay, 0);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    gw_cache_t *c = t->data;
+    uint64_t now = uv_now(c->loop);
+
+    if ((c->state == C_CONNECTING || c->state == C_HANDSHAKE) && now > c->deadline_ms)
+        conn_drop(c, "connect timed out");
+    else if (c->state == C_UP && c->pending > 0 && now - c->progress_ms > COMMAND_TIMEOUT_MS)
+        conn_drop(c, "no reply in time");
+}
+
+/* ---- event hooks (see the top of the file) ------------------------------ */
+
+static void ev_poll(uv_poll_t *h, int status, int events)
+{
+    redisLibuvEvents *p = h->data;
+
+    /* On POLLERR libuv stops the handle and passes an error status. Let
+     * hiredis read the socket: it finds the error (SO_ERROR while
+     * connecting, a failed read once connected) and tears down cleanly. */
+    if (status < 0)
+        events = UV_READABLE | UV_WRITABLE;
+    if (p->context != NULL && (events & UV_READABLE))
+        redisAsyncHandleRead(p->context);
+    if (p->context != NULL && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(p->context);
+    if (status < 0 && p->context != NULL && p->events)
+        uv_poll_start(&p->handle, p->events, ev_poll);
+}
+
+static void ev_update(void *privdata, int add, int mask)
+{
+    redisLibuvEvents *p = privdata;
+
+    if (add)
+        p->events |= mask;
+    else
+        p->events &= ~mask;
+    if (p->events)
+        uv_poll_start(&p->handle, p->events, ev_poll);
+    else
+        uv_poll_stop(&p->handle);
+}
+
+static void ev_add_read(void *p)
+{
+    ev_update(p, 1, UV_READABLE);
+}
+static void ev_del_read(void *p)
+{
+    ev_update(p, 0, UV_READABLE);
+}
+static void ev_add_write(void *p)
+{
+    ev_update(p, 1, UV_WRITABLE);
+}
+static void ev_del_write(void *p)
+{
+    ev_update(p, 0, UV_WRITABLE);
+}
+
+/* ---- handshake ---------------------------------------------------------- */
+
+static void send_bump(gw_cache_t *c);
+
+static void on_hs_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    gw_cache_t *c = ac->data;
+    redisReply *reply = r;
+    intptr_t idx = (intptr_t)priv;
+
+    count_reply(c);
+    if (reply == NULL) {
+        conn_lost(c, ac);
+        return;
+    }
+    if (c->ac != ac || c->state != C_HANDSHAKE)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        gw_error("cache", "redis %s:%d: %s failed: %.200s", c->host, c->port,
+                 idx < 0 ? "SELECT" : script_names[idx], reply->str);
+        c->hs_failed = 1;
+    } else if (idx >= 0 && idx < S_COUNT) {
+        if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+            gw_error("cache", "redis %s:%d: unexpected SCRIPT LOAD reply", c->host, c->port);
+            c->hs_failed = 1;
+        } else {
+            memcpy(c->sha[idx], reply->str, 40);
+            c->sha[idx][40] = '\0';
+        }
+    }
+    if (--c->hs_left > 0)
+        return;
+    if (c->hs_failed) {
+        conn_drop(c, "handshake failed");
+        return;
+    }
+    c->state = C_UP;
+    c->attempt = 0;
+    gw_info("cache", "redis %s:%d db %d: connected", c->host, c->port, c->db);
+    send_bump(c);
+}
+
+static int hs_send(gw_cache_t *c, intptr_t idx, int argc, const char **argv, const size_t *lens)
+{
+    if (redisAsyncCommandArgv(c->ac, on_hs_reply, (void *)idx, argc, argv, lens) != REDIS_OK)
+        return GW_EIO;
+    if (c->pending++ == 0)
+        c->progress_ms = uv_now(c->loop);
+    c->hs_left++;
+    return 0;
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    gw_cache_t *c = cac->data;
+    redisAsyncContext *ac = c->ac;
+    char dbs[16];
+    const char *argv[3];
+    size_t lens[3];
+
+    if (ac != cac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context when we return. */
+        gw_warn("cache", "redis %s:%d: connect failed: %s", c->host, c->port,
+                cac->errstr ? cac->errstr : "?");
+        c->ac = NULL;
+        schedule_retry(c);
+        return;
+    }
+    redisEnableKeepAlive(&ac->c);
+    c->state = C_HANDSHAKE;
+    c->hs_left = 0;
+    c->hs_failed = 0;
+    snprintf(dbs, sizeof(dbs), "%d", c->db);
+    argv[0] = "SELECT";
+    argv[1] = dbs;
+    lens[0] = 6;
+    lens[1] = strlen(dbs);
+    if (hs_send(c, -1, 2, argv, lens) != 0)
+        goto fail;
+    for (intptr_t i = 0; i < S_COUNT; i++) {
+        argv[0] = "SCRIPT";
+        argv[1] = "LOAD";
+        argv[2] = scripts[i];
+        lens[0] = 6;
+        lens[1] = 4;
+        lens[2] = strlen(scripts[i]);
+        if (hs_send(c, i, 3, argv, lens) != 0)
+            goto fail;
+    }
+    return;
+fail:
+    c->hs_failed = 1;
+    if (c->hs_left == 0)
+        conn_drop(c, "handshake failed");
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    GW_UNUSED(status);
+    conn_lost(ac->data, ac);
+}
+
+static void connect_addr(gw_cache_t *c, const char *ip)
+{
+    redisAsyncContext *ac = redisAsyncConnect(ip, c->port);
+
+    if (ac == NULL) {
+        gw_error("cache", "redis %s:%d: out of memory", c->host, c->port);
+        schedule_retry(c);
+        return;
+    }
+    if (ac->err) {
+        gw_warn("cache", "redis %s:%d: connect failed: %s", c->host, c->port, ac->errstr);
+        redisAsyncFree(ac);
+        schedule_retry(c);
+        return;
+    }
+    ac->data = c;
+    if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+        /* The adapter sets its hooks before it can fail; without its event
+         * data they must not run, or cleanup would dereference NULL. */
+        memset(&ac->ev, 0, sizeof(ac->ev));
+        gw_error("cache", "redis %s:%d: cannot watch the socket", c->host, c->port);
+        redisAsyncFree(ac);
+        schedule_retry(c);
+        return;
+    }
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    c->ac = ac;
+    c->state = C_CONNECTING;
+    c->deadline_ms = uv_now(c->loop) + CONNECT_TIMEOUT_MS;
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    redisAsyncSetConnectCallback(ac, on_connect); /* starts watching for writability */
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    gw_cache_t *c = req->data;
+    char ip[64] = "";
+
+    free(req);
+    if (c == NULL) { /* stopped while resolving */
+        uv_freeaddrinfo(res);
+        return;
+    }
+    c->gai = NULL;
+    if (status == 0 && res != NULL) {
+        if (res->ai_family == AF_INET6)
+            uv_ip6_name((const struct sockaddr_in6 *)(const void *)res->ai_addr, ip, sizeof(ip));
+        else
+            uv_ip4_name((const struct sockaddr_in *)(const void *)res->ai_addr, ip, sizeof(ip));
+    }
+    uv_freeaddrinfo(res);
+    if (c->state != C_RESOLVING)
+        return;
+    if (ip[0] == '\0') {
+        gw_warn("cache", "redis %s: cannot resolve: %s", c->host,
+                status < 0 ? uv_strerror(status) : "no address");
+        schedule_retry(c);
+        return;
+    }
+    connect_addr(c, ip);
+}
+
+static void connect_start(gw_cache_t *c)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    struct addrinfo hints;
+    int rc;
+
+    c->state = C_RESOLVING;
+    if (uv_inet_pton(AF_INET, c->host, buf) == 0 || uv_inet_pton(AF_INET6, c->host, buf) == 0) {
+        connect_addr(c, c->host);
+        return;
+    }
+    c->gai = malloc(sizeof(*c->gai));
+    if (c->gai == NULL) {
+        schedule_retry(c);
+        return;
+    }
+    c->gai->data = c;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = uv_getaddrinfo(c->loop, c->gai, on_resolved, c->host, NULL, &hints);
+    if (rc < 0) {
+        free(c->gai);
+        c->gai = NULL;
+        gw_warn("cache", "redis %s: cannot resolve: %s", c->host, uv_strerror(rc));
+        schedule_retry(c);
+    }
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+static void on_write_reply(redisAsyncContext *ac, void *r, void *priv);
+
+static int send_argv(gw_cache_t *c, redisCallbackFn *fn, void *priv, int argc, const char **argv,
+                     const size_t *lens)
+{
+    if (redisAsyncCommandArgv(c->ac, fn, priv, argc, argv, lens) != REDIS_OK)
+        return GW_EIO;
+    if (c->pending++ == 0)
+        c->progress_ms = uv_now(c->loop);
+    return 0;
+}
+
+static void on_bump_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    gw_cache_t *c = ac->data;
+    redisReply *reply = r;
+
+    GW_UNUSED(priv);
+    count_reply(c);
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        c->need_bump = 1;
+        c->st.errors++;
+        if (reply == NULL)
+            conn_lost(c, ac);
+        else
+            gw_error("cache", "redis: cannot invalidate cached lists: %.200s", reply->str);
+        return;
+    }
+    gw_info("cache", "cached chat lists invalidated (updates were lost while Redis was away)");
+}
+
+/*
+ * Sends SET imgw:gen <new token> when a guarded write was lost, ahead of
+ * anything else on the connection, so that no later read trusts a list the
+ * lost write should have changed. May exceed PENDING_MAX by one.
+ */
+static void send_bump(gw_cache_t *c)
+{
+    char tok[64];
+    const char *argv[3] = {"SET", "imgw:gen", tok};
+    size_t lens[3];
+
+    if (!c->need_bump || c->state != C_UP || c->ac == NULL)
+        return;
+    make_token(c, tok, sizeof(tok));
+    lens[0] = 3;
+    lens[1] = 8;
+    lens[2] = strlen(tok);
+    if (send_argv(c, on_bump_reply, NULL, 3, argv, lens) == 0)
+        c->need_bump = 0;
+}
+
+/* A write could not be sent: counted, and remembered when it was a chat-list write. */
+static void write_lost(gw_cache_t *c, int guarded)
+{
+    c->st.errors++;
+    if (guarded)
+        c->need_bump = 1;
+}
+
+static void on_write_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    gw_cache_t *c = ac->data;
+    redisReply *reply = r;
+
+    count_reply(c);
+    if (reply == NULL) {
+        write_lost(c, priv == &guarded_tag);
+        conn_lost(c, ac);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        write_lost(c, priv == &guarded_tag);
+        gw_warn("cache", "redis write failed: %.200s", reply->str);
+        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->ac == ac)
+            conn_drop(c, "scripts were flushed"); /* the handshake loads them again */
+        else
+            send_bump(c);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer < 0)
+        gw_debug("cache", "chat list fill refused: the user had an update meanwhile");
+}
+
+/* Sends a chat-list script; on any failure the write is counted as lost. */
+static void send_guarded(gw_cache_t *c, int s, int argc, const char **argv, size_t *lens)
+{
+    if (!can_send(c)) {
+        write_lost(c, 1);
+        return;
+    }
+    send_bump(c);
+    argv[0] = "EVALSHA";
+    lens[0] = 7;
+    argv[1] = c->sha[s];
+    lens[1] = 40;
+    if (send_argv(c, on_write_reply, &guarded_tag, argc, argv, lens) != 0) {
+        write_lost(c, 1);
+        return;
+    }
+    c->st.writes++;
+}
+
+/* ---- public API ----------------------------------------------------------- */
 
 int gw_cache_new(uv_loop_t *loop, const gw_config_t *cfg, gw_cache_t **out)
 {
-    GW_UNUSED(loop);
-    GW_UNUSED(cfg);
-    *out = calloc(1, sizeof(**out));
-    return *out ? 0 : GW_ENOMEM;
+    gw_cache_t *c = calloc(1, sizeof(*c));
+    uint64_t seed = 0;
+
+    *out = NULL;
+    if (c == NULL)
+        return GW_ENOMEM;
+    c->loop = loop;
+    c->port = cfg->redis_port;
+    c->db = cfg->redis_db;
+    c->ttl_s = cfg->cache_ttl_s;
+    c->recent = cfg->cache_recent;
+    if (uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL) != 0)
+        seed = gw_now_ms() ^ (uint64_t)(uintptr_t)c;
+    c->rnd = seed ? seed : 0x9E3779B97F4A7C15ull;
+    uv_timer_init(loop, &c->retry);
+    uv_timer_init(loop, &c->watchdog);
+    c->retry.data = c;
+    c->watchdog.data = c;
+    *out = c;
+    if (cfg->redis_host == NULL || cfg->redis_host[0] == '\0') {
+        c->state = C_DISABLED;
+        gw_info("cache", "redis_host is empty: the cache is disabled");
+        return 0;
+    }
+    if (strlen(cfg->redis_host) >= sizeof(c->host)) {
+        /* Config bounds do not cover this; refuse quietly rather than truncate. */
+        gw_error("cache", "redis_host is too long: the cache is disabled");
+        c->state = C_DISABLED;
+        return 0;
+    }
+    snprintf(c->host, sizeof(c->host), "%s", cfg->redis_host);
+    /* The watchdog only checks deadlines; it should not keep the loop alive on its own. */
+    uv_timer_start(&c->watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
+    uv_unref((uv_handle_t *)&c->watchdog);
+    c->state = C_DOWN;
+    connect_start(c);
+    return 0;
 }
 
 int gw_cache_is_up(const gw_cache_t *c)
 {
-    GW_UNUSED(c);
-    return 0;
+    return c != NULL && c->state == C_UP;
 }
 
 void gw_cache_on_message(gw_cache_t *c, const gw_cache_msg_t *m, const char *conv_key)
 {
-    GW_UNUSED(c);
-    GW_UNUSED(m);
-    GW_UNUSED(conv_key);
+    ukeys_t *ks = NULL, *kr = NULL;
+    char gen[] = "imgw:gen", recent[KEY_MAX];
+    char ttl[16], rmax[16], score[24], win[16], stamp[24];
+    const char *argv[3 + 12 + 12];
+    size_t lens[GW_ARRAY_SIZE(argv)];
+    json_object *es = NULL, *er = NULL;
+    const char *kind, *body;
+    size_t plen, elen_s = 0, elen_r = 0;
+    int i = 2;
+
+    if (c == NULL || c->state == C_DISABLED || m == NULL)
+        return;
+    if (m->sender == NULL || m->recipient == NULL || conv_key == NULL) {
+        gw_warn("cache", "on_message without sender, recipient or conversation");
+        return;
+    }
+    if (!can_send(c)) {
+        write_lost(c, 1);
+        return;
+    }
+    ks = malloc(sizeof(*ks));
+    kr = malloc(sizeof(*kr));
+    if (ks == NULL || kr == NULL || user_keys(ks, m->sender) != 0 ||
+        user_keys(kr, m->recipient) != 0 ||
+        make_key(recent, sizeof(recent), "recent", conv_key) != 0) {
+        gw_warn("cache", "message not cached: user or conversation key too long");
+        write_lost(c, 1);
+        goto done;
+    }
+    kind = m->kind ? m->kind : "text";
+    body = m->body ? m->body : "";
+    plen = utf8_prefix(body, PREVIEW_MAX);
+    es = entry_json(m->recipient, m->id, m->ts, m->sender, kind, body, plen);
+    er = entry_json(m->sender, m->id, m->ts, m->sender, kind, body, plen);
+    if (es == NULL || er == NULL) {
+        write_lost(c, 1);
+        goto done;
+    }
+    snprintf(ttl, sizeof(ttl), "%d", c->ttl_s);
+    snprintf(rmax, sizeof(rmax), "%d", c->recent);
+    snprintf(score, sizeof(score), "%" PRIu64, m->id);
+    snprintf(win, sizeof(win), "%d", FILL_WINDOW_S);
+    snprintf(stamp, sizeof(stamp), "m%" PRIu64, m->id);
+
+    argv[i] = "12"; /* numkeys */
+    lens[i++] = 2;
+#define ARG(s, n) (argv[i] = (s), lens[i++] = (n))
+#define ARGS(s)   ARG((s), strlen(s))
+    ARGS(gen);
+    ARGS(recent);
+    for (int k = 0; k < 4; k++)
+        ARGS(ks->k[k]);
+    ARGS(ks->k[5]);
+    for (int k = 0; k < 4; k++)
+        ARGS(kr->k[k]);
+    ARGS(kr->k[5]);
+    ARGS(ttl);
+    ARGS(rmax);
+    if (m->frame_json != NULL)
+        ARGS(m->frame_json);
+    else
+        ARG("", 0);
+    ARGS(score);
+    ARGS(win);
+    ARGS(stamp);
+    ARGS(m->recipient);
+    argv[i] = entry_text(es, &elen_s);
+    lens[i++] = elen_s;
+    ARG("0", 1);
+    ARGS(m->sender);
+    argv[i] = entry_text(er, &elen_r);
+    lens[i++] = elen_r;
+    ARG("1", 1);
+#undef ARG
+#undef ARGS
+    send_guarded(c, S_UPDATE, i, argv, lens);
+done:
+    json_object_put(es);
+    json_object_put(er);
+    free(ks);
+    free(kr);
 }
 
 void gw_cache_mark_read(gw_cache_t *c, const char *user, const char *peer)
 {
-    GW_UNUSED(c);
-    GW_UNUSED(user);
-    GW_UNUSED(peer);
+    ukeys_t *k;
+    char ttl[16], win[16], stamp[64];
+    const char *argv[3 + 6 + 4];
+    size_t lens[GW_ARRAY_SIZE(argv)];
+    int i = 3;
+
+    if (c == NULL || c->state == C_DISABLED || peer == NULL)
+        return;
+    if (!can_send(c)) {
+        write_lost(c, 1);
+        return;
+    }
+    k = malloc(sizeof(*k));
+    if (k == NULL || user_keys(k, user) != 0) {
+        write_lost(c, 1);
+        free(k);
+        return;
+    }
+    snprintf(ttl, sizeof(ttl), "%d", c->ttl_s);
+    snprintf(win, sizeof(win), "%d", FILL_WINDOW_S);
+    make_token(c, stamp, sizeof(stamp));
+    argv[2] = "6";
+    lens[2] = 1;
+    for (int j = 0; j < 6; j++) {
+        argv[i] = k->k[j];
+        lens[i++] = strlen(k->k[j]);
+    }
+    argv[i] = ttl;
+    lens[i++] = strlen(ttl);
+    argv[i] = peer;
+    lens[i++] = strlen(peer);
+    argv[i] = stamp;
+    lens[i++] = strlen(stamp);
+    argv[i] = win;
+    lens[i++] = strlen(win);
+    send_guarded(c, S_READ, i, argv, lens);
+    free(k);
 }
 
 void gw_cache_web_user(gw_cache_t *c, const char *user, int online)
 {
-    GW_UNUSED(c);
-    GW_UNUSED(user);
-    GW_UNUSED(online);
+    const char *argv[3] = {online ? "SADD" : "SREM", "imgw:web", user};
+    size_t lens[3] = {4, 8, 0};
+
+    if (c == NULL || c->state == C_DISABLED || user == NULL)
+        return;
+    lens[2] = strlen(user);
+    if (!can_send(c) || lens[2] >= KEY_MAX) {
+        write_lost(c, 0);
+        return;
+    }
+    send_bump(c);
+    if (send_argv(c, on_write_reply, &unguarded_tag, 3, argv, lens) != 0) {
+        write_lost(c, 0);
+        return;
+    }
+    c->st.writes++;
+}
+
+/* Remembers the dirty stamp a miss saw, unless an older live one is kept for user. */
+static void fill_remember(gw_cache_t *c, uint64_t hash, const char *mark, size_t len)
+{
+    fill_t *f = &c->fills[hash % FILL_SLOTS];
+    uint64_t now = uv_now(c->loop);
+
+    if (len >= MARK_MAX)
+        return;
+    /* The oldest stamp is the safe one: it predates every PostgreSQL read that follows. */
+    if (f->hash == hash && now - f->at_ms < (FILL_WINDOW_S - 10) * 1000u)
+        return;
+    f->hash = hash;
+    f->at_ms = now;
+    memcpy(f->mark, mark, len);
+    f->mark[len] = '\0';
+}
+
+/* Takes the stamp remembered for user, if it is still young enough to trust. */
+static int fill_take(gw_cache_t *c, uint64_t hash, char *mark)
+{
+    fill_t *f = &c->fills[hash % FILL_SLOTS];
+    uint64_t now = uv_now(c->loop);
+
+    if (f->hash != hash)
+        return 0;
+    f->hash = 0;
+    if (now - f->at_ms >= (FILL_WINDOW_S - 10) * 1000u)
+        return 0;
+    memcpy(mark, f->mark, MARK_MAX);
+    return 1;
+}
+
+static int get_u64(json_object *o, const char *key, uint64_t *out)
+{
+    json_object *v;
+
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int) ||
+        json_object_get_int64(v) < 0)
+        return GW_EINVAL;
+    *out = json_object_get_uint64(v);
+    return 0;
+}
+
+static const char *get_str(json_object *o, const char *key)
+{
+    json_object *v;
+
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+static int parse_unread(const redisReply *r, uint32_t *out)
+{
+    uint64_t v = 0;
+
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 10)
+        return GW_EINVAL;
+    for (size_t i = 0; i < r->len; i++) {
+        if (r->str[i] < '0' || r->str[i] > '9')
+            return GW_EINVAL;
+        v = v * 10 + (uint64_t)(r->str[i] - '0');
+    }
+    if (v > UINT32_MAX)
+        return GW_EINVAL;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* Parses one entry; the strings in *ch point into *objp, which the caller puts. */
+static int parse_entry(const redisReply *peer, const redisReply *entry, const redisReply *unread,
+                       gw_chat_t *ch, json_object **objp)
+{
+    json_tokener *tok;
+    json_object *o;
+
+    *objp = NULL;
+    if (peer->type != REDIS_REPLY_STRING || entry->type != REDIS_REPLY_STRING || entry->len == 0 ||
+        entry->len > ENTRY_MAX || parse_unread(unread, &ch->unread) != 0)
+        return GW_EINVAL;
+    tok = json_tokener_new_ex(4);
+    if (tok == NULL)
+        return GW_ENOMEM;
+    o = json_tokener_parse_ex(tok, entry->str, (int)entry->len);
+    if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+        json_tokener_get_parse_end(tok) != entry->len) {
+        json_tokener_free(tok);
+        json_object_put(o);
+        return GW_EINVAL;
+    }
+    json_tokener_free(tok);
+    *objp = o;
+    if (!json_object_is_type(o, json_type_object))
+        return GW_EINVAL;
+    ch->peer = get_str(o, "peer");
+    ch->last_sender = get_str(o, "last_sender");
+    ch->kind = get_str(o, "kind");
+    ch->preview = get_str(o, "preview");
+    if (ch->peer == NULL || ch->last_sender == NULL || ch->kind == NULL || ch->preview == NULL ||
+        get_u64(o, "last_id", &ch->last_id) != 0 || get_u64(o, "last_ts", &ch->last_ts) != 0)
+        return GW_EINVAL;
+    /* The set member is the truth about which conversation this is. */
+    if (strlen(ch->peer) != peer->len || memcmp(ch->peer, peer->str, peer->len) != 0)
+        return GW_EINVAL;
+    return 0;
+}
+
+/* Answers a hit to the caller; GW_EINVAL when anything in it is malformed. */
+static int answer_hit(const redisReply *r, gw_cache_chats_cb cb, void *ud)
+{
+    size_t n = r->elements / 3;
+    gw_chat_t *chats = NULL;
+    json_object **objs = NULL;
+    int rc = 0;
+
+    if (r->elements % 3 != 0 || n > GET_MAX)
+        return GW_EINVAL;
+    if (n == 0) {
+        cb(ud, 0, NULL, 0);
+        return 0;
+    }
+    chats = calloc(n, sizeof(*chats));
+    objs = calloc(n, sizeof(*objs));
+    if (chats == NULL || objs == NULL) {
+        rc = GW_ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = parse_entry(r->element[3 * i], r->element[3 * i + 1], r->element[3 * i + 2], &chats[i],
+                         &objs[i]);
+    if (rc == 0)
+        cb(ud, 0, chats, n);
+done:
+    if (objs != NULL)
+        for (size_t i = 0; i < n; i++)
+            json_object_put(objs[i]);
+    free(objs);
+    free(chats);
+    return rc;
+}
+
+/*
+ * Drops a list's validity marker so that the next read misses cleanly and the
+ * router rebuilds the list (a malformed entry would otherwise stay until
+ * expiry). Nothing is lost if this fails: the list still reads as a miss.
+ */
+static void invalidate(gw_cache_t *c, const char *valid_key)
+{
+    const char *argv[2] = {"DEL", valid_key};
+    size_t lens[2] = {3, strlen(valid_key)};
+
+    if (can_send(c) && send_argv(c, on_write_reply, &unguarded_tag, 2, argv, lens) == 0)
+        c->st.writes++;
+}
+
+static void on_get_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    gw_cache_t *c = ac->data;
+    redisReply *reply = r;
+    get_req_t *q = priv;
+
+    count_reply(c);
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        c->st.errors++;
+        if (reply == NULL) {
+            conn_lost(c, ac);
+        } else {
+            gw_warn("cache", "redis read failed: %.200s", reply->str);
+            if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->ac == ac)
+                conn_drop(c, "scripts were flushed");
+        }
+        q->cb(q->ud, GW_EIO, NULL, 0);
+    } else if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_NIL) {
+        if (reply->type == REDIS_REPLY_STRING)
+            fill_remember(c, q->user_hash, reply->str, reply->len);
+        c->st.misses++;
+        q->cb(q->ud, GW_ENOTFOUND, NULL, 0);
+    } else if (reply->type == REDIS_REPLY_ARRAY) {
+        /* The callback may stop the cache, but the struct lives until gw_cache_free(). */
+        if (answer_hit(reply, q->cb, q->ud) == 0) {
+            c->st.hits++;
+        } else {
+            c->st.misses++;
+            gw_warn("cache", "malformed cached chat list: treated as a miss");
+            invalidate(c, q->valid_key);
+            q->cb(q->ud, GW_ENOTFOUND, NULL, 0);
+        }
+    } else {
+        c->st.misses++;
+        q->cb(q->ud, GW_ENOTFOUND, NULL, 0);
+    }
+    free(q);
 }
 
 void gw_cache_get_chats(gw_cache_t *c, const char *user, size_t limit, gw_cache_chats_cb cb,
                         void *ud)
 {
-    GW_UNUSED(c);
-    GW_UNUSED(user);
-    GW_UNUSED(limit);
-    cb(ud, GW_ENOTFOUND, NULL, 0);
+    ukeys_t *k;
+    get_req_t *q;
+    char lim[24];
+    const char *argv[3 + 6 + 1];
+    size_t lens[GW_ARRAY_SIZE(argv)];
+    int i = 3, rc;
+
+    if (c == NULL || c->state == C_DISABLED) {
+        cb(ud, GW_ENOTFOUND, NULL, 0);
+        return;
+    }
+    if (!can_send(c)) {
+        c->st.errors++;
+        cb(ud, GW_EIO, NULL, 0);
+        return;
+    }
+    k = malloc(sizeof(*k));
+    if (k == NULL || user_keys(k, user) != 0) {
+        free(k);
+        c->st.misses++;
+        cb(ud, GW_ENOTFOUND, NULL, 0);
+        return;
+    }
+    q = malloc(sizeof(*q) + strlen(k->k[0]) + 1);
+    if (q == NULL) {
+        free(k);
+        c->st.errors++;
+        cb(ud, GW_EIO, NULL, 0);
+        return;
+    }
+    q->c = c;
+    q->cb = cb;
+    q->ud = ud;
+    q->user_hash = fnv1a(user);
+    memcpy(q->valid_key, k->k[0], strlen(k->k[0]) + 1);
+    snprintf(lim, sizeof(lim), "%zu", limit < GET_MAX ? limit : (size_t)GET_MAX);
+    send_bump(c);
+    argv[0] = "EVALSHA";
+    lens[0] = 7;
+    argv[1] = c->sha[S_GET];
+    lens[1] = 40;
+    argv[2] = "6";
+    lens[2] = 1;
+    for (int j = 0; j < 6; j++) {
+        argv[i] = k->k[j];
+        lens[i++] = strlen(k->k[j]);
+    }
+    argv[i] = lim;
+    lens[i++] = strlen(lim);
+    rc = send_argv(c, on_get_reply, q, i, argv, lens);
+    free(k);
+    if (rc != 0) {
+        free(q);
+        c->st.errors++;
+        cb(ud, GW_EIO, NULL, 0);
+    }
 }
 
 void gw_cache_put_chats(gw_cache_t *c, const char *user, const gw_chat_t *chats, size_t n)
 {
-    GW_UNUSED(c);
-    GW_UNUSED(user);
-    GW_UNUSED(chats);
-    GW_UNUSED(n);
+    ukeys_t *k = NULL;
+    const char **argv = NULL;
+    size_t *lens = NULL, argc = 3 + 6 + 4 + 4 * n, i = 3;
+    json_object **objs = NULL;
+    char *nums = NULL; /* 2 x 24 bytes per entry: score and unread */
+    char ttl[16], tok[64], mark[MARK_MAX];
+    int has_mark;
+
+    if (c == NULL || c->state == C_DISABLED)
+        return;
+    if (n > PUT_MAX) {
+        gw_info("cache", "chat list of %zu entries not cached (limit %d)", n, PUT_MAX);
+        return;
+    }
+    if (!can_send(c)) {
+        /* Dropping a fill leaves the list invalid, which is safe: no bump needed. */
+        c->st.errors++;
+        return;
+    }
+    k = malloc(sizeof(*k));
+    argv = calloc(argc, sizeof(*argv));
+    lens = calloc(argc, sizeof(*lens));
+    objs = calloc(n ? n : 1, sizeof(*objs));
+    nums = malloc(48 * (n ? n : 1));
+    if (k == NULL || argv == NULL || lens == NULL || objs == NULL || nums == NULL ||
+        user_keys(k, user) != 0)
+        goto fail;
+    snprintf(ttl, sizeof(ttl), "%d", c->ttl_s);
+    make_token(c, tok, sizeof(tok));
+    has_mark = fill_take(c, fnv1a(user), mark);
+    argv[2] = "6";
+    lens[2] = 1;
+    for (int j = 0; j < 6; j++) {
+        argv[i] = k->k[j];
+        lens[i++] = strlen(k->k[j]);
+    }
+    argv[i] = ttl;
+    lens[i++] = strlen(ttl);
+    argv[i] = tok;
+    lens[i++] = strlen(tok);
+    argv[i] = has_mark ? "1" : "0";
+    lens[i++] = 1;
+    argv[i] = has_mark ? mark : "";
+    lens[i++] = has_mark ? strlen(mark) : 0;
+    for (size_t e = 0; e < n; e++) {
+        const gw_chat_t *ch = &chats[e];
+        char *score = nums + 48 * e, *unread = score + 24;
+        const char *preview = ch->preview ? ch->preview : "";
+
+        if (ch->peer == NULL || ch->peer[0] == '\0')
+            goto fail;
+        objs[e] =
+            entry_json(ch->peer, ch->last_id, ch->last_ts, ch->last_sender ? ch->last_sender : "",
+                       ch->kind ? ch->kind : "text", preview, utf8_prefix(preview, PREVIEW_MAX));
+        if (objs[e] == NULL)
+            goto fail;
+        snprintf(score, 24, "%" PRIu64, ch->last_id);
+        snprintf(unread, 24, "%" PRIu32, ch->unread);
+        argv[i] = ch->peer;
+        lens[i++] = strlen(ch->peer);
+        argv[i] = score;
+        lens[i++] = strlen(score);
+        argv[i] = entry_text(objs[e], &lens[i]);
+        i++;
+        argv[i] = unread;
+        lens[i++] = strlen(unread);
+    }
+    if (i > (size_t)INT32_MAX)
+        goto fail;
+    {
+        /* Unguarded: a lost fill leaves the list invalid, which is safe. */
+        argv[0] = "EVALSHA";
+        lens[0] = 7;
+        argv[1] = c->sha[S_PUT];
+        lens[1] = 40;
+        send_bump(c);
+        if (send_argv(c, on_write_reply, &unguarded_tag, (int)i, argv, lens) != 0)
+            goto fail;
+        c->st.writes++;
+    }
+    goto done;
+fail:
+    c->st.errors++;
+done:
+    if (objs != NULL)
+        for (size_t e = 0; e < n; e++)
+            json_object_put(objs[e]);
+    free(objs);
+    free(nums);
+    free(lens);
+    free(argv);
+    free(k);
 }
 
 void gw_cache_get_stats(const gw_cache_t *c, gw_cache_stats_t *st)
 {
-    GW_UNUSED(c);
-    st->hits = st->misses = st->errors = st->writes = 0;
+    if (c == NULL) {
+        memset(st, 0, sizeof(*st));
+        return;
+    }
+    *st = c->st;
 }
 
-void gw_cache_stop(gw_cache_t *c) { GW_UNUSED(c); }
+void gw_cache_stop(gw_cache_t *c)
+{
+    redisAsyncContext *ac;
 
-void gw_cache_free(gw_cache_t *c) { free(c); }
+    if (c == NULL || c->state == C_STOPPED)
+        return;
+    c->state = C_STOPPED;
+    if (c->gai != NULL) {
+        /* The request frees itself in its callback, which may still run. */
+        c->gai->data = NULL;
+        uv_cancel((uv_req_t *)c->gai);
+        c->gai = NULL;
+    }
+    uv_close((uv_handle_t *)&c->retry, NULL);
+    uv_close((uv_handle_t *)&c->watchdog, NULL);
+    ac = c->ac;
+    c->ac = NULL;
+    if (ac != NULL)
+        redisAsyncFree(ac); /* outstanding reads are answered GW_EIO now */
+}
+
+void gw_cache_free(gw_cache_t *c)
+{
+    free(c);
+}
