@@ -130,6 +130,8 @@ static int run_writer(const char *conninfo, long n, long concurrent, const char 
     gw_config_set(&cfg, "store_queue_max", "10000000", err, sizeof(err));
     if (batch)
         gw_config_set(&cfg, "store_batch_max", batch, err, sizeof(err));
+    if (getenv("IMGW_STORE_WRITERS"))
+        gw_config_set(&cfg, "store_writers", getenv("IMGW_STORE_WRITERS"), err, sizeof(err));
     uv_loop_init(&loop);
     memset(&b, 0, sizeof(b));
     b.loop = &loop;

@@ -1,8 +1,8 @@
 // History writer benchmark: a private PostgreSQL 15 with the imgw schema, then the
-// gateway's own writer (store.c: batched multi-row INSERTs, one batch in flight) and
+// gateway's own writer (store.c: batched multi-row INSERTs on store_writers = 2 connections) and
 // one INSERT per transaction, on the same database in the same run.
 //
-//   node bench/store_run.mjs [--messages 200000] [--single 20000] [--concurrent 2000]
+//   node bench/store_run.mjs [--messages 200000] [--single 20000] [--concurrent 4000]
 //
 // Needs build/bench/store_bench (cmake --build build). Prints a Markdown table.
 import { execFileSync } from 'node:child_process';
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { startPostgres } from '../tests/lib/postgres.mjs';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const opts = { messages: 200000, single: 20000, concurrent: 2000 };
+const opts = { messages: 200000, single: 20000, concurrent: 4000 };
 for (let i = 2; i < process.argv.length; i += 2) opts[process.argv[i].replace(/^--/, '')] = Number(process.argv[i + 1]);
 
 const bin = path.join(root, 'build', 'bench', 'store_bench');

@@ -63,6 +63,7 @@ static const centry_t table[] = {
     {"spool_max_bytes", T_INT, O(spool_max_bytes), 0, 2000000000, "104857600", 0},
     {"store_queue_max", T_INT, O(store_queue_max), 1, 10000000, "100000", 0},
     {"store_batch_max", T_INT, O(store_batch_max), 1, 10000, "1000", 0},
+    {"store_writers", T_INT, O(store_writers), 1, 8, "2", 0},
     {"redis_host", T_STR, O(redis_host), 0, 0, "", 0},
     {"redis_port", T_INT, O(redis_port), 1, 65535, "6379", 0},
     {"redis_db", T_INT, O(redis_db), 0, 1000, "0", 0},

@@ -50,6 +50,7 @@ typedef struct gw_config {
     int spool_max_bytes;
     int store_queue_max;
     int store_batch_max;
+    int store_writers;
     /* hot state (Redis) */
     char *redis_host;
     int redis_port;

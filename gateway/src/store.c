@@ -181,15 +181,24 @@ typedef struct pgc {
     req_t *head, *tail;
     size_t nreqs;
     req_t *running;
-    wlist_t batch;
+    /* writers only */
+    int is_writer;
+    wlist_t batch;         /* the batch in flight, or finished and waiting for its turn */
+    uint64_t batch_seq;    /* order in which batches were sent */
+    int finished;          /* 1: committed, 2: failed (rows go back to the queue) */
+    gw_strset_t *stored;   /* stanza ids the committed batch really inserted */
 } pgc_t;
+
+#define MAX_WRITERS 8
 
 struct gw_store {
     uv_loop_t *loop;
     const gw_config_t *cfg;
     int enabled;
-    pgc_t writer, reader;
-    wlist_t queue;                            /* waiting for the writer */
+    pgc_t writers[MAX_WRITERS], reader;
+    int nwriters;
+    uint64_t next_seq, done_seq;              /* batches are completed in the order sent */
+    wlist_t queue;                            /* waiting for a writer */
     uv_timer_t defer;                         /* runs deferred callbacks */
     struct done_cb *deferred, *deferred_tail; /* write outcomes to report, in order */
     req_t *failed;                            /* reads to fail from the loop */
@@ -528,7 +537,7 @@ static void on_retry(uv_timer_t *t)
         pgc_connect(c);
 }
 
-static void writer_lost(gw_store_t *s);
+static void writer_lost(gw_store_t *s, pgc_t *c);
 
 /* The connection broke: fail or requeue its work and reconnect later. */
 static void pgc_fail(pgc_t *c, const char *why)
@@ -574,8 +583,8 @@ static void pgc_fail(pgc_t *c, const char *why)
     if (c->state == C_STOPPED)
         return;
     c->state = C_DOWN;
-    if (c == &s->writer)
-        writer_lost(s);
+    if (c->is_writer)
+        writer_lost(s, c);
     pgc_schedule_retry(c);
 }
 
@@ -586,7 +595,7 @@ static void pgc_ready(pgc_t *c)
     c->attempt = 0;
     c->state = C_IDLE;
     pgc_watch(c, UV_READABLE);
-    if (c == &c->store->writer) {
+    if (c->is_writer) {
         spool_replay(c->store);
         writer_kick(c->store);
     } else {
@@ -611,7 +620,7 @@ static void pgc_send(pgc_t *c, const char *sql, int n, const char *const *params
     pgc_watch(c, rc == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
 }
 
-static void writer_done(gw_store_t *s, PGresult *res);
+static void writer_done(gw_store_t *s, pgc_t *c, PGresult *res);
 static void reader_done(pgc_t *c, PGresult *res);
 
 static void on_pgc_poll(uv_poll_t *h, int status, int events)
@@ -657,14 +666,14 @@ static void on_pgc_poll(uv_poll_t *h, int status, int events)
         res = c->result;
         c->result = NULL;
         c->state = C_IDLE;
-        if (c == &c->store->writer)
-            writer_done(c->store, res);
+        if (c->is_writer)
+            writer_done(c->store, c, res);
         else
             reader_done(c, res);
         if (res)
             PQclear(res);
         if (c->state == C_IDLE) {
-            if (c == &c->store->writer)
+            if (c->is_writer)
                 writer_kick(c->store);
             else
                 pgc_dispatch(c);
@@ -703,13 +712,20 @@ static void array_elem(gw_sbuf_t *b, const char *v)
 
 static void writer_kick(gw_store_t *s)
 {
-    pgc_t *c = &s->writer;
+    pgc_t *c = NULL;
     gw_sbuf_t a[8];
     const char *params[8];
     size_t n = 0;
     int ok = 1;
 
-    if (c->state != C_IDLE || s->queue.len == 0)
+    if (s->queue.len == 0)
+        return;
+    /* An idle writer whose previous batch has been completed. */
+    for (int i = 0; i < s->nwriters && c == NULL; i++)
+        if (s->writers[i].state == C_IDLE && !s->writers[i].finished &&
+            s->writers[i].batch.head == NULL)
+            c = &s->writers[i];
+    if (c == NULL)
         return;
     for (int i = 0; i < 8; i++) {
         gw_sbuf_init(&a[i], (size_t)1 << 30);
@@ -738,6 +754,7 @@ static void writer_kick(gw_store_t *s)
     }
     if (ok) {
         s->st.batches++;
+        c->batch_seq = s->next_seq++;
         pgc_send(c, insert_sql, 8, params);
     } else {
         gw_error("store", "cannot build a batch of %zu rows (out of memory)", n);
@@ -747,47 +764,88 @@ static void writer_kick(gw_store_t *s)
         gw_sbuf_free(&a[i]);
 }
 
-static void writer_done(gw_store_t *s, PGresult *res)
+/*
+ * Reports the outcome of finished batches strictly in the order they were
+ * sent, so acknowledgements (and the XMPP sends that follow them) keep the
+ * order of the browsers' sends even with several writers.
+ */
+static void complete_in_order(gw_store_t *s)
 {
-    pgc_t *c = &s->writer;
+    int progress = 1;
+
+    while (progress) {
+        progress = 0;
+        for (int i = 0; i < s->nwriters; i++) {
+            pgc_t *c = &s->writers[i];
+            size_t replayed = 0;
+            if (!c->finished || c->batch_seq != s->done_seq)
+                continue;
+            if (c->finished == 2) {
+                /* Batches are idempotent (stanza_id): requeue and let a later batch retry. */
+                wlist_prepend(&s->queue, &c->batch);
+            }
+            while (c->batch.head) {
+                wrow_t *w = wlist_pop(&c->batch);
+                int dup = c->stored && !gw_strset_has(c->stored, w->stanza_id);
+                if (w->replay)
+                    replayed++;
+                s->st.written++;
+                defer_write_cb(s, w->cb, w->ud, dup ? 1 : 0);
+                wrow_free(w);
+            }
+            gw_strset_free(c->stored);
+            c->stored = NULL;
+            c->finished = 0;
+            s->done_seq++;
+            replay_done(s, replayed);
+            progress = 1;
+        }
+    }
+}
+
+static void writer_done(gw_store_t *s, pgc_t *c, PGresult *res)
+{
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    gw_strset_t *stored = NULL;
-    size_t replayed = 0;
 
     if (st != PGRES_TUPLES_OK) {
         const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         gw_error("store", "batch insert failed (%s): %s", state ? state : "?",
                  res ? PQresultErrorMessage(res) : "no result");
-        /* Batches are idempotent (stanza_id): requeue and let the next batch retry. */
-        wlist_prepend(&s->queue, &c->batch);
-        return;
+        c->finished = 2;
+    } else {
+        c->finished = 1;
+        if (gw_strset_new(&c->stored) == 0)
+            for (int i = 0; i < PQntuples(res); i++)
+                gw_strset_add(c->stored, PQgetvalue(res, i, 0));
     }
-    if (gw_strset_new(&stored) == 0)
-        for (int i = 0; i < PQntuples(res); i++)
-            gw_strset_add(stored, PQgetvalue(res, i, 0));
-    while (c->batch.head) {
-        wrow_t *w = wlist_pop(&c->batch);
-        int dup = stored && !gw_strset_has(stored, w->stanza_id);
-        if (w->replay)
-            replayed++;
-        s->st.written++;
-        defer_write_cb(s, w->cb, w->ud, dup ? 1 : 0);
-        wrow_free(w);
-    }
-    gw_strset_free(stored);
-    replay_done(s, replayed);
+    complete_in_order(s);
 }
 
-/* The writer is down: everything waiting goes to the spool so browsers get their acks. */
-static void writer_lost(gw_store_t *s)
+static int writers_up(const gw_store_t *s)
 {
-    pgc_t *c = &s->writer;
+    for (int i = 0; i < s->nwriters; i++)
+        if (s->writers[i].state == C_IDLE || s->writers[i].state == C_BUSY)
+            return 1;
+    return 0;
+}
 
-    wlist_prepend(&s->queue, &c->batch);
-    while (s->queue.head) {
-        wrow_t *w = wlist_pop(&s->queue);
-        spool_row(s, w);
+/*
+ * A writer connection broke. Its batch may or may not have committed; it goes
+ * back to the queue (a retry is harmless: stanza_id) and its turn is released.
+ * When no writer is left, everything waiting goes to the spool so browsers get
+ * their acks.
+ */
+static void writer_lost(gw_store_t *s, pgc_t *c)
+{
+    if (c->batch.head && !c->finished)
+        c->finished = 2;
+    complete_in_order(s);
+    if (writers_up(s)) {
+        writer_kick(s);
+        return;
     }
+    while (s->queue.head)
+        spool_row(s, wlist_pop(&s->queue));
     /* Replay rows were dropped from memory; they are still in the replay file. */
     s->replay_left = 0;
 }
@@ -800,7 +858,7 @@ int gw_store_write(gw_store_t *s, const gw_store_msg_t *m, gw_store_write_cb cb,
         return GW_ENOMEM;
     w->cb = cb;
     w->ud = ud;
-    if (s->writer.state != C_IDLE && s->writer.state != C_BUSY) {
+    if (!writers_up(s)) {
         spool_row(s, w);
         return 0;
     }
@@ -1119,9 +1177,15 @@ int gw_store_new(uv_loop_t *loop, const gw_config_t *cfg, const char *schema_dir
     s->defer.data = s;
     uv_timer_init(loop, &s->maintenance);
     s->maintenance.data = s;
-    pgc_init(s, &s->writer, "writer");
+    s->nwriters = cfg->store_writers < 1 ? 1
+                  : cfg->store_writers > MAX_WRITERS ? MAX_WRITERS
+                                                     : cfg->store_writers;
+    for (int i = 0; i < s->nwriters; i++) {
+        pgc_init(s, &s->writers[i], "writer");
+        s->writers[i].is_writer = 1;
+        pgc_connect(&s->writers[i]);
+    }
     pgc_init(s, &s->reader, "reader");
-    pgc_connect(&s->writer);
     pgc_connect(&s->reader);
     uv_timer_start(&s->maintenance, on_maintenance, 5000, 24u * 3600u * 1000u);
     return 0;
@@ -1134,13 +1198,15 @@ int gw_store_enabled(const gw_store_t *s)
 
 int gw_store_is_up(const gw_store_t *s)
 {
-    return s->enabled && (s->writer.state == C_IDLE || s->writer.state == C_BUSY);
+    return s->enabled && writers_up(s);
 }
 
 void gw_store_get_stats(const gw_store_t *s, gw_store_stats_t *st)
 {
     *st = s->st;
-    st->queued = s->queue.len + s->writer.batch.len;
+    st->queued = s->queue.len;
+    for (int i = 0; i < s->nwriters; i++)
+        st->queued += s->writers[i].batch.len;
     st->spool_bytes = s->spool_bytes;
 }
 
@@ -1155,11 +1221,16 @@ void gw_store_stop(gw_store_t *s)
 {
     if (!s->enabled)
         return;
-    /* The batch in flight may or may not commit; spooling it too is harmless (stanza_id). */
-    wlist_prepend(&s->queue, &s->writer.batch);
+    /* Batches in flight may or may not commit; spooling them too is harmless (stanza_id). */
+    for (int i = 0; i < s->nwriters; i++) {
+        wlist_prepend(&s->queue, &s->writers[i].batch);
+        gw_strset_free(s->writers[i].stored);
+        s->writers[i].stored = NULL;
+    }
     while (s->queue.head)
         spool_row(s, wlist_pop(&s->queue));
-    pgc_stop(&s->writer);
+    for (int i = 0; i < s->nwriters; i++)
+        pgc_stop(&s->writers[i]);
     pgc_stop(&s->reader);
     on_defer(&s->defer);
     uv_close((uv_handle_t *)&s->defer, NULL);
