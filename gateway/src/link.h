@@ -21,12 +21,12 @@ typedef struct gw_link gw_link_t;
 
 /* A chat message received from the XMPP server, already unwrapped. */
 typedef struct gw_link_msg {
-    const char *from; /* full or bare JID of the sender */
-    const char *to;   /* JID of the recipient */
-    const char *id;   /* stanza id, may be NULL */
+    const char *from;      /* full or bare JID of the sender */
+    const char *to;        /* JID of the recipient */
+    const char *id;        /* stanza id, may be NULL */
     const char *origin_id; /* XEP-0359 origin-id, may be NULL */
-    const char *type; /* "chat" or "normal" */
-    const char *body; /* UTF-8, NUL-terminated */
+    const char *type;      /* "chat" or "normal" */
+    const char *body;      /* UTF-8, NUL-terminated */
     size_t body_len;
     int copied; /* 1 when it came as a companion copy (same-JID mode) */
 } gw_link_msg_t;

@@ -172,8 +172,7 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
             *reason = "'with' must be a string or null";
             goto fail;
         }
-    } else if (strcmp(op, "history") == 0 || strcmp(op, "chats") == 0 ||
-               strcmp(op, "read") == 0) {
+    } else if (strcmp(op, "history") == 0 || strcmp(op, "chats") == 0 || strcmp(op, "read") == 0) {
         const char *with = NULL, *before = NULL, *id = NULL;
         f->op = op[0] == 'h' ? GW_OP_HISTORY : op[0] == 'c' ? GW_OP_CHATS : GW_OP_READ;
         f->limit = 50;
@@ -311,8 +310,7 @@ gw_payload_t *gw_proto_pong(const char *t_json)
     return finish(&b);
 }
 
-void gw_proto_msg_append(gw_sbuf_t *b, const gw_msg_t *m, const char *conv, int open,
-                         int recovered)
+void gw_proto_msg_append(gw_sbuf_t *b, const gw_msg_t *m, const char *conv, int open, int recovered)
 {
     gw_sbuf_printf(b, "{\"op\":\"msg\",\"id\":\"%" PRIu64 "\"", m->id);
     put_str_member(b, "conv", conv);

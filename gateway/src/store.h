@@ -56,8 +56,7 @@ typedef void (*gw_store_rows_cb)(void *ud, int status, const gw_rows_t *rows);
  * (this is start-up; the loop is not running yet). Returns 0, GW_EIO (spool
  * directory or migration failure; logged) or GW_ENOMEM.
  */
-int gw_store_new(uv_loop_t *loop, const gw_config_t *cfg, const char *schema_dir,
-                 gw_store_t **out);
+int gw_store_new(uv_loop_t *loop, const gw_config_t *cfg, const char *schema_dir, gw_store_t **out);
 
 int gw_store_enabled(const gw_store_t *s);
 int gw_store_is_up(const gw_store_t *s);
