@@ -11,7 +11,12 @@
  *   imgw:chats:{user}   HASH  peer -> JSON {peer,last_id,last_ts,last_sender,kind,preview}
  *   imgw:order:{user}   ZSET  peer scored by last_id (chat list order)
  *   imgw:unread:{user}  HASH  peer -> unread count
- *   imgw:valid:{user}   STRING "1" while the three keys above are complete for user
+ *   imgw:valid:{user}   STRING "<generation>:<n>" while the three keys above are complete
+ *                       for user (n entries; generation must equal imgw:gen)
+ *   imgw:gen            STRING generation; changed when a chat-list write may have been
+ *                       lost (disconnect, error, command limit), invalidating every list
+ *   imgw:dirty:{user}   STRING stamp of the last update (60 s TTL); a refill read before
+ *                       a newer stamp is refused
  *   imgw:recent:{conv}  LIST  newest first, JSON msg frames, at most cache_recent
  *   imgw:web            SET   users with at least one web session (any gateway)
  * Every per-user and per-conversation key expires after cache_ttl_s; writes
@@ -91,7 +96,9 @@ void gw_cache_get_chats(gw_cache_t *c, const char *user, size_t limit, gw_cache_
 
 /*
  * Replaces user's cached chat list with chats[0..n) (the complete list, as
- * read from PostgreSQL) and marks it valid, atomically (MULTI/EXEC).
+ * read from PostgreSQL) and marks it valid, atomically (one Lua script). The
+ * refill is refused when the user's list changed since the miss that caused it
+ * (imgw:dirty), so a message stored meanwhile cannot be lost from the cache.
  */
 void gw_cache_put_chats(gw_cache_t *c, const char *user, const gw_chat_t *chats, size_t n);
 

@@ -213,3 +213,50 @@ describe('history', { skip: !gatewayBuilt() && 'build/gateway/imgw is not built'
     await a.close();
   });
 });
+
+describe('history with the Redis cache', { skip: !gatewayBuilt() && 'build/gateway/imgw is not built' }, () => {
+  let prosody, pg, redis, gw;
+
+  before(async () => {
+    const { startRedis } = await import('../lib/redis.mjs');
+    pg = await startPostgres({ db: 'imgw' });
+    redis = await startRedis();
+    prosody = await startProsody({ domain: DOMAIN, components: [{ domain: GW, secret: 's3cret' }], logLevel: 'info' });
+    gw = await startImgw({ prosody, config: { pg_conninfo: `"${pg.connString}"`, redis_host: '127.0.0.1', redis_port: redis.port } });
+  });
+
+  after(async () => {
+    await gw?.cleanup();
+    await prosody?.cleanup();
+    await redis?.cleanup();
+    await pg?.cleanup();
+  });
+
+  const chats = async (t) => { t.send({ op: 'chats' }); const f = await t.next((x) => x.op === 'chats'); return f.chats.map((c) => [c.peer, c.unread, c.preview]); };
+
+  it('answers the same chat list from Redis, after FLUSHALL, and with Redis down', async () => {
+    const me = await openWs(gw.wsUrl);
+    const p1 = await openWs(gw.wsUrl);
+    const p2 = await openWs(gw.wsUrl);
+    await me.hello('tom');
+    await p1.hello('uma');
+    await p2.hello('vic');
+    const send = async (t, to, body, cid) => { t.send({ op: 'send', to, body, cid }); await t.next((f) => f.op === 'ack' && f.cid === cid); };
+    await send(p1, 'tom', 'hello from uma', 'c1');
+    await send(p2, 'tom', 'hello from vic', 'c2');
+    const want = [[J('vic'), 1, 'hello from vic'], [J('uma'), 1, 'hello from uma']];
+    assert.deepEqual(await chats(me), want); // miss: PostgreSQL, then refilled
+    await until('cache filled', 5000, async () => (await redis.cli('EXISTS', `imgw:valid:${J('tom')}`)).trim() === '1');
+    assert.deepEqual(await chats(me), want); // hit
+    // A new message updates the cached list in place.
+    await send(p1, 'tom', 'again from uma', 'c3');
+    const want2 = [[J('uma'), 2, 'again from uma'], [J('vic'), 1, 'hello from vic']];
+    await until('cache updated', 5000, async () => JSON.stringify(await chats(me)) === JSON.stringify(want2));
+    await redis.cli('FLUSHALL');
+    assert.deepEqual(await chats(me), want2);
+    await redis.stop();
+    assert.deepEqual(await chats(me), want2, 'served from PostgreSQL while Redis is down');
+    await redis.start();
+    await Promise.all([me.close(), p1.close(), p2.close()]);
+  });
+});
