@@ -5,6 +5,9 @@
 import { startProsody } from '../tests/lib/prosody.mjs';
 import { startPostgres } from '../tests/lib/postgres.mjs';
 import { startRedis } from '../tests/lib/redis.mjs';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { startImgw } from '../tests/lib/imgw.mjs';
 
 const port = Number(process.env.IMGW_DEMO_PORT || 8480);
@@ -35,11 +38,18 @@ try {
   stoppers.push(() => pg.cleanup());
   const redis = await startRedis();
   stoppers.push(() => redis.cleanup());
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), 'imgw-demo-'));
+  stoppers.push(async () => fs.rmSync(data, { recursive: true, force: true }));
   const gw = await startImgw({
     prosody,
     secret: 'demo-secret',
     config: {
       mode: 'samejid',
+      pg_conninfo: `"${pg.connString}"`,
+      redis_host: '127.0.0.1',
+      redis_port: redis.port,
+      spool_dir: path.join(data, 'spool'),
+      upload_dir: path.join(data, 'uploads'),
       listen_port: port,
       allowed_origins: `http://127.0.0.1:${port}, http://localhost:${port}`,
       log_level: 'info',
@@ -55,8 +65,19 @@ imgw demo is running.
   PostgreSQL:    ${pg.url}
   Redis:         ${redis.url}
   Gateway log:   ${gw.dir}/imgw.log
+  Restart the gateway alone (history stays): kill the imgw process; the demo starts it again.
 
 Press Ctrl-C to stop.`);
+  // Bring the gateway back if it stops (e.g. killed to try a restart): history is in PostgreSQL.
+  setInterval(async () => {
+    if (stopping || gw.pid === undefined) return;
+    try {
+      process.kill(gw.pid, 0);
+    } catch {
+      console.log('gateway stopped; starting it again');
+      await gw.start().catch((err) => console.error(`restart failed: ${err.message}`));
+    }
+  }, 1000).unref();
 } catch (err) {
   console.error(`demo failed to start: ${err.message}`);
   await stopAll(1);
