@@ -111,6 +111,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Everything started, so that errors and Ctrl-C still stop it. */
 const live = { children: new Set(), servers: new Set() };
+/** The copy of --gateway that the imgw phase runs. */
+let gatewayBinary = opt.gateway;
 async function stopAll() {
   for (const c of live.children) c.kill();
   live.children.clear();
@@ -200,9 +202,9 @@ async function runPhase(kind, baseDir) {
 
   let gateway = null;
   if (kind === 'imgw') {
-    log(`imgw: starting ${opt.gateway}`);
+    log(`imgw: starting ${opt.gateway} (copied to ${gatewayBinary})`);
     gateway = await startGateway({
-      binary: opt.gateway,
+      binary: gatewayBinary,
       dir,
       xmppPort: prosody.componentPort,
       xmppDomain: DOMAIN,
@@ -396,10 +398,10 @@ async function runPhase(kind, baseDir) {
 }
 
 /** Which gateway build ran: binary hash and time, and the tree it most likely came from. */
-async function gatewayBuild() {
+async function gatewayBuild(copy) {
   const out = { path: path.relative(repo, opt.gateway) || opt.gateway };
   try {
-    const buf = await fs.readFile(opt.gateway);
+    const buf = await fs.readFile(copy);
     const { createHash } = await import('node:crypto');
     out.sha256 = createHash('sha256').update(buf).digest('hex').slice(0, 12);
     out.mtime = (await fs.stat(opt.gateway)).mtime.toISOString().replace(/\.\d+Z$/, 'Z');
@@ -525,10 +527,24 @@ async function main() {
     command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machineInfo(),
     prosody: prosodyVersion(),
-    gateway: opt.mode === 'prosody' ? null : await gatewayBuild(),
+    gateway: null,
     params: { sessions: N, rate: R, duration: S, senders: M, mode: opt.mode, perProc, concurrency, warmup, settle },
   };
   const kinds = opt.mode === 'both' ? ['imgw', 'prosody'] : [opt.mode];
+  if (kinds.includes('imgw')) {
+    // Run a private copy: the gateway may be rebuilt in the tree while we run, and the
+    // report must name the binary that was measured.
+    gatewayBinary = path.join(baseDir, 'imgw-under-test');
+    try {
+      await fs.copyFile(opt.gateway, gatewayBinary);
+      await fs.chmod(gatewayBinary, 0o755);
+    } catch (err) {
+      log(`cannot copy the gateway binary ${opt.gateway}: ${err.message}`);
+      await fs.rm(baseDir, { recursive: true, force: true });
+      process.exit(1);
+    }
+    meta.gateway = await gatewayBuild(gatewayBinary);
+  }
   const results = [];
   let failed = false;
   for (const kind of kinds) {
