@@ -412,8 +412,8 @@ test('unread counts: other conversations count up, open() clears, own messages n
 
   // Opening a new conversation lists it even before any message.
   client.open('erin');
-  assert.equal(client.chats()[0].conv, 'erin@gw.shop.test');
-  assert.equal(client.chats()[0].last, null);
+  assert.equal(client.chatList()[0].conv, 'erin@gw.shop.test');
+  assert.equal(client.chatList()[0].last, null);
 
   // The open conversation is re-announced to the gateway after a reconnect.
   c.drop(1006);
@@ -459,5 +459,5 @@ test('the WebSocket transport asks for the imgw.v1 subprotocol and maps events',
   assert.deepEqual(ws.out, ['x']);
   webSocketTransport(FakeWS, null)('ws://h/ws', { onOpen() {}, onMessage() {}, onClose() {} });
   assert.equal(made[1].proto, undefined);
-  assert.throws(() => new ImgwClient({ url: 'ws://h/ws', user: 'a', WebSocket: undefined }), /WebSocket/);
+  assert.throws(() => new ImgwClient({ url: 'ws://h/ws', user: 'a', WebSocket: undefined, transports: ['websocket'] }), /WebSocket/);
 });

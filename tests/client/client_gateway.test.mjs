@@ -249,7 +249,7 @@ describe('web client with the real gateway', { skip }, () => {
     await dave.next((m) => m.body === 'and a second one');
     assert.equal(dave.unreadCount('bob'), 0, 'open conversation: nothing unread');
     assert.ok(BigInt(further.id) > BigInt(ack.id), 'ids grow');
-    assert.deepEqual(dave.chats().map((x) => [x.conv, x.unread, x.last.body]),
+    assert.deepEqual(dave.chatList().map((x) => [x.conv, x.unread, x.last.body]),
       [[jidOf('bob'), 0, 'and a second one']]);
   });
 
