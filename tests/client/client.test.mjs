@@ -8,7 +8,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  ImgwClient, backoffDelay, backoffCeiling, bareJid, compareIds, webSocketTransport,
+  ImgwClient, apiUrlFor, backoffDelay, backoffCeiling, bareJid, compareIds, jsonpTransport, webSocketTransport,
 } from '../../clients/web/imgw.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 0));
@@ -460,4 +460,460 @@ test('the WebSocket transport asks for the imgw.v1 subprotocol and maps events',
   webSocketTransport(FakeWS, null)('ws://h/ws', { onOpen() {}, onMessage() {}, onClose() {} });
   assert.equal(made[1].proto, undefined);
   assert.throws(() => new ImgwClient({ url: 'ws://h/ws', user: 'a', WebSocket: undefined, transports: ['websocket'] }), /WebSocket/);
+});
+
+// ---- history, chats, read ----
+
+const ME = 'alice@gw.shop.test';
+const BOB = 'bob@gw.shop.test';
+const CAROL = 'carol@gw.shop.test';
+const msgFrame = (id, from, to, conv, extra = {}) => ({
+  op: 'msg', id: String(id), conv, from, to, body: `m${id}`, kind: 'text', ts: 1000 + Number(id), ...extra,
+});
+
+test('history() asks for a page, resolves with normalised messages and raises lastId', async () => {
+  const { client, conns } = makeClient();
+  client.connect();
+  const { c } = await welcome(conns);
+  const p = client.history('Bob', { before: '500', limit: 2 });
+  assert.deepEqual(c.frames().at(-1), { op: 'history', with: BOB, before: '500', limit: 2 });
+  c.deliver({
+    op: 'history', with: BOB, more: true,
+    msgs: [msgFrame(300, BOB, ME, BOB, { open: false }), msgFrame(400, ME, BOB, BOB, { open: false, cid: 'x' })],
+  });
+  const h = await p;
+  assert.equal(h.with, BOB);
+  assert.equal(h.more, true);
+  assert.deepEqual(h.msgs.map((m) => [m.id, m.own, m.conv]), [['300', false, BOB], ['400', true, BOB]]);
+  assert.equal(client.lastId, '400', 'history ids count as seen');
+  // The newest page: no before.
+  const q = client.history(BOB);
+  assert.deepEqual(c.frames().at(-1), { op: 'history', with: BOB });
+  c.deliver({ op: 'history', with: BOB, msgs: [], more: false });
+  assert.deepEqual((await q).msgs, []);
+  // An error frame for history rejects the oldest history query.
+  const r = client.history('carol');
+  c.deliver({ op: 'error', code: 'unavailable', reason: 'no history', for: 'history' });
+  await assert.rejects(r, (e) => e.code === 'unavailable');
+  client.close();
+});
+
+test('queries made while disconnected, or lost with a connection, are asked on the next one', async () => {
+  const { client, conns } = makeClient();
+  const early = client.history('bob', { limit: 5 }); // before connect(): no domain yet
+  const chats = client.chats(10);
+  client.connect();
+  const { c } = await welcome(conns);
+  const sent = c.frames().slice(1);
+  assert.deepEqual(sent, [{ op: 'history', with: BOB, limit: 5 }, { op: 'chats', limit: 10 }]);
+  c.drop(1006);
+  const { c: c2 } = await welcome(conns);
+  assert.deepEqual(c2.frames().slice(1), sent, 'unanswered queries asked again');
+  c2.deliver({ op: 'history', with: BOB, msgs: [], more: false });
+  c2.deliver({ op: 'chats', chats: [], unread_total: 0 });
+  assert.equal((await early).with, BOB);
+  assert.equal((await chats).unread_total, 0);
+  // A query nobody answers times out; close() rejects the others.
+  const k = makeClient({ requestTimeoutMs: 20 });
+  k.client.connect();
+  await welcome(k.conns);
+  await assert.rejects(k.client.chats(), (e) => e.code === 'timeout');
+  const pending = k.client.read('bob', '1');
+  k.client.close();
+  await assert.rejects(pending, (e) => e.code === 'closed');
+  await assert.rejects(k.client.history('bob'), (e) => e.code === 'closed');
+  client.close();
+});
+
+test('chats(): the server\'s unread counts replace the local ones; live messages count on top', async () => {
+  const { client, conns } = makeClient();
+  const lists = collect(client, 'chats');
+  client.connect();
+  const { c } = await welcome(conns);
+  c.deliver(msgFrame(10, CAROL, ME, CAROL)); // counted locally: 1
+  assert.equal(client.unreadCount('carol'), 1);
+  const p = client.chats(20);
+  assert.deepEqual(c.frames().at(-1), { op: 'chats', limit: 20 });
+  const frame = {
+    op: 'chats', unread_total: 5,
+    chats: [
+      { peer: BOB, last_id: '30', ts: 3000, last_sender: BOB, kind: 'text', preview: 'latest from bob', unread: 3 },
+      { peer: CAROL, last_id: '20', ts: 2000, last_sender: ME, kind: 'image', preview: 'http://h/files/a.png', unread: 2 },
+    ],
+  };
+  c.deliver(frame);
+  assert.deepEqual(await p, frame);
+  assert.equal(client.unreadCount('bob'), 3);
+  assert.equal(client.unreadCount('carol'), 2);
+  assert.equal(client.totalUnread, 5);
+  const list = lists.at(-1);
+  assert.deepEqual(list.map((x) => [x.conv, x.unread, x.last.id, x.last.body, x.last.own]),
+    [[BOB, 3, '30', 'latest from bob', false], [CAROL, 2, '20', 'http://h/files/a.png', true]]);
+  assert.equal(list[1].last.kind, 'image');
+  // A live message the list already counted (id not newer than last_id) does not count again.
+  c.deliver(msgFrame(25, BOB, ME, BOB));
+  assert.equal(client.unreadCount('bob'), 3);
+  c.deliver(msgFrame(31, BOB, ME, BOB));
+  assert.equal(client.unreadCount('bob'), 4);
+  assert.equal(client.chatList()[0].last.id, '31');
+  // The open conversation shows no bubble even if the server still counts it.
+  client.open('carol');
+  c.deliver({ ...frame });
+  assert.equal(client.unreadCount('carol'), 0);
+  client.close();
+});
+
+test('read(): sends the marker; read frames from any session set the count and emit read', async () => {
+  const { client, conns } = makeClient();
+  const reads = collect(client, 'read');
+  const unread = collect(client, 'unread');
+  client.connect();
+  const { c } = await welcome(conns);
+  c.deliver(msgFrame(7, BOB, ME, BOB));
+  c.deliver(msgFrame(8, BOB, ME, BOB));
+  c.deliver(msgFrame(9, CAROL, ME, CAROL));
+  assert.equal(client.unreadCount('bob'), 2);
+  const p = client.read('bob', '8');
+  assert.deepEqual(c.frames().at(-1), { op: 'read', with: BOB, id: '8' });
+  c.deliver({ op: 'read', with: BOB, id: '8', unread: 0 });
+  assert.deepEqual(await p, { conv: BOB, with: BOB, id: '8', unread: 0 });
+  assert.equal(client.unreadCount('bob'), 0);
+  assert.deepEqual(unread.at(-1), { conv: BOB, count: 0, total: 1 });
+  // Another tab read carol's conversation: this one hears of it without asking.
+  c.deliver({ op: 'read', with: 'Carol@gw.shop.test', id: '9', unread: 0 });
+  assert.equal(client.unreadCount('carol'), 0);
+  assert.equal(client.totalUnread, 0);
+  assert.deepEqual(reads.map((r) => [r.conv, r.id, r.unread]), [[BOB, '8', 0], [CAROL, '9', 0]]);
+  client.close();
+});
+
+// ---- recovery ----
+
+test('recovery: last_id on reconnect, replayed ids dropped, recovered event, reset reloads chats', async () => {
+  const { client, conns } = makeClient();
+  const msgs = collect(client, 'message');
+  const rec = collect(client, 'recovered');
+  client.connect();
+  const { c } = await welcome(conns);
+  c.deliver(msgFrame(100, BOB, ME, BOB));
+  c.deliver(msgFrame(101, BOB, ME, BOB));
+  c.drop(1006);
+  const { c: c2, hello } = await welcome(conns);
+  assert.equal(hello.last_id, '101');
+  // Recovery overlaps live traffic: 101 again (dropped), then what was missed.
+  c2.deliver(msgFrame(101, BOB, ME, BOB, { recovered: true }));
+  c2.deliver(msgFrame(102, CAROL, ME, CAROL, { recovered: true }));
+  c2.deliver(msgFrame(103, ME, CAROL, CAROL, { recovered: true, cid: 'k' }));
+  c2.deliver(msgFrame(102, CAROL, ME, CAROL)); // live copy of a recovered one
+  c2.deliver({ op: 'recovered', count: 3, reset: false });
+  assert.deepEqual(msgs.map((m) => m.id), ['100', '101', '102', '103']);
+  assert.equal(msgs[2].recovered, true);
+  assert.equal(client.unreadCount('carol'), 1);
+  assert.deepEqual(rec, [{ count: 3, reset: false }]);
+  assert.equal(client.lastId, '103');
+  assert.ok(!c2.frames().some((f) => f.op === 'chats'), 'no reload without reset');
+  // Too much missed: the client reloads the chat list by itself.
+  c2.drop(1006);
+  const { c: c3, hello: h3 } = await welcome(conns);
+  assert.equal(h3.last_id, '103');
+  c3.deliver({ op: 'recovered', count: 0, reset: true });
+  assert.deepEqual(c3.frames().at(-1), { op: 'chats' });
+  c3.deliver({ op: 'chats', chats: [{ peer: CAROL, last_id: '900', ts: 9, last_sender: CAROL, kind: 'text', preview: 'x', unread: 7 }], unread_total: 7 });
+  assert.equal(client.unreadCount('carol'), 7);
+  assert.deepEqual(rec.at(-1), { count: 0, reset: true });
+  client.close();
+});
+
+// ---- transport selection and the JSONP transport ----
+
+/**
+ * A fake of the gateway's HTTP API (docs/http-api.md) as a fetch function. Polls wait
+ * until the test pushes frames or drops the session.
+ */
+function fakeApi() {
+  const api = { calls: [], sessions: new Map(), seq: 0, uploads: [] };
+  const waiting = new Map(); // token -> resolve of the pending poll
+  const json = (obj, status = 200) => ({ status, text: async () => JSON.stringify(obj) });
+  api.push = (token, ...frames) => {
+    const s = api.sessions.get(token);
+    s.queue.push(...frames);
+    const w = waiting.get(token);
+    if (w) { waiting.delete(token); w(json({ frames: s.queue.splice(0) })); }
+  };
+  api.kill = (token) => {
+    api.sessions.delete(token);
+    const w = waiting.get(token);
+    if (w) { waiting.delete(token); w(json({ error: { code: 'closed', reason: 'gone' } }, 410)); }
+  };
+  api.tokens = () => [...api.sessions.keys()];
+  api.fetch = async (url, init = {}) => {
+    const u = new URL(url);
+    const ep = u.pathname.replace(/^.*\//, '');
+    const q = Object.fromEntries(u.searchParams);
+    if (init.body instanceof URLSearchParams) Object.assign(q, Object.fromEntries(init.body));
+    api.calls.push({ ep, q, method: init.method ?? 'GET', path: u.pathname });
+    if (ep === 'login') {
+      if (q.user === 'mallory') return json({ error: { code: 'bad_hello', reason: 'no' } }, 401);
+      const token = `t${++api.seq}`.padEnd(32, '0');
+      api.sessions.set(token, { user: q.user, queue: [], lastId: q.last_id });
+      return json({ token, user: q.user, jid: `${q.user}@gw.shop.test`, session: `s${api.seq}` });
+    }
+    const s = api.sessions.get(q.token);
+    if (ep === 'logout') { api.sessions.delete(q.token); return json({ ok: true }); }
+    if (!s) return json({ error: { code: 'bad_token', reason: 'unknown' } }, 401);
+    switch (ep) {
+      case 'poll':
+        if (s.queue.length) return json({ frames: s.queue.splice(0) });
+        return new Promise((resolve) => {
+          waiting.set(q.token, resolve);
+          init.signal?.addEventListener('abort', () => {
+            if (waiting.get(q.token) === resolve) waiting.delete(q.token);
+          });
+        });
+      case 'send':
+        if (q.to === 'nobody!') return json({ error: { code: 'bad_recipient', reason: 'x', cid: q.cid } });
+        return json({ op: 'ack', cid: q.cid, id: String(500 + api.calls.length), ts: 1, queued: false });
+      case 'history':
+        return json({ op: 'history', with: `${q.with}`, msgs: [], more: false });
+      case 'chats':
+        return json({ op: 'chats', chats: [], unread_total: 0 });
+      case 'read':
+        return json({ op: 'read', with: q.with, id: q.id, unread: 0 });
+      case 'open':
+        return json({ op: 'opened', with: q.with ?? null });
+      case 'upload':
+        api.uploads.push({ token: q.token, body: init.body });
+        return json({ url: 'http://gw.invalid/files/0123456789abcdef0123456789abcdef.png', kind: 'image', bytes: 3, type: 'image/png' });
+      default:
+        return json({ error: { code: 'not_found', reason: ep } }, 404);
+    }
+  };
+  return api;
+}
+
+test('apiUrlFor derives the HTTP API next to the WebSocket URL', () => {
+  assert.equal(apiUrlFor('wss://chat.example/ws'), 'https://chat.example/api/');
+  assert.equal(apiUrlFor('ws://127.0.0.1:8080/gw/ws?x=1'), 'http://127.0.0.1:8080/gw/api/');
+  const c = new ImgwClient({ url: 'wss://chat.example/gw/ws', user: 'a', transports: ['jsonp'], fetch: async () => {} });
+  assert.equal(c.apiUrl, 'https://chat.example/gw/api/');
+  assert.equal(c.uploadUrl, 'https://chat.example/gw/upload');
+});
+
+test('no WebSocket constructor: the client goes straight to the JSONP transport', async () => {
+  const api = fakeApi();
+  const client = new ImgwClient({
+    url: 'ws://gw.invalid/ws', user: 'alice', WebSocket: undefined, fetch: api.fetch, pingIntervalMs: 0,
+  });
+  assert.equal(client.transportName, 'jsonp');
+  const w = await client.connect();
+  assert.equal(w.jid, ME);
+  assert.equal(client.state, 'connected');
+  assert.deepEqual(api.calls.map((x) => x.ep).slice(0, 2), ['login', 'poll']);
+  assert.equal(api.calls[0].path, '/api/login');
+  client.close();
+});
+
+test('a WebSocket that never opens is given up after fallbackAfter tries; jsonp takes over', async () => {
+  const api = fakeApi();
+  let made = 0;
+  class DeadWS {
+    constructor() {
+      made++;
+      this.readyState = 0;
+      setTimeout(() => this.onclose?.({ code: 1006, reason: '' }), 1);
+    }
+    send() {}
+    close() {}
+  }
+  const client = new ImgwClient({
+    url: 'ws://gw.invalid/ws', user: 'alice', WebSocket: DeadWS, fetch: api.fetch,
+    backoff: { minMs: 1, maxMs: 2 }, pingIntervalMs: 0, fallbackAfter: 3,
+  });
+  const switched = collect(client, 'transport');
+  const opens = collect(client, 'open');
+  assert.equal(client.transportName, 'websocket');
+  await client.connect();
+  assert.equal(made, 3);
+  assert.equal(client.transportName, 'jsonp');
+  assert.equal(switched.length, 1);
+  assert.equal(switched[0].name, 'jsonp');
+  assert.match(switched[0].reason, /3 times/);
+  assert.equal(opens[0].transport, 'jsonp');
+  client.close();
+
+  // A constructor that throws (blocked by policy) falls back at once.
+  const api2 = fakeApi();
+  const c2 = new ImgwClient({
+    url: 'ws://gw.invalid/ws', user: 'alice', fetch: api2.fetch, pingIntervalMs: 0,
+    WebSocket: class { constructor() { throw new Error('SecurityError'); } },
+  });
+  c2.on('error', () => {});
+  await c2.connect();
+  assert.equal(c2.transportName, 'jsonp');
+  c2.close();
+});
+
+test('a WebSocket that has worked once is not abandoned when the gateway goes away', async () => {
+  const { client, conns } = (() => {
+    const t = scriptedTransport();
+    let n = 0;
+    // The scripted factory stands in for WebSocket through a constructor shim.
+    class ShimWS {
+      constructor(url) {
+        n++;
+        this.readyState = 0;
+        this.conn = t.factory(url, {
+          onOpen: () => { this.readyState = 1; this.onopen?.(); },
+          onMessage: (data) => this.onmessage?.({ data }),
+          onClose: (code, reason) => this.onclose?.({ code, reason }),
+        });
+      }
+      send(x) { this.conn.send(x); }
+      close(code, reason) { this.conn.close(code, reason); }
+    }
+    const c = new ImgwClient({
+      url: 'ws://gw.invalid/ws', user: 'alice', WebSocket: ShimWS, fetch: async () => { throw new Error('no'); },
+      backoff: { minMs: 1, maxMs: 2 }, pingIntervalMs: 0, fallbackAfter: 2,
+    });
+    return { client: c, conns: t.conns, made: () => n };
+  })();
+  client.connect();
+  await welcome(conns);
+  for (let i = 0; i < 4; i++) {
+    const k = conns.length;
+    conns.at(-1).drop(1006);
+    await until(() => conns.length === k + 1, 2000, 'a websocket retry');
+  }
+  assert.equal(client.transportName, 'websocket');
+  client.close();
+  // transports: ['jsonp'] forces the fallback even with a WebSocket at hand.
+  const api = fakeApi();
+  const forced = new ImgwClient({ url: 'ws://gw.invalid/ws', user: 'bob', WebSocket: class {}, transports: ['jsonp'], fetch: api.fetch, pingIntervalMs: 0 });
+  assert.equal(forced.transportName, 'jsonp');
+  await forced.connect();
+  forced.close();
+});
+
+test('JSONP transport: same API and events; a lost session logs in again with last_id', async () => {
+  const api = fakeApi();
+  const client = new ImgwClient({
+    url: 'ws://gw.invalid/ws', user: 'alice', transports: ['jsonp'], fetch: api.fetch,
+    backoff: { minMs: 1, maxMs: 2 }, pingIntervalMs: 0, pollTimeoutS: 5,
+  });
+  const msgs = collect(client, 'message');
+  const reads = collect(client, 'read');
+  await client.connect();
+  const [t1] = api.tokens();
+  assert.equal(api.calls[0].q.last_id, undefined);
+  assert.equal(api.calls.find((x) => x.ep === 'poll').q.timeout, '5');
+  // Frames arrive through poll.
+  api.push(t1, msgFrame(41, BOB, ME, BOB), { op: 'read', with: CAROL, id: '3', unread: 0 });
+  await until(() => msgs.length === 1 && reads.length === 1, 2000, 'polled frames');
+  assert.equal(msgs[0].body, 'm41');
+  // Calls: send (POST form through fetch), history, chats, read, open.
+  const ack = await client.send('bob', 'hello & more', { cid: 'cid-1' });
+  assert.equal(ack.cid, 'cid-1');
+  const sendCall = api.calls.find((x) => x.ep === 'send');
+  assert.equal(sendCall.method, 'POST');
+  assert.deepEqual({ to: sendCall.q.to, body: sendCall.q.body, cid: sendCall.q.cid }, { to: 'bob', body: 'hello & more', cid: 'cid-1' });
+  assert.equal((await client.history('bob', { before: '41', limit: 3 })).with, BOB);
+  const hq = api.calls.find((x) => x.ep === 'history').q;
+  assert.deepEqual([hq.with, hq.before, hq.limit], [BOB, '41', '3']);
+  assert.equal((await client.chats()).unread_total, 0);
+  assert.equal((await client.read('bob', '41')).unread, 0);
+  client.open('bob');
+  await until(() => api.calls.some((x) => x.ep === 'open' && x.q.with === BOB), 2000, 'open call');
+  await assert.rejects(client.send('nobody!', 'x'), (e) => e.code === 'bad_recipient');
+  // An image send goes out with kind=image.
+  const up = await client.sendImage('bob', new Uint8Array([1, 2, 3]));
+  assert.equal(up.upload.kind, 'image');
+  assert.equal(api.uploads.at(-1).token, t1, 'the session\'s own token');
+  assert.equal(api.calls.filter((x) => x.ep === 'send').at(-1).q.kind, 'image');
+
+  // The gateway closes the session (e.g. it overflowed): log in again with last_id.
+  const reopened = new Promise((r) => { const off = client.on('open', (w) => { off(); r(w); }); });
+  api.kill(t1);
+  const w2 = await reopened;
+  assert.equal(w2.reconnected, true);
+  const logins = api.calls.filter((x) => x.ep === 'login');
+  assert.equal(logins.length, 2);
+  assert.equal(logins[1].q.last_id, '41');
+  assert.equal(logins[1].q.user, 'alice');
+  const t2 = api.tokens().at(-1);
+  api.push(t2, msgFrame(41, BOB, ME, BOB, { recovered: true }), msgFrame(42, BOB, ME, BOB, { recovered: true }),
+    { op: 'recovered', count: 2, reset: false });
+  await until(() => msgs.length === 2, 2000, 'recovered message');
+  assert.equal(msgs[1].id, '42');
+  client.close();
+  await until(() => !api.sessions.has(t2), 2000, 'logout on close');
+});
+
+test('JSONP transport: a refused login is an authentication failure, not retried', async () => {
+  const api = fakeApi();
+  const client = new ImgwClient({ url: 'ws://gw.invalid/ws', user: 'mallory', transports: ['jsonp'], fetch: api.fetch, pingIntervalMs: 0 });
+  const auth = collect(client, 'authfailed');
+  await assert.rejects(client.connect(), (e) => e.code === 'bad_hello');
+  assert.equal(auth.length, 1);
+  assert.equal(auth[0].code, 4401);
+  assert.equal(client.state, 'closed');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(api.calls.filter((x) => x.ep === 'login').length, 1);
+});
+
+test('JSONP transport: calls go out one at a time, in order', async () => {
+  const order = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const api = fakeApi();
+  const slow = async (url, init) => {
+    const ep = new URL(url).pathname.replace(/^.*\//, '');
+    if (ep === 'poll' || ep === 'login' || ep === 'logout') return api.fetch(url, init);
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    order.push(new URLSearchParams(init.body ?? new URL(url).search).get('cid') ?? ep);
+    await new Promise((r) => setTimeout(r, 3));
+    inFlight--;
+    return api.fetch(url, init);
+  };
+  const client = new ImgwClient({ url: 'ws://gw.invalid/ws', user: 'alice', transports: ['jsonp'], fetch: slow, pingIntervalMs: 0 });
+  await client.connect();
+  await Promise.all([client.send('bob', '1', { cid: 'a' }), client.send('bob', '2', { cid: 'b' }), client.chats(), client.send('bob', '3', { cid: 'c' })]);
+  assert.deepEqual(order, ['a', 'b', 'chats', 'c']);
+  assert.equal(maxInFlight, 1);
+  client.close();
+});
+
+test('uploadImage over WebSocket: a short API session for the token, logged out afterwards', async () => {
+  const api = fakeApi();
+  const { client, conns } = makeClient({ fetch: api.fetch });
+  client.connect();
+  const { c } = await welcome(conns);
+  const r = await client.uploadImage(new Uint8Array([137, 80, 78]));
+  assert.match(r.url, /\/files\//);
+  const eps = api.calls.map((x) => x.ep);
+  assert.deepEqual(eps.slice(0, 2), ['login', 'upload']);
+  assert.equal(api.calls[1].method, 'POST');
+  assert.equal(api.calls[1].path, '/upload');
+  await until(() => api.calls.some((x) => x.ep === 'logout'), 2000, 'logout of the upload session');
+  // sendImage sends the URL with kind image over the WebSocket.
+  const p = client.sendImage('bob', new Uint8Array([1]));
+  await until(() => c.frames().some((f) => f.op === 'send'), 2000, 'the send frame');
+  const f = c.frames().find((x) => x.op === 'send');
+  assert.equal(f.kind, 'image');
+  assert.equal(f.body, r.url);
+  c.deliver({ op: 'ack', cid: f.cid, id: '77', ts: 7 });
+  assert.equal((await p).upload.url, r.url);
+  // Upload errors carry the gateway's code.
+  const bad = makeClient({ fetch: async (url) => (new URL(url).pathname.endsWith('/upload')
+    ? { status: 415, text: async () => '{"error":{"code":"unsupported_type","reason":"not a picture"}}' }
+    : api.fetch(url)) });
+  bad.client.connect();
+  await welcome(bad.conns);
+  await assert.rejects(bad.client.uploadImage(new Uint8Array([0])), (e) => e.code === 'unsupported_type');
+  bad.client.close();
+  client.close();
+});
+
+test('jsonpTransport() without fetch or DOM says so', () => {
+  assert.throws(() => jsonpTransport({ apiUrl: 'http://h/api/', mode: 'script' }), /DOM/);
 });
