@@ -1,13 +1,25 @@
 #!/bin/sh
-# Builds imgw with warnings as errors and runs every test: C unit tests, the
-# Openfire plugin's offline build and JUnit tests, and the end-to-end tests that
+# Builds imgw with warnings as errors and runs every test: C unit tests, fuzz corpora,
+# the Openfire plugin's offline build and JUnit tests, and the end-to-end tests that
 # start real Prosody, PostgreSQL, Redis, the gateway, WebSocket clients and Chromium
-# on private loopback ports. Run scripts/install-deps.sh once first.
+# on private loopback ports. Then the gateway's own tests again with the daemon built
+# under AddressSanitizer and UndefinedBehaviorSanitizer (SANITIZE=0 skips that pass).
+# Run scripts/install-deps.sh once first.
 set -eu
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 BUILD=${BUILD_DIR:-build}
 [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
 cmake -S . -B "$BUILD" -DGW_WERROR=ON ${CMAKE_ARGS:-} >/dev/null
 cmake --build "$BUILD" -j"$(nproc)"
-cd "$BUILD"
-ctest --output-on-failure --timeout 600 -j2 "$@"
+(cd "$BUILD" && ctest --output-on-failure --timeout 600 -j2 "$@")
+
+if [ "${SANITIZE:-1}" != 0 ]; then
+    echo "==> sanitizer pass (ASan + UBSan)"
+    cmake -S . -B "$BUILD-asan" -DGW_WERROR=ON -DGW_ASAN=ON -DGW_UBSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+    cmake --build "$BUILD-asan" -j"$(nproc)"
+    cd "$BUILD-asan"
+    LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp" \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --output-on-failure --timeout 600 -j2 -R 'unit_|fuzz_corpus|e2e_gateway|e2e_history|e2e_http'
+fi

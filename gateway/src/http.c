@@ -1773,7 +1773,8 @@ static int body_sink(void *ud, const unsigned char *in, size_t len)
         if (nb == NULL)
             return -1;
         r->body = nb;
-        memcpy(r->body + r->blen, in, len);
+        if (len) /* lws may pass in == NULL with len == 0 */
+            memcpy(r->body + r->blen, in, len);
         r->blen += len;
         r->body[r->blen] = '\0';
     }
