@@ -73,10 +73,11 @@ static void lws_log_emit(int level, const char *line)
 
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
+    /* lws repeats some errors in a loop (accept failing with EMFILE): rate-limited. */
     if (level & LLL_ERR)
-        gw_log(GW_LOG_ERROR, "lws", "%.*s", (int)n, line);
+        gw_log_limited(GW_LOG_ERROR, "lws", "%.*s", (int)n, line);
     else if (level & LLL_WARN)
-        gw_log(GW_LOG_WARNING, "lws", "%.*s", (int)n, line);
+        gw_log_limited(GW_LOG_WARNING, "lws", "%.*s", (int)n, line);
     else if (level & (LLL_NOTICE | LLL_USER))
         gw_log(GW_LOG_INFO, "lws", "%.*s", (int)n, line);
     else
@@ -183,7 +184,14 @@ static void tp_close(void *ctx, gw_session_t *s, int code, const char *reason)
     gw_front_close(ctx, s, code, reason);
 }
 
-static const gw_transport_t ws_transport = {tp_send, tp_close};
+/* The authentication timer has done its job: a pending lws timer per session costs CPU. */
+static void tp_welcomed(void *ctx, gw_session_t *s)
+{
+    GW_UNUSED(ctx);
+    lws_set_timer_usecs((struct lws *)s->conn, LWS_SET_TIMER_USEC_CANCEL);
+}
+
+static const gw_transport_t ws_transport = {tp_send, tp_close, tp_welcomed};
 
 /* Writes one SockJS frame (text) from a framed SockJS WebSocket. */
 static int write_sockjs(struct lws *wsi, gw_sbuf_t *fr)
@@ -457,7 +465,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         n = lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_ORIGIN);
         if (n > 0) {
             if (!origin_allowed(f, buf)) {
-                gw_info("front", "refused WebSocket from origin '%s'", buf);
+                gw_log_limited(GW_LOG_INFO, "front", "refused WebSocket from origin '%s'", buf);
                 lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
                 return 1;
             }
@@ -468,7 +476,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         if (f->cbs.session_count(f->ud) >= (size_t)f->cfg->max_sessions ||
             f->nsessions >= (size_t)f->cfg->max_sessions) {
-            gw_warn("front", "refused WebSocket: max_sessions (%d) reached", f->cfg->max_sessions);
+            gw_log_limited(GW_LOG_WARNING, "front", "refused WebSocket: max_sessions (%d) reached",
+                           f->cfg->max_sessions);
             return 1;
         }
         return 0;

@@ -992,7 +992,7 @@ static void api_tp_close(void *ctx, gw_session_t *s, int code, const char *reaso
     uv_timer_start(&h->reap, on_reap, 0, 0);
 }
 
-static const gw_transport_t api_transport = {api_tp_send, api_tp_close};
+static const gw_transport_t api_transport = {api_tp_send, api_tp_close, NULL};
 
 static int add_wait(api_sess_t *a, gw_http_req_t *r, int kind)
 {

@@ -14,6 +14,14 @@
 
 int gw_log_level = GW_LOG_INFO;
 
+uint64_t gw_log_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static const char *level_names[] = {"debug", "info", "warning", "error", "none"};
 
 int gw_log_level_parse(const char *name)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -60,6 +61,38 @@ static void on_signal(uv_signal_t *h, int signum)
     gw_router_stop(a->router, on_stopped, a);
 }
 
+/*
+ * Each browser session is a file descriptor. Raise the soft limit to the hard
+ * one, and keep max_sessions under it with room for the other sockets and
+ * files; libwebsockets then stops accepting at its own table limit instead of
+ * spinning on EMFILE.
+ */
+#define FD_RESERVE 192
+
+static void fit_fd_limit(gw_config_t *cfg)
+{
+    struct rlimit rl;
+    rlim_t budget;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)cfg->max_sessions + FD_RESERVE)
+        return;
+    budget = rl.rlim_cur > FD_RESERVE * 2 ? rl.rlim_cur - FD_RESERVE : FD_RESERVE;
+    gw_warn("main",
+            "max_sessions %d does not fit the open-file limit %llu; using %llu (raise "
+            "LimitNOFILE / ulimit -n)",
+            cfg->max_sessions, (unsigned long long)rl.rlim_cur, (unsigned long long)budget);
+    cfg->max_sessions = (int)budget;
+    if (cfg->max_sessions_per_user > cfg->max_sessions)
+        cfg->max_sessions_per_user = cfg->max_sessions;
+}
+
 static int run(gw_config_t *cfg)
 {
     app_t a;
@@ -67,6 +100,7 @@ static int run(gw_config_t *cfg)
 
     memset(&a, 0, sizeof(a));
     signal(SIGPIPE, SIG_IGN);
+    fit_fd_limit(cfg);
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
     uv_loop_init(&a.loop);
     rc = gw_router_start(&a.loop, cfg, &a.router);

@@ -201,6 +201,8 @@ static void welcome(gw_router_t *r, gw_session_t *s)
     snprintf(jid, sizeof(jid), "%s@%s", s->user->id, r->users_domain);
     snprintf(sid, sizeof(sid), "%" PRIx64 "-%" PRIu64, (uint64_t)r->cfg->node_id, s->id);
     s->welcomed = 1;
+    if (s->tp->welcomed)
+        s->tp->welcomed(s->tp_ctx, s);
     send_payload(s, gw_proto_welcome(s->user->id, jid, sid));
     gw_debug("router", "session %" PRIu64 " is %s", s->id, jid);
     if (s->recover_after)

@@ -29,6 +29,8 @@ typedef struct gw_transport {
     void (*send)(void *ctx, gw_session_t *s, gw_payload_t *p);
     /* Sends what is queued, then closes with code and a static reason. */
     void (*close)(void *ctx, gw_session_t *s, int code, const char *reason);
+    /* Optional: the session authenticated (e.g. to cancel an authentication timer). */
+    void (*welcomed)(void *ctx, gw_session_t *s);
 } gw_transport_t;
 
 struct gw_session {

@@ -398,7 +398,7 @@ static void sjs_tp_close(void *ctx, gw_session_t *s, int code, const char *reaso
         gw_http_wake(x->recv);
 }
 
-static const gw_transport_t sjs_transport = {sjs_tp_send, sjs_tp_close};
+static const gw_transport_t sjs_transport = {sjs_tp_send, sjs_tp_close, NULL};
 
 /* ---- writing to receivers --------------------------------------------------------------- */
 
