@@ -2,7 +2,7 @@
 // real WebSocket clients. Run: node --test tests/gateway/
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import net from 'node:net';
 import { startProsody } from '../lib/prosody.mjs';
 import { gatewayBuilt, startImgw } from '../lib/imgw.mjs';
@@ -357,6 +357,66 @@ describe('component link errors', { skip: !gatewayBuilt() && 'build/gateway/imgw
     } finally {
       await gw.cleanup();
       await prosody.cleanup();
+    }
+  });
+
+  // A scripted XEP-0114 server: records what the gateway writes and answers the
+  // handshake as told. Enough to see the stream header and the error handling.
+  async function fakeServer(answer) {
+    const seen = [];
+    const srv = net.createServer((s) => {
+      let buf = '';
+      s.on('data', (d) => {
+        buf += d.toString();
+        seen.push(d.toString());
+        if (buf.includes('<stream:stream') && !s.opened) {
+          s.opened = true;
+          s.write("<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:accept' id='sid42' from='gw.shop.test'>");
+        }
+        if (buf.includes('</handshake>') && !s.answered) {
+          s.answered = true;
+          s.write(answer);
+        }
+      });
+      s.on('error', () => {});
+    });
+    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+    return { srv, seen, port: srv.address().port, text: () => seen.join('') };
+  }
+
+  for (const [cond, hint] of [['conflict', /allow_multiple/], ['not-authorized', /component_secret/],
+    ['host-unknown', /component_domain/], ['internal-server-error', /no secret configured/]]) {
+    it(`explains a '${cond}' stream error`, async () => {
+      const fake = await fakeServer(`<stream:error><${cond} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>`);
+      const gw = await startImgw({ prosody: { componentPort: fake.port, domain: DOMAIN }, waitLinkUp: false });
+      try {
+        const deadline = Date.now() + 5000;
+        while (!gw.logText().includes(`stream error '${cond}'`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+        const line = gw.logText().split('\n').find((l) => l.includes(`stream error '${cond}'`));
+        assert.ok(line, `no log line for ${cond}`);
+        assert.match(line, hint);
+      } finally {
+        await gw.cleanup();
+        fake.srv.close();
+      }
+    });
+  }
+
+  it('puts allowMultiple in the stream header, computes the handshake, and sends keep-alives', async () => {
+    const fake = await fakeServer('<handshake/>');
+    const gw = await startImgw({ prosody: { componentPort: fake.port, domain: DOMAIN }, config: { allow_multiple: 'yes', keepalive_s: 1 } });
+    try {
+      assert.match(fake.text(), /<stream:stream[^>]*allowMultiple="true"/);
+      const digest = createHash('sha1').update('sid42s3cret').digest('hex');
+      assert.ok(fake.text().includes(`<handshake>${digest}</handshake>`));
+      // Openfire closes a silent component after 6 minutes: whitespace must flow.
+      const deadline = Date.now() + 5000;
+      const after = () => fake.text().split('</handshake>')[1] ?? '';
+      while (!/^\s+/.test(after().replace(/<[^>]*>/g, 'x')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.match(after(), /^[^<]*\s/, 'a whitespace keep-alive after the handshake');
+    } finally {
+      await gw.cleanup();
+      fake.srv.close();
     }
   });
 
