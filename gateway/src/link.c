@@ -45,6 +45,7 @@
 #define NS_FORWARD     "urn:xmpp:forward:0"
 #define NS_PRIVILEGE   "urn:xmpp:privilege:2"
 #define NS_SID         "urn:xmpp:sid:0"
+#define NS_OOB         "jabber:x:oob"
 
 typedef enum { L_DOWN, L_CONNECTING, L_HANDSHAKE, L_UP, L_STOPPED } lstate_t;
 
@@ -471,10 +472,21 @@ static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied)
         xmpp_stanza_t *oid = xmpp_stanza_get_child_by_name_and_ns(msg, "origin-id", NS_SID);
         m.origin_id = oid ? xmpp_stanza_get_attribute(oid, "id") : NULL;
     }
+    m.kind = "text";
     m.type = type;
     m.body = text ? text : "";
     m.body_len = text ? strlen(text) : 0;
     m.copied = copied;
+    {
+        /* XEP-0066: a picture is a message whose body is the out-of-band URL. */
+        xmpp_stanza_t *oob = xmpp_stanza_get_child_by_name_and_ns(msg, "x", NS_OOB);
+        xmpp_stanza_t *url = oob ? xmpp_stanza_get_child_by_name(oob, "url") : NULL;
+        char *u = url ? xmpp_stanza_get_text(url) : NULL;
+        if (u && text && strcmp(u, text) == 0)
+            m.kind = "image";
+        if (u)
+            xmpp_free(l->ctx, u);
+    }
     if (m.from == NULL || m.to == NULL || m.body_len == 0) {
         gw_debug("link", "dropped message without from, to or body text");
     } else {
@@ -847,7 +859,7 @@ int gw_link_start(gw_link_t *l)
 }
 
 static int build_chat(gw_link_t *l, gw_sbuf_t *b, const char *user, const char *to, const char *id,
-                      const char *origin_id, const char *body, size_t body_len)
+                      const char *origin_id, const char *kind, const char *body, size_t body_len)
 {
     char from[256];
 
@@ -869,6 +881,11 @@ static int build_chat(gw_link_t *l, gw_sbuf_t *b, const char *user, const char *
     gw_sbuf_puts(b, "><body>");
     gw_xml_escape(b, body, body_len);
     gw_sbuf_puts(b, "</body>");
+    if (kind && strcmp(kind, "image") == 0) {
+        gw_sbuf_puts(b, "<x xmlns='" NS_OOB "'><url>");
+        gw_xml_escape(b, body, body_len);
+        gw_sbuf_puts(b, "</url></x>");
+    }
     if (origin_id) {
         gw_sbuf_puts(b, "<origin-id xmlns='" NS_SID "'");
         attr(b, "id", origin_id);
@@ -881,7 +898,7 @@ static int build_chat(gw_link_t *l, gw_sbuf_t *b, const char *user, const char *
 }
 
 int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char *id,
-                      const char *origin_id, const char *body, size_t body_len)
+                      const char *origin_id, const char *kind, const char *body, size_t body_len)
 {
     gw_sbuf_t b;
     int rc;
@@ -889,7 +906,7 @@ int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char
     if (l->state != L_UP && l->qlen >= (size_t)l->cfg->link_queue_max)
         return GW_EFULL;
     gw_sbuf_init(&b, (size_t)l->cfg->max_body_bytes * 6 + 2048);
-    rc = build_chat(l, &b, user, to, id, origin_id, body, body_len);
+    rc = build_chat(l, &b, user, to, id, origin_id, kind, body, body_len);
     if (rc != 0) {
         gw_sbuf_free(&b);
         return rc;

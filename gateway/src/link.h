@@ -25,6 +25,7 @@ typedef struct gw_link_msg {
     const char *to;        /* JID of the recipient */
     const char *id;        /* stanza id, may be NULL */
     const char *origin_id; /* XEP-0359 origin-id, may be NULL */
+    const char *kind;      /* "image" when an XEP-0066 OOB URL equals the body, else "text" */
     const char *type;      /* "chat" or "normal" */
     const char *body;      /* UTF-8, NUL-terminated */
     size_t body_len;
@@ -54,12 +55,13 @@ int gw_link_start(gw_link_t *l);
  * Sends a chat message from user (a user id of ours) to the bare JID to with
  * the given stanza id and XEP-0359 origin-id (the browser's client id, so a
  * copy of the message coming back can be matched; NULL for none). The body
- * must be XML-safe text (gw_xml_text_ok).
+ * must be XML-safe text (gw_xml_text_ok). A message of kind "image" carries its
+ * URL as the body and as an XEP-0066 out-of-band URL, which apps display.
  * Returns 0 when handed to the socket, 1 when queued because the link is down,
  * GW_EFULL when the queue is full (the message was NOT accepted), GW_ENOMEM.
  */
 int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char *id,
-                      const char *origin_id, const char *body, size_t body_len);
+                      const char *origin_id, const char *kind, const char *body, size_t body_len);
 
 /*
  * Called with the outcome of a companion request: status 0 for a result,

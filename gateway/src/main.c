@@ -67,7 +67,7 @@ static void on_signal(uv_signal_t *h, int signum)
  * files; libwebsockets then stops accepting at its own table limit instead of
  * spinning on EMFILE.
  */
-#define FD_RESERVE 192
+#define FD_RESERVE 128
 
 static void fit_fd_limit(gw_config_t *cfg)
 {

@@ -262,7 +262,8 @@ gw_payload_t *gw_proto_welcome(const char *user, const char *jid, const char *se
     return finish(&b);
 }
 
-gw_payload_t *gw_proto_error(const char *code, const char *reason, const char *cid)
+static gw_payload_t *error_frame(const char *code, const char *reason, const char *cid,
+                                 const char *op)
 {
     gw_sbuf_t b;
 
@@ -272,8 +273,20 @@ gw_payload_t *gw_proto_error(const char *code, const char *reason, const char *c
     put_str_member(&b, "reason", reason);
     if (cid && cid[0])
         put_str_member(&b, "cid", cid);
+    if (op)
+        put_str_member(&b, "for", op);
     gw_sbuf_puts(&b, "}");
     return finish(&b);
+}
+
+gw_payload_t *gw_proto_error(const char *code, const char *reason, const char *cid)
+{
+    return error_frame(code, reason, cid, NULL);
+}
+
+gw_payload_t *gw_proto_error_for(const char *code, const char *reason, const char *op)
+{
+    return error_frame(code, reason, NULL, op);
 }
 
 gw_payload_t *gw_proto_ack(const char *cid, uint64_t id, uint64_t ts, int queued)

@@ -77,6 +77,8 @@ typedef struct gw_msg {
  */
 gw_payload_t *gw_proto_welcome(const char *user, const char *jid, const char *session);
 gw_payload_t *gw_proto_error(const char *code, const char *reason, const char *cid);
+/* An error answering op (adds "for": op), for requests that carry no cid. */
+gw_payload_t *gw_proto_error_for(const char *code, const char *reason, const char *op);
 gw_payload_t *gw_proto_ack(const char *cid, uint64_t id, uint64_t ts, int queued);
 gw_payload_t *gw_proto_opened(const char *with);
 gw_payload_t *gw_proto_pong(const char *t_json);

@@ -399,7 +399,8 @@ static void complete_send(pending_send_t *p, int status)
     snprintf(idtext, sizeof(idtext), "%" PRIu64, p->id);
     /* status 1: the store already had this client id (a retry after a restart). */
     if (status != 1)
-        rc = gw_link_send_chat(r->link, p->user, p->to, idtext, p->cid, p->body, p->body_len);
+        rc = gw_link_send_chat(r->link, p->user, p->to, idtext, p->cid, p->kind, p->body,
+                               p->body_len);
     if (rc < 0) {
         /* Checked before storing, so only a race with the queue filling gets here. */
         r->st.refused++;
@@ -514,7 +515,8 @@ static void handle_open(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     s->open_conv = NULL;
     if (!f->with_null) {
         if (gw_jid_resolve(f->with, r->users_domain, with, sizeof(with)) != 0) {
-            send_error(s, "bad_recipient", "'with' is not a user id or a bare JID", NULL);
+            send_payload(s, gw_proto_error_for("bad_recipient",
+                                               "'with' is not a user id or a bare JID", "open"));
             return;
         }
         s->open_conv = strdup(with);
@@ -557,7 +559,9 @@ static void on_frame(void *ud, gw_session_t *s, const char *data, size_t len)
     case GW_OP_READ: {
         char with[JID_MAX];
         if (gw_jid_resolve(f.with, r->users_domain, with, sizeof(with)) != 0) {
-            send_error(s, "bad_recipient", "'with' is not a user id or a bare JID", NULL);
+            send_payload(s, gw_proto_error_for("bad_recipient",
+                                               "'with' is not a user id or a bare JID",
+                                               f.op == GW_OP_HISTORY ? "history" : "read"));
             break;
         }
         if (f.op == GW_OP_HISTORY)
@@ -603,6 +607,7 @@ typedef struct pending_in {
     gw_router_t *r;
     uint64_t id, ts;
     char *from, *to, *body;
+    const char *kind; /* static: "text" or "image" */
 } pending_in_t;
 
 static void on_incoming_stored(void *ud, int status)
@@ -611,7 +616,7 @@ static void on_incoming_stored(void *ud, int status)
 
     /* 1 is a duplicate (our own send coming back, a retry): the cache has it already. */
     if (status == 0) {
-        gw_msg_t m = {p->id, p->ts, p->from, p->to, p->body, strlen(p->body), "text", NULL};
+        gw_msg_t m = {p->id, p->ts, p->from, p->to, p->body, strlen(p->body), p->kind, NULL};
         gw_history_stored(p->r->history, &m);
     }
     free(p->from);
@@ -641,6 +646,7 @@ static void store_incoming(gw_router_t *r, const gw_link_msg_t *lm, const gw_msg
     p->r = r;
     p->id = m->id;
     p->ts = m->ts;
+    p->kind = strcmp(m->kind, "image") == 0 ? "image" : "text";
     p->from = strdup(m->from);
     p->to = strdup(m->to);
     p->body = strdup(m->body);
@@ -653,7 +659,7 @@ static void store_incoming(gw_router_t *r, const gw_link_msg_t *lm, const gw_msg
     sm.sender = m->from;
     sm.recipient = m->to;
     sm.body = m->body;
-    sm.kind = "text";
+    sm.kind = m->kind;
     sm.cid = NULL;
     sm.stanza_id = stanza_id;
     if (gw_store_write(r->store, &sm, on_incoming_stored, p) != 0)
@@ -702,7 +708,7 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     m.to = to;
     m.body = lm->body;
     m.body_len = lm->body_len;
-    m.kind = "text";
+    m.kind = lm->kind && strcmp(lm->kind, "image") == 0 ? "image" : "text";
     m.cid = NULL;
     if (gw_store_enabled(r->store))
         store_incoming(r, lm, &m);

@@ -81,6 +81,25 @@ describe('gateway core', { skip: !gatewayBuilt() && 'build/gateway/imgw is not b
     await t2.close();
   });
 
+  it('carries pictures as XEP-0066 out-of-band URLs both ways', async () => {
+    const t = await openWs(gw.wsUrl);
+    await t.hello('pic');
+    const url = 'http://127.0.0.1/files/0123abcd.png';
+    const got = nextMessage(app, (m) => m.attrs.from === `pic@${GW}`, 5000);
+    t.send({ op: 'send', to: `app1@${DOMAIN}`, body: url, cid: 'img1', kind: 'image' });
+    await t.next((f) => f.op === 'ack');
+    const m = await got;
+    assert.equal(m.getChildText('body'), url);
+    assert.equal(m.getChild('x', 'jabber:x:oob')?.getChildText('url'), url);
+    await app.send(xml('message', { to: `pic@${GW}`, type: 'chat' }, xml('body', {}, url), xml('x', { xmlns: 'jabber:x:oob' }, xml('url', {}, url))));
+    const back = await t.next((f) => f.op === 'msg');
+    assert.equal(back.kind, 'image');
+    assert.equal(back.body, url);
+    await app.send(xml('message', { to: `pic@${GW}`, type: 'chat' }, xml('body', {}, 'plain text')));
+    assert.equal((await t.next((f) => f.op === 'msg')).kind, 'text');
+    await t.close();
+  });
+
   it('routes web to web through the XMPP server with the same id in ack and msg', async () => {
     const a = await openWs(gw.wsUrl);
     const b = await openWs(gw.wsUrl);
