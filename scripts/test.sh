@@ -10,6 +10,11 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=${BUILD_DIR:-build}
 [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
+
+# Formatting is part of the build: every C file as .clang-format says.
+if command -v clang-format >/dev/null 2>&1; then
+    clang-format --dry-run -Werror gateway/src/*.[ch] tests/unit/*.[ch] tests/fuzz/*.c bench/*.c
+fi
 cmake -S . -B "$BUILD" -DGW_WERROR=ON ${CMAKE_ARGS:-} >/dev/null
 cmake --build "$BUILD" -j"$(nproc)"
 (cd "$BUILD" && ctest --output-on-failure --timeout 600 -j2 "$@")

@@ -183,10 +183,10 @@ typedef struct pgc {
     req_t *running;
     /* writers only */
     int is_writer;
-    wlist_t batch;         /* the batch in flight, or finished and waiting for its turn */
-    uint64_t batch_seq;    /* order in which batches were sent */
-    int finished;          /* 1: committed, 2: failed (rows go back to the queue) */
-    gw_strset_t *stored;   /* stanza ids the committed batch really inserted */
+    wlist_t batch;       /* the batch in flight, or finished and waiting for its turn */
+    uint64_t batch_seq;  /* order in which batches were sent */
+    int finished;        /* 1: committed, 2: failed (rows go back to the queue) */
+    gw_strset_t *stored; /* stanza ids the committed batch really inserted */
 } pgc_t;
 
 #define MAX_WRITERS 8
@@ -1177,7 +1177,7 @@ int gw_store_new(uv_loop_t *loop, const gw_config_t *cfg, const char *schema_dir
     s->defer.data = s;
     uv_timer_init(loop, &s->maintenance);
     s->maintenance.data = s;
-    s->nwriters = cfg->store_writers < 1 ? 1
+    s->nwriters = cfg->store_writers < 1             ? 1
                   : cfg->store_writers > MAX_WRITERS ? MAX_WRITERS
                                                      : cfg->store_writers;
     for (int i = 0; i < s->nwriters; i++) {

@@ -12,8 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *code, *reason;
     char cid[80];
 
-    if (gw_proto_parse((const char *)data, size, 8192, &f, &code, &reason, cid, sizeof(cid)) ==
-        0) {
+    if (gw_proto_parse((const char *)data, size, 8192, &f, &code, &reason, cid, sizeof(cid)) == 0) {
         if (f.op == GW_OP_SEND) {
             gw_msg_t m = {1, 2, "a@b", "c@d", f.body, f.body_len, f.kind, f.cid};
             gw_payload_unref(gw_proto_msg(&m, "c@d", 1));
