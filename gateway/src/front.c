@@ -110,41 +110,10 @@ static int origin_allowed_cb(void *fud, const char *origin)
 
 static void free_queue(gw_session_t *s)
 {
-    while (s->qlen) {
-        gw_payload_unref(s->q[s->qhead]);
-        s->qhead = (s->qhead + 1) % s->qcap;
-        s->qlen--;
-    }
-    free(s->q);
-    s->q = NULL;
-    s->qcap = 0;
+    gw_session_queue_free(s);
     free(s->rx);
     s->rx = NULL;
     s->rxlen = 0;
-}
-
-static int push(gw_session_t *s, gw_payload_t *p, uint32_t max)
-{
-    if (s->qlen == s->qcap) {
-        uint32_t ncap = s->qcap ? s->qcap * 2 : 4;
-        gw_payload_t **nq;
-        if (s->qlen >= max)
-            return GW_EFULL;
-        if (ncap > max)
-            ncap = max;
-        nq = malloc(ncap * sizeof(*nq));
-        if (nq == NULL)
-            return GW_ENOMEM;
-        for (uint32_t i = 0; i < s->qlen; i++)
-            nq[i] = s->q[(s->qhead + i) % s->qcap];
-        free(s->q);
-        s->q = nq;
-        s->qcap = ncap;
-        s->qhead = 0;
-    }
-    s->q[(s->qhead + s->qlen) % s->qcap] = gw_payload_ref(p);
-    s->qlen++;
-    return 0;
 }
 
 void gw_front_send(gw_front_t *f, gw_session_t *s, gw_payload_t *p)
@@ -153,7 +122,7 @@ void gw_front_send(gw_front_t *f, gw_session_t *s, gw_payload_t *p)
 
     if (s->closing || p == NULL)
         return;
-    rc = push(s, p, (uint32_t)f->cfg->session_queue_max);
+    rc = gw_session_queue_push(s, p, (uint32_t)f->cfg->session_queue_max);
     if (rc != 0) {
         gw_warn("front", "session %llu: outbound queue full (%u frames), closing",
                 (unsigned long long)s->id, s->qlen);
@@ -225,9 +194,7 @@ static int write_framed(gw_front_t *f, struct lws *wsi, ws_conn_t *c)
         /* Everything queued, bounded per frame, in one a[...] message. */
         gw_sbuf_puts(&fr, "a[");
         while (s->qlen && fr.len < 65536) {
-            gw_payload_t *p = s->q[s->qhead];
-            s->qhead = (s->qhead + 1) % s->qcap;
-            s->qlen--;
+            gw_payload_t *p = gw_session_queue_pop(s);
             if (!first)
                 gw_sbuf_puts(&fr, ",");
             first = 0;
@@ -274,11 +241,8 @@ static int write_next(gw_front_t *f, struct lws *wsi, gw_session_t *s)
         s->close_code = 1000;
     }
     if (s->qlen) {
-        gw_payload_t *p = s->q[s->qhead];
-        int n;
-        s->qhead = (s->qhead + 1) % s->qcap;
-        s->qlen--;
-        n = lws_write(wsi, gw_payload_data(p), p->len, LWS_WRITE_TEXT);
+        gw_payload_t *p = gw_session_queue_pop(s);
+        int n = lws_write(wsi, gw_payload_data(p), p->len, LWS_WRITE_TEXT);
         gw_payload_unref(p);
         if (n < 0)
             return -1;

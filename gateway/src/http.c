@@ -517,55 +517,6 @@ int gw_http_random(void *buf, size_t len)
     return 0;
 }
 
-/* ---- session queues ----------------------------------------------------------- */
-
-int gw_http_queue_push(gw_session_t *s, gw_payload_t *p, uint32_t max)
-{
-    if (s->qlen == s->qcap) {
-        uint32_t ncap = s->qcap ? s->qcap * 2 : 4;
-        gw_payload_t **nq;
-        if (s->qlen >= max)
-            return GW_EFULL;
-        if (ncap > max)
-            ncap = max;
-        nq = malloc(ncap * sizeof(*nq));
-        if (nq == NULL)
-            return GW_ENOMEM;
-        for (uint32_t i = 0; i < s->qlen; i++)
-            nq[i] = s->q[(s->qhead + i) % s->qcap];
-        free(s->q);
-        s->q = nq;
-        s->qcap = ncap;
-        s->qhead = 0;
-    }
-    s->q[(s->qhead + s->qlen) % s->qcap] = gw_payload_ref(p);
-    s->qlen++;
-    return 0;
-}
-
-gw_payload_t *gw_http_queue_pop(gw_session_t *s)
-{
-    gw_payload_t *p;
-
-    if (s->qlen == 0)
-        return NULL;
-    p = s->q[s->qhead];
-    s->qhead = (s->qhead + 1) % s->qcap;
-    s->qlen--;
-    return p;
-}
-
-void gw_http_queue_free(gw_session_t *s)
-{
-    gw_payload_t *p;
-
-    while ((p = gw_http_queue_pop(s)) != NULL)
-        gw_payload_unref(p);
-    free(s->q);
-    s->q = NULL;
-    s->qcap = 0;
-}
-
 /* ---- the module ----------------------------------------------------------------- */
 
 typedef struct api_sess api_sess_t;
@@ -906,7 +857,7 @@ static void api_kill(api_sess_t *a)
 static void api_free(api_sess_t *a)
 {
     api_unlink(a);
-    gw_http_queue_free(&a->s);
+    gw_session_queue_free(&a->s);
     free(a);
 }
 
@@ -960,7 +911,7 @@ static void api_tp_send(void *ctx, gw_session_t *s, gw_payload_t *p)
             return;
         }
     }
-    if (gw_http_queue_push(s, p, (uint32_t)h->env.cfg->session_queue_max) != 0) {
+    if (gw_session_queue_push(s, p, (uint32_t)h->env.cfg->session_queue_max) != 0) {
         gw_warn("http", "session %" PRIu64 ": poll queue full (%u frames), closing", s->id,
                 s->qlen);
         gw_session_close(s, 1008, "overloaded");
@@ -1141,7 +1092,7 @@ static int api_poll_answer(gw_http_req_t *r)
     r->owner = NULL;
     gw_sbuf_init(&b, SIZE_MAX / 2);
     gw_sbuf_puts(&b, "{\"frames\":[");
-    while (a && !(r->flags & F_EMPTY) && (p = gw_http_queue_pop(&a->s)) != NULL) {
+    while (a && !(r->flags & F_EMPTY) && (p = gw_session_queue_pop(&a->s)) != NULL) {
         if (!first)
             gw_sbuf_puts(&b, ",");
         first = 0;

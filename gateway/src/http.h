@@ -244,12 +244,6 @@ int gw_http_stream_end(gw_http_req_t *r, const void *body, size_t len);
  */
 int gw_http_cors(const gw_http_req_t *r, gw_http_hdr_t *hdrs, int credentials);
 
-/* Bounded per-session frame queue (the gw_session_t ring). 0, GW_EFULL or GW_ENOMEM. */
-int gw_http_queue_push(gw_session_t *s, gw_payload_t *p, uint32_t max);
-/* Takes the oldest queued frame (caller owns the reference), or NULL. */
-gw_payload_t *gw_http_queue_pop(gw_session_t *s);
-void gw_http_queue_free(gw_session_t *s);
-
 /* Random bytes (getrandom). 0 or GW_EIO. */
 int gw_http_random(void *buf, size_t len);
 

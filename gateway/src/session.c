@@ -406,3 +406,52 @@ void gw_cidmap_free(gw_cidmap_t *m)
     free(m->buckets);
     free(m);
 }
+
+/* ---- session frame queue -------------------------------------------------------- */
+
+int gw_session_queue_push(gw_session_t *s, gw_payload_t *p, uint32_t max)
+{
+    if (s->qlen == s->qcap) {
+        uint32_t ncap = s->qcap ? s->qcap * 2 : 4;
+        gw_payload_t **nq;
+        if (s->qlen >= max)
+            return GW_EFULL;
+        if (ncap > max)
+            ncap = max;
+        nq = malloc(ncap * sizeof(*nq));
+        if (nq == NULL)
+            return GW_ENOMEM;
+        for (uint32_t i = 0; i < s->qlen; i++)
+            nq[i] = s->q[(s->qhead + i) % s->qcap];
+        free(s->q);
+        s->q = nq;
+        s->qcap = ncap;
+        s->qhead = 0;
+    }
+    s->q[(s->qhead + s->qlen) % s->qcap] = gw_payload_ref(p);
+    s->qlen++;
+    return 0;
+}
+
+gw_payload_t *gw_session_queue_pop(gw_session_t *s)
+{
+    gw_payload_t *p;
+
+    if (s->qlen == 0)
+        return NULL;
+    p = s->q[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    return p;
+}
+
+void gw_session_queue_free(gw_session_t *s)
+{
+    gw_payload_t *p;
+
+    while ((p = gw_session_queue_pop(s)) != NULL)
+        gw_payload_unref(p);
+    free(s->q);
+    s->q = NULL;
+    s->qcap = 0;
+}

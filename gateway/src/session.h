@@ -55,6 +55,16 @@ struct gw_session {
     uint64_t id;
 };
 
+/*
+ * The session's bounded frame queue (a ring in gw_session_t), used by every
+ * transport. push takes a new reference to p; returns 0, GW_EFULL (max frames
+ * queued already) or GW_ENOMEM. pop hands the oldest frame's reference to the
+ * caller, or returns NULL. free drops everything queued.
+ */
+int gw_session_queue_push(gw_session_t *s, gw_payload_t *p, uint32_t max);
+gw_payload_t *gw_session_queue_pop(gw_session_t *s);
+void gw_session_queue_free(gw_session_t *s);
+
 /* Queues p for s through its transport (takes a new reference; NULL is ignored). */
 static inline void gw_session_send(gw_session_t *s, gw_payload_t *p)
 {

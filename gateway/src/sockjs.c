@@ -343,7 +343,7 @@ static void sjs_free(sjs_t *x)
         x->next->prev = x->prev;
     if (x->recv)
         x->recv->owner = NULL;
-    gw_http_queue_free(&x->s);
+    gw_session_queue_free(&x->s);
     m->count--;
     free(x);
 }
@@ -372,7 +372,7 @@ static void sjs_tp_send(void *ctx, gw_session_t *s, gw_payload_t *p)
     GW_UNUSED(ctx);
     if (s->closing)
         return;
-    if (gw_http_queue_push(s, p, (uint32_t)gw_http_env(x->m->h)->cfg->session_queue_max) != 0) {
+    if (gw_session_queue_push(s, p, (uint32_t)gw_http_env(x->m->h)->cfg->session_queue_max) != 0) {
         gw_warn("sockjs", "session %" PRIu64 ": outbound queue full (%u frames), closing", s->id,
                 s->qlen);
         s->closing = 1;
@@ -525,7 +525,7 @@ static int pump(gw_http_req_t *r)
         gw_sbuf_init(&f, SIZE_MAX / 2);
         gw_sbuf_puts(&f, "a[");
         /* Bounded batch: the rest goes in the next frame. */
-        while (f.len < 65536 && (p = gw_http_queue_pop(&x->s)) != NULL) {
+        while (f.len < 65536 && (p = gw_session_queue_pop(&x->s)) != NULL) {
             if (!first)
                 gw_sbuf_puts(&f, ",");
             first = 0;
