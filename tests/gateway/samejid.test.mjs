@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { startProsody } from '../lib/prosody.mjs';
 import { gatewayBuilt, startImgw } from '../lib/imgw.mjs';
 import { openWs } from '../lib/wsclient.mjs';
-import { login, nextMessage, stopAll, xml } from '../lib/xmpp.mjs';
+import { login, nextMessage, nextPresence, stopAll, xml } from '../lib/xmpp.mjs';
 
 const DOMAIN = 'shop.test';
 const GW = `gw.${DOMAIN}`;
@@ -102,6 +102,30 @@ describe('same-JID mode', { skip: !gatewayBuilt() && 'build/gateway/imgw is not 
     assert.ok(await b.none((f) => f.op === 'msg', 400), 'no duplicate');
     await a.close();
     await b.close();
+  });
+
+  it('shows app contacts the user online on the web while a tab is open', async () => {
+    await prosody.register('web7', 'pw');
+    const me = await login({ port: prosody.c2sPort, domain: DOMAIN, username: 'web7', password: 'pw', resource: 'phone' });
+    try {
+      // seller7 subscribes to web7's presence; web7 approves from the phone.
+      await seller.send(xml('presence', { to: `web7@${DOMAIN}`, type: 'subscribe' }));
+      await nextPresence(me, (x) => x.attrs.type === 'subscribe', 5000);
+      await me.send(xml('presence', { to: `seller7@${DOMAIN}`, type: 'subscribed' }));
+      await nextPresence(seller, (x) => x.attrs.from === `web7@${DOMAIN}/phone` && !x.attrs.type, 5000);
+      const fromWeb = (x) => x.attrs.from === `web7@${DOMAIN}/web`;
+      const t1 = await openWs(gw.wsUrl);
+      await t1.hello('web7');
+      assert.equal((await nextPresence(seller, fromWeb, 5000)).attrs.type, undefined, 'available with the first tab');
+      const t2 = await openWs(gw.wsUrl);
+      await t2.hello('web7');
+      await t1.close();
+      await assert.rejects(nextPresence(seller, fromWeb, 400), /longer than/, 'still available while a tab is open');
+      await t2.close();
+      assert.equal((await nextPresence(seller, fromWeb, 5000)).attrs.type, 'unavailable', 'unavailable after the last tab');
+    } finally {
+      await stopAll(me);
+    }
   });
 
   it('registers an unknown user through the companion at first login', async () => {
