@@ -393,14 +393,24 @@ describe('demo page in Chromium', { skip }, () => {
     assert.deepEqual(problems, []);
   });
 
-  test('(e) a picture arrives live in an open conversation as a picture', {
-    todo: 'gateway: the live msg from the XMPP link has kind "text" (router.c on_link_message), so it shows as a link text',
-  }, async () => {
+  test('(e) a picture arrives live in an open conversation, and as a preview in the list', async () => {
     const mona = await signIn(await newContext(), 'mona');
-    const ned = await signIn(await newContext(), 'ned');
+    const ned = await signIn(await newContext(), 'ned', '?transport=jsonp');
     await startChat(mona, 'ned');
     await startChat(ned, 'mona');
     await mona.setInputFiles('#file-input', { name: 'dot.png', mimeType: 'image/png', buffer: makePng(60, 40) });
-    await ned.locator('#messages .msg.theirs .bubble.picture img').waitFor({ timeout: WAIT });
+    const img = ned.locator('#messages .msg.theirs .bubble.picture img');
+    await img.waitFor({ timeout: WAIT });
+    assert.equal(await img.getAttribute('src'),
+      await mona.locator('#messages .msg.own:not(.pending) .bubble.picture img').getAttribute('src'));
+    // Sent the other way, from the long-poll page, into a conversation that is not open.
+    const olga = await signIn(await newContext(), 'olga');
+    await startChat(ned, 'olga');
+    await ned.setInputFiles('#file-input', { name: 'dot.png', mimeType: 'image/png', buffer: makePng(50, 50) });
+    await badgeText(olga, jidOf('ned'), '1');
+    assert.equal(await chatItem(olga, jidOf('ned')).locator('.chat-preview').textContent(), '📷 Picture');
+    await openChat(olga, jidOf('ned'));
+    await olga.locator('#messages .msg.theirs .bubble.picture img').waitFor({ timeout: WAIT });
+    assert.deepEqual(problems, []);
   });
 });

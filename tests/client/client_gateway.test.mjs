@@ -470,12 +470,9 @@ describe('web client with the real gateway', { skip }, () => {
     await assert.rejects(xena.uploadImage(new Blob(['not a picture at all'])), (e) => e.code === 'unsupported_type');
   });
 
-  // Gateway bug: a web user's image message reaches another web user through the XMPP
-  // server, and router.c on_link_message() sets kind "text" on every message from the
-  // link (the stanza carries no kind). History keeps "image".
-  test('a picture message arrives live with kind image', {
-    todo: 'gateway: live msg from the XMPP link always has kind "text" (router.c on_link_message)',
-  }, async () => {
+  // The message goes from one web user to another through the XMPP server, where the kind
+  // travels as a XEP-0066 out-of-band URL.
+  test('a picture message arrives live with kind image', async () => {
     const zoe = track(webClient(gw.url, 'zoe'));
     const abe = track(webClient(gw.url, 'abe'));
     await Promise.all([zoe.connect(), abe.connect()]);
