@@ -9,6 +9,7 @@
 #include "link.h"
 #include "log.h"
 #include "proto.h"
+#include "relay.h"
 #include "session.h"
 #include "store.h"
 #include "text.h"
@@ -32,6 +33,7 @@ struct gw_router {
     gw_store_t *store; /* history (PostgreSQL); may be disabled */
     gw_cache_t *cache; /* hot state (Redis); may be disabled */
     gw_history_t *history;
+    gw_relay_t *relay;        /* other gateways' users (Redis); may be disabled */
     gw_cidmap_t *cids;        /* recent client ids, for retried sends */
     const char *users_domain; /* domain of web users' JIDs */
     uint64_t last_ms, seq;    /* message id generator */
@@ -117,6 +119,7 @@ static void on_close(void *ud, gw_session_t *s)
         if (gw_registry_detach(r->reg, s) == 1) {
             gw_link_send_web_presence(r->link, user, 0);
             gw_cache_web_user(r->cache, user, 0);
+            gw_relay_user_here(r->relay, user, 0);
             gw_debug("router", "user %s has no more sessions", user);
         }
     }
@@ -300,6 +303,7 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     if (rc == 1) {
         gw_link_send_web_presence(r->link, user, 1);
         gw_cache_web_user(r->cache, user, 1);
+        gw_relay_user_here(r->relay, user, 1);
     }
     if (r->cfg->mode_value == GW_MODE_SAMEJID && !known_user(r, user)) {
         /*
@@ -714,8 +718,13 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
         store_incoming(r, lm, &m);
     u = gw_registry_find(r->reg, user);
     if (u == NULL) {
+        /* Maybe another gateway holds the user's browsers (allow_multiple). */
+        gw_payload_t *p = gw_proto_msg(&m, from, 0);
+        if (p)
+            gw_relay_forward(r->relay, user, (const char *)gw_payload_data(p), p->len);
+        gw_payload_unref(p);
         r->st.dropped++;
-        gw_debug("router", "no session for %s; message from %s not pushed", to, from);
+        gw_debug("router", "no session for %s here; message from %s not pushed", to, from);
         return;
     }
     for (gw_session_t *s = u->sessions; s; s = s->next) {
@@ -731,6 +740,24 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     gw_payload_unref(closed);
     gw_payload_unref(opened);
     r->st.delivered++;
+}
+
+/* A msg frame another gateway forwarded for one of our users. */
+static void on_relayed(void *ud, const char *user, const char *frame, size_t len)
+{
+    gw_router_t *r = ud;
+    gw_user_t *u = gw_registry_find(r->reg, user);
+    gw_payload_t *p;
+
+    if (u == NULL)
+        return;
+    p = gw_payload_from(frame, len);
+    for (gw_session_t *s = u->sessions; s && p; s = s->next)
+        if (s->welcomed) {
+            gw_session_send(s, p);
+            r->st.frames_out++;
+        }
+    gw_payload_unref(p);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -754,6 +781,8 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
     if ((rc = gw_cidmap_new(65536, &r->cids)) != 0)
         goto fail;
     if ((rc = gw_cache_new(loop, cfg, &r->cache)) != 0)
+        goto fail;
+    if ((rc = gw_relay_new(loop, cfg, on_relayed, r, &r->relay)) != 0)
         goto fail;
     if ((rc = gw_store_new(loop, cfg, cfg->schema_dir, &r->store)) != 0)
         goto fail;
@@ -783,6 +812,7 @@ static void on_front_closed(void *ud)
     gw_link_stop(r->link);
     gw_store_stop(r->store);
     gw_cache_stop(r->cache);
+    gw_relay_stop(r->relay);
     if (r->done)
         r->done(r->done_ud);
 }
@@ -808,6 +838,7 @@ void gw_router_free(gw_router_t *r)
     gw_history_free(r->history);
     gw_store_free(r->store);
     gw_cache_free(r->cache);
+    gw_relay_free(r->relay);
     free(r);
 }
 
