@@ -12,7 +12,10 @@ PKGS="build-essential cmake pkg-config git ca-certificates curl
   libstrophe-dev libwebsockets-dev libhiredis-dev libjson-c-dev libpq-dev libuv1-dev libssl-dev
   postgresql redis-server prosody
   openjdk-17-jdk-headless junit4 libdom4j-java libslf4j-java libservlet-api-java
-  nodejs npm chromium clang-format"
+  chromium clang-format"
+
+# Node.js 18+ for the tests and benchmarks: Debian's, unless the machine already has one.
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 
 missing=
 for p in $PKGS; do
