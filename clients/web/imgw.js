@@ -443,7 +443,11 @@ export function jsonpTransport(opts) {
       } catch (err) {
         return finish(1006, `login failed: ${err.message}`);
       }
-      if (closed) return undefined;
+      if (closed) {
+        // Closed while logging in: do not leave the new session waiting for its timeout.
+        if (typeof r?.token === 'string') call('logout', { token: r.token }).catch(() => {});
+        return undefined;
+      }
       if (r && r.error) {
         deliver({ op: 'error', ...r.error });
         const code = String(r.error.code);
@@ -461,6 +465,7 @@ export function jsonpTransport(opts) {
 
     async function pollLoop() {
       let failures = 0;
+      const pause = (n) => new Promise((res) => setTimeout(res, backoffDelay(n, backoff, random)));
       while (!closed) {
         let r;
         try {
@@ -468,17 +473,21 @@ export function jsonpTransport(opts) {
         } catch (err) {
           if (closed) return;
           if (++failures > pollRetries) return finish(1006, `poll failed: ${err.message}`);
-          await new Promise((res) => setTimeout(res, backoffDelay(failures, backoff, random)));
+          await pause(failures);
           continue;
         }
-        failures = 0;
         if (closed) return;
         if (r && r.error) {
           const code = String(r.error.code);
           if (SESSION_GONE.has(code)) return finish(1006, code);
-          if (code === 'busy') continue; // another poll took our place; keep going
+          // Too many calls waiting on the token: wait a little, as after a failure.
+          if (code === 'busy' && ++failures <= pollRetries) {
+            await pause(failures);
+            continue;
+          }
           return finish(1011, code);
         }
+        failures = 0;
         for (const f of (r && Array.isArray(r.frames) ? r.frames : [])) deliver(f);
       }
     }

@@ -917,3 +917,35 @@ test('uploadImage over WebSocket: a short API session for the token, logged out 
 test('jsonpTransport() without fetch or DOM says so', () => {
   assert.throws(() => jsonpTransport({ apiUrl: 'http://h/api/', mode: 'script' }), /DOM/);
 });
+
+test('JSONP transport: failed polls are retried with backoff; past pollRetries the client logs in again', async () => {
+  const api = fakeApi();
+  let failPolls = 0;
+  const flaky = async (url, init) => {
+    if (new URL(url).pathname.endsWith('/poll') && failPolls > 0) {
+      failPolls--;
+      throw new TypeError('fetch failed');
+    }
+    return api.fetch(url, init);
+  };
+  const client = new ImgwClient({
+    url: 'ws://gw.invalid/ws', user: 'alice', transports: ['jsonp'], fetch: flaky,
+    backoff: { minMs: 1, maxMs: 2 }, pingIntervalMs: 0,
+  });
+  const closes = collect(client, 'close');
+  failPolls = 2;
+  await client.connect();
+  const [t1] = api.tokens();
+  await until(() => failPolls === 0, 5000, 'two failed polls');
+  api.push(t1, msgFrame(5, BOB, ME, BOB));
+  await until(() => client.lastId === '5', 5000, 'a frame after the failures');
+  assert.equal(api.calls.filter((x) => x.ep === 'login').length, 1, 'same session');
+  assert.equal(closes.length, 0);
+  // Four failures in a row (more than the 3 retries): the session is given up.
+  failPolls = 4;
+  api.push(t1, msgFrame(6, BOB, ME, BOB)); // answers the waiting poll; the next ones fail
+  await until(() => api.calls.filter((x) => x.ep === 'login').length === 2, 5000, 'a new login');
+  assert.equal(closes[0].reconnect, true);
+  assert.equal(api.calls.filter((x) => x.ep === 'login')[1].q.last_id, '6');
+  client.close();
+});
