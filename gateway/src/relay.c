@@ -1,54 +1,1148 @@
 /*
- * relay.c - placeholder: the relay is always disabled (see relay.h).
- * Replaced by the hiredis implementation.
+ * relay.c - routing between gateways through Redis (hiredis async, libuv loop).
+ *
+ * The contract is in relay.h, the key and channel schema in docs/redis.md
+ * ("Cross-gateway relay"). What this file adds, and why:
+ *
+ * Two connections. A connection that has sent SUBSCRIBE can only take pub/sub
+ * commands, so the directory writes and the forwards go over a command
+ * connection and our channel is read on a subscriber connection. Each one
+ * reconnects on its own with capped exponential backoff and full jitter.
+ * Whenever either comes (back) up, every user with a session here is
+ * registered again: Redis may have restarted empty, and a forward may have
+ * removed us from a set while our subscription was down (see below).
+ *
+ * The directory. imgw:where:{user} is a SET of node ids with a key TTL of
+ * WHERE_TTL_S, refreshed every REFRESH_MS for each local user. The TTL is on
+ * the key, not the member, so a crashed gateway's id would live on in the set
+ * of a user who also has a session on a live gateway. The forward script
+ * therefore removes a member whose channel has no subscriber (PUBLISH answers
+ * 0): the gateway is gone or its subscriber connection is down, and in the
+ * latter case it registers its users again once it is back. The script runs
+ * SMEMBERS, the PUBLISHes and those SREMs atomically, so a gateway that has
+ * just subscribed and re-registered cannot have its fresh entry removed by a
+ * forward that saw it unsubscribed. A gateway that receives a forward for a
+ * user it does not hold removes itself from that user's set too.
+ *
+ * The envelope. A published message is one line of header and the frame:
+ *   "imgw1 <from node> <db> <user>\n<msg frame JSON>"
+ * Pub/sub channels are not per database, so the receiver drops an envelope
+ * whose db is not its own. Everything in it is checked before the router
+ * sees it: the size, the header, the user id (gw_user_id_ok), and that the
+ * frame is a UTF-8 JSON msg frame whose "to" is that user's JID.
+ *
+ * The libuv hooks. hiredis 0.14.1's adapters/libuv.h ignores a poll error
+ * status (libuv stops the handle and reports POLLERR that way), so a refused
+ * connect or a reset socket would hang the context forever; it also leaks its
+ * event data when uv_poll_init fails. This file has its own small adapter
+ * instead (rpoll_*), whose poll callback lets hiredis look at the socket on
+ * error. A watchdog bounds connect, handshake and command time (0.14.1 has no
+ * async timeouts), and host names are resolved with uv_getaddrinfo, because
+ * hiredis would call getaddrinfo() on the loop thread.
  */
 #include "relay.h"
 #include "gw.h"
+#include "log.h"
+#include "text.h"
 
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define WHERE_TTL_S        120         /* imgw:where:{user} lives this long without a refresh */
+#define REFRESH_MS         60000       /* every local user's entry is refreshed this often */
+#define SWEEP_TICK_MS      10          /* a refresh sweep sends one batch per tick */
+#define SWEEP_BATCH        500         /* users per batch (two commands each) */
+#define PENDING_MAX        10000       /* outstanding commands; forwards drop past it */
+#define SWEEP_PENDING_MAX  5000        /* a sweep waits above this, leaving room for forwards */
+#define INFLIGHT_MAX       (32u << 20) /* bytes of forwarded envelopes not yet answered */
+#define FRAME_MAX          (4u << 20)  /* largest frame forwarded or accepted */
+#define HEADER_MAX         96          /* "imgw1 <node> <db> <user>\n" */
+#define ENVELOPE_MAX       (FRAME_MAX + HEADER_MAX)
+#define KEY_MAX            96
+#define CONNECT_TIMEOUT_MS 3000
+#define COMMAND_TIMEOUT_MS 5000
+#define WATCHDOG_MS        500
+#define RETRY_MIN_MS       100
+#define RETRY_MAX_MS       10000
+#define WARN_EVERY_MS      10000 /* drop warnings a peer can trigger in a loop are rate-limited */
+
+typedef enum { C_DOWN, C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_UP, C_STOPPED } cstate_t;
+
+/*
+ * The forward script. KEYS[1] = imgw:where:{user}; ARGV[1] = our node id,
+ * ARGV[2] = the envelope, ARGV[3] = '1' when we hold no session of the user
+ * (our own id in the set is then stale). Answers the number of gateways the
+ * envelope reached.
+ */
+static const char script_forward[] =
+    "local n = 0\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  if id == ARGV[1] then\n"
+    "    if ARGV[3] == '1' then redis.call('SREM', KEYS[1], id) end\n"
+    "  elseif string.match(id, '^%d+$') and #id <= 4 then\n"
+    "    if redis.call('PUBLISH', 'imgw:node:' .. id, ARGV[2]) > 0 then\n"
+    "      n = n + 1\n"
+    "    else\n"
+    "      redis.call('SREM', KEYS[1], id)\n"
+    "    end\n"
+    "  else\n"
+    "    redis.call('SREM', KEYS[1], id)\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+/* ---- the set of users with a session here ------------------------------ */
+
+typedef struct unode {
+    struct unode *next;
+    uint64_t hash;
+    char id[];
+} unode_t;
+
+typedef struct uset {
+    unode_t **b;
+    size_t nb, n;
+} uset_t;
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static unode_t **uset_slot(const uset_t *s, const char *id, uint64_t h)
+{
+    unode_t **pp = &s->b[h & (s->nb - 1)];
+
+    while (*pp != NULL && ((*pp)->hash != h || strcmp((*pp)->id, id) != 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static int uset_has(const uset_t *s, const char *id)
+{
+    return s->nb > 0 && *uset_slot(s, id, fnv1a(id)) != NULL;
+}
+
+static int uset_grow(uset_t *s)
+{
+    size_t nb = s->nb ? s->nb * 2 : 64;
+    unode_t **b = calloc(nb, sizeof(*b));
+
+    if (b == NULL)
+        return GW_ENOMEM;
+    for (size_t i = 0; i < s->nb; i++) {
+        unode_t *e = s->b[i], *next;
+        for (; e != NULL; e = next) {
+            next = e->next;
+            e->next = b[e->hash & (nb - 1)];
+            b[e->hash & (nb - 1)] = e;
+        }
+    }
+    free(s->b);
+    s->b = b;
+    s->nb = nb;
+    return 0;
+}
+
+/* Returns 1 when added, 0 when present, GW_ENOMEM. *grown is set when buckets moved. */
+static int uset_add(uset_t *s, const char *id, int *grown)
+{
+    uint64_t h = fnv1a(id);
+    size_t len = strlen(id);
+    unode_t **pp, *e;
+
+    *grown = 0;
+    if (s->nb > 0 && *uset_slot(s, id, h) != NULL)
+        return 0;
+    if (s->n >= s->nb) {
+        if (uset_grow(s) != 0)
+            return GW_ENOMEM;
+        *grown = 1;
+    }
+    e = malloc(sizeof(*e) + len + 1);
+    if (e == NULL)
+        return GW_ENOMEM;
+    memcpy(e->id, id, len + 1);
+    e->hash = h;
+    pp = &s->b[h & (s->nb - 1)];
+    e->next = *pp;
+    *pp = e;
+    s->n++;
+    return 1;
+}
+
+/* Returns 1 when removed, 0 when absent. */
+static int uset_del(uset_t *s, const char *id)
+{
+    unode_t **pp, *e;
+
+    if (s->nb == 0)
+        return 0;
+    pp = uset_slot(s, id, fnv1a(id));
+    if (*pp == NULL)
+        return 0;
+    e = *pp;
+    *pp = e->next;
+    free(e);
+    s->n--;
+    return 1;
+}
+
+static void uset_free(uset_t *s)
+{
+    for (size_t i = 0; i < s->nb; i++) {
+        unode_t *e = s->b[i], *next;
+        for (; e != NULL; e = next) {
+            next = e->next;
+            free(e);
+        }
+    }
+    free(s->b);
+    s->b = NULL;
+    s->nb = s->n = 0;
+}
+
+/* ---- state ---------------------------------------------------------------- */
+
+typedef struct rconn {
+    gw_relay_t *r;
+    const char *name; /* "command" or "subscriber", for logs */
+    int is_sub;
+    cstate_t state;
+    redisAsyncContext *ac;
+    uv_getaddrinfo_t *gai;
+    uv_timer_t retry;
+    unsigned attempt;
+    uint64_t deadline_ms; /* connect/handshake deadline (uv_now) */
+    uint64_t progress_ms; /* last reply, or when the first outstanding command went out */
+    size_t pending;       /* commands sent and not yet answered */
+    int hs_left, hs_failed;
+} rconn_t;
 
 struct gw_relay {
-    int unused;
+    uv_loop_t *loop;
+    gw_relay_deliver_cb cb;
+    void *ud;
+    int enabled, stopped;
+    char host[256];
+    int port, db, node;
+    char node_s[8], db_s[8];
+    char channel[32];
+
+    rconn_t cmd, sub;
+    uv_timer_t watchdog, refresh, sweep;
+    char sha[41];
+
+    uset_t users;
+    int sweeping;
+    size_t cursor; /* next bucket of the sweep */
+
+    size_t inflight; /* bytes of envelopes sent and not yet answered */
+    uint64_t rnd;
+    uint64_t warned_ms;
+    gw_relay_stats_t st;
 };
+
+static void connect_start(rconn_t *c);
+static void schedule_retry(rconn_t *c);
+static void sweep_start(gw_relay_t *r);
+
+static uint64_t next_rand(gw_relay_t *r)
+{
+    /* xorshift64: jitter only, nothing secret. */
+    uint64_t x = r->rnd;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    r->rnd = x;
+    return x;
+}
+
+/* Counts an error; logs it unless one was logged in the last WARN_EVERY_MS. */
+static void drop(gw_relay_t *r, const char *why)
+{
+    uint64_t now = uv_now(r->loop);
+
+    r->st.errors++;
+    if (r->warned_ms == 0 || now - r->warned_ms >= WARN_EVERY_MS) {
+        r->warned_ms = now;
+        gw_warn("relay", "%s (%" PRIu64 " relay errors so far)", why, r->st.errors);
+    }
+}
+
+static int where_key(char *buf, size_t len, const char *user)
+{
+    int n = snprintf(buf, len, "imgw:where:%s", user);
+
+    return n < 0 || (size_t)n >= len ? GW_ERANGE : 0;
+}
+
+/* ---- libuv hooks for hiredis (see the top of the file) ------------------ */
+
+typedef struct rpoll {
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
+    uv_poll_t h;
+    int events;
+} rpoll_t;
+
+static void rpoll_cb(uv_poll_t *h, int status, int events)
+{
+    rpoll_t *p = h->data;
+
+    /* On POLLERR libuv stops the handle and passes an error status. Let
+     * hiredis read the socket: it finds the error (SO_ERROR while
+     * connecting, a failed read once connected) and tears down cleanly. */
+    if (status < 0)
+        events = UV_READABLE | UV_WRITABLE;
+    if (p->ac != NULL && (events & UV_READABLE))
+        redisAsyncHandleRead(p->ac);
+    if (p->ac != NULL && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(p->ac);
+    if (status < 0 && p->ac != NULL && p->events)
+        uv_poll_start(&p->h, p->events, rpoll_cb);
+}
+
+static void rpoll_update(rpoll_t *p, int add, int mask)
+{
+    if (add)
+        p->events |= mask;
+    else
+        p->events &= ~mask;
+    if (p->events)
+        uv_poll_start(&p->h, p->events, rpoll_cb);
+    else
+        uv_poll_stop(&p->h);
+}
+
+static void rpoll_add_read(void *p)
+{
+    rpoll_update(p, 1, UV_READABLE);
+}
+static void rpoll_del_read(void *p)
+{
+    rpoll_update(p, 0, UV_READABLE);
+}
+static void rpoll_add_write(void *p)
+{
+    rpoll_update(p, 1, UV_WRITABLE);
+}
+static void rpoll_del_write(void *p)
+{
+    rpoll_update(p, 0, UV_WRITABLE);
+}
+
+static void rpoll_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void rpoll_cleanup(void *priv)
+{
+    rpoll_t *p = priv;
+
+    p->ac = NULL;
+    uv_close((uv_handle_t *)&p->h, rpoll_closed);
+}
+
+static int rpoll_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    rpoll_t *p = calloc(1, sizeof(*p));
+
+    if (p == NULL)
+        return GW_ENOMEM;
+    if (uv_poll_init(loop, &p->h, ac->c.fd) != 0) {
+        free(p);
+        return GW_EIO;
+    }
+    p->h.data = p;
+    p->ac = ac;
+    ac->ev.data = p;
+    ac->ev.addRead = rpoll_add_read;
+    ac->ev.delRead = rpoll_del_read;
+    ac->ev.addWrite = rpoll_add_write;
+    ac->ev.delWrite = rpoll_del_write;
+    ac->ev.cleanup = rpoll_cleanup;
+    return 0;
+}
+
+/* ---- connection state --------------------------------------------------- */
+
+static int cmd_ready(const gw_relay_t *r)
+{
+    return r->cmd.state == C_UP && r->cmd.ac != NULL;
+}
+
+static void count_reply(rconn_t *c)
+{
+    if (c->pending > 0)
+        c->pending--;
+    c->progress_ms = uv_now(c->r->loop);
+}
+
+static int send_argv(rconn_t *c, redisCallbackFn *fn, void *priv, int argc, const char **argv,
+                     const size_t *lens)
+{
+    if (redisAsyncCommandArgv(c->ac, fn, priv, argc, argv, lens) != REDIS_OK)
+        return GW_EIO;
+    if (c->pending++ == 0)
+        c->progress_ms = uv_now(c->r->loop);
+    return 0;
+}
+
+/*
+ * The context died under us (hiredis frees it after its callbacks). Called
+ * from the disconnect callback and from any reply callback that gets NULL,
+ * whichever comes first; later calls for the same context do nothing.
+ */
+static void conn_lost(rconn_t *c, const redisAsyncContext *ac)
+{
+    if (c->ac != ac || ac == NULL)
+        return;
+    c->ac = NULL;
+    if (c->state == C_STOPPED)
+        return;
+    gw_warn("relay", "redis %s:%d (%s): connection lost: %s", c->r->host, c->r->port, c->name,
+            ac->errstr[0] ? ac->errstr : "closed");
+    schedule_retry(c);
+}
+
+/* We give up on the current context ourselves (timeout, bad handshake). */
+static void conn_drop(rconn_t *c, const char *why)
+{
+    redisAsyncContext *ac = c->ac;
+
+    if (ac == NULL)
+        return;
+    gw_warn("relay", "redis %s:%d (%s): %s; reconnecting", c->r->host, c->r->port, c->name, why);
+    c->ac = NULL;
+    schedule_retry(c);
+    /* Runs the outstanding callbacks with NULL now, or when the current one returns. */
+    redisAsyncFree(ac);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    rconn_t *c = t->data;
+
+    if (c->state == C_DOWN)
+        connect_start(c);
+}
+
+static void schedule_retry(rconn_t *c)
+{
+    uint64_t delay;
+    unsigned shift = c->attempt < 16 ? c->attempt : 16;
+
+    if (c->state == C_STOPPED)
+        return;
+    c->state = C_DOWN;
+    delay = (uint64_t)RETRY_MIN_MS << shift;
+    if (delay > RETRY_MAX_MS)
+        delay = RETRY_MAX_MS;
+    /* Full jitter on the upper half: gateways restarted together do not reconnect in step. */
+    delay = delay / 2 + next_rand(c->r) % (delay / 2 + 1);
+    c->attempt++;
+    uv_timer_start(&c->retry, on_retry, delay, 0);
+}
+
+static void watch(rconn_t *c, uint64_t now)
+{
+    if ((c->state == C_RESOLVING || c->state == C_CONNECTING || c->state == C_HANDSHAKE) &&
+        c->ac != NULL && now > c->deadline_ms)
+        conn_drop(c, "connect timed out");
+    else if (c->state == C_UP && c->pending > 0 && now - c->progress_ms > COMMAND_TIMEOUT_MS)
+        conn_drop(c, "no reply in time");
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    gw_relay_t *r = t->data;
+    uint64_t now = uv_now(r->loop);
+
+    watch(&r->cmd, now);
+    watch(&r->sub, now);
+}
+
+static void conn_up(rconn_t *c)
+{
+    gw_relay_t *r = c->r;
+
+    c->state = C_UP;
+    c->attempt = 0;
+    gw_info("relay", "redis %s:%d (%s): up%s%s", r->host, r->port, c->name,
+            c->is_sub ? ", subscribed to " : "", c->is_sub ? r->channel : "");
+    /* Register everyone again: Redis may be new, or a forward may have dropped us. */
+    if (cmd_ready(r))
+        sweep_start(r);
+}
+
+/* ---- handshakes ----------------------------------------------------------- */
+
+static void on_message(redisAsyncContext *ac, void *reply, void *priv);
+
+static void on_hs_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rconn_t *c = ac->data;
+    gw_relay_t *r = c->r;
+    redisReply *rep = reply;
+    int is_script = priv != NULL;
+
+    count_reply(c);
+    if (rep == NULL) {
+        conn_lost(c, ac);
+        return;
+    }
+    if (c->ac != ac || c->state != C_HANDSHAKE)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        gw_error("relay", "redis %s:%d: %s failed: %.200s", r->host, r->port,
+                 is_script ? "SCRIPT LOAD" : "SELECT", rep->str);
+        c->hs_failed = 1;
+    } else if (is_script) {
+        if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
+            gw_error("relay", "redis %s:%d: unexpected SCRIPT LOAD reply", r->host, r->port);
+            c->hs_failed = 1;
+        } else {
+            memcpy(r->sha, rep->str, 40);
+            r->sha[40] = '\0';
+        }
+    }
+    if (--c->hs_left > 0)
+        return;
+    if (c->hs_failed)
+        conn_drop(c, "handshake failed");
+    else
+        conn_up(c);
+}
+
+static int cmd_handshake(rconn_t *c)
+{
+    gw_relay_t *r = c->r;
+    const char *argv[3] = {"SELECT", r->db_s, NULL};
+    size_t lens[3] = {6, strlen(r->db_s), 0};
+    static char script_tag;
+
+    c->hs_left = 0;
+    c->hs_failed = 0;
+    if (send_argv(c, on_hs_reply, NULL, 2, argv, lens) != 0)
+        return GW_EIO;
+    c->hs_left++;
+    argv[0] = "SCRIPT";
+    argv[1] = "LOAD";
+    argv[2] = script_forward;
+    lens[0] = 6;
+    lens[1] = 4;
+    lens[2] = strlen(script_forward);
+    if (send_argv(c, on_hs_reply, &script_tag, 3, argv, lens) != 0)
+        return GW_EIO;
+    c->hs_left++;
+    return 0;
+}
+
+static int sub_handshake(rconn_t *c)
+{
+    gw_relay_t *r = c->r;
+    const char *argv[2] = {"SUBSCRIBE", r->channel};
+    size_t lens[2] = {9, strlen(r->channel)};
+
+    /* Pub/sub is not per database: no SELECT. The confirmation and every
+     * message on the channel come to on_message; hiredis keeps the callback
+     * until the context is freed and then calls it once with NULL. */
+    if (redisAsyncCommandArgv(c->ac, on_message, r, 2, argv, lens) != REDIS_OK)
+        return GW_EIO;
+    return 0;
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    rconn_t *c = cac->data;
+
+    if (c->ac != cac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context when we return. */
+        gw_warn("relay", "redis %s:%d (%s): connect failed: %s", c->r->host, c->r->port, c->name,
+                cac->errstr[0] ? cac->errstr : "?");
+        c->ac = NULL;
+        schedule_retry(c);
+        return;
+    }
+    redisEnableKeepAlive(&c->ac->c);
+    c->state = C_HANDSHAKE;
+    c->deadline_ms = uv_now(c->r->loop) + CONNECT_TIMEOUT_MS;
+    if ((c->is_sub ? sub_handshake(c) : cmd_handshake(c)) != 0) {
+        /* Replies to what did go out arrive as NULL when the context is freed. */
+        conn_drop(c, "handshake failed");
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    GW_UNUSED(status);
+    conn_lost(ac->data, ac);
+}
+
+static void connect_addr(rconn_t *c, const char *ip)
+{
+    gw_relay_t *r = c->r;
+    redisAsyncContext *ac = redisAsyncConnect(ip, r->port);
+
+    if (ac == NULL) {
+        gw_error("relay", "redis %s:%d: out of memory", r->host, r->port);
+        schedule_retry(c);
+        return;
+    }
+    if (ac->err) {
+        gw_warn("relay", "redis %s:%d (%s): connect failed: %s", r->host, r->port, c->name,
+                ac->errstr);
+        redisAsyncFree(ac);
+        schedule_retry(c);
+        return;
+    }
+    ac->data = c;
+    if (rpoll_attach(ac, r->loop) != 0) {
+        gw_error("relay", "redis %s:%d: cannot watch the socket", r->host, r->port);
+        redisAsyncFree(ac);
+        schedule_retry(c);
+        return;
+    }
+    c->ac = ac;
+    c->state = C_CONNECTING;
+    c->deadline_ms = uv_now(r->loop) + CONNECT_TIMEOUT_MS;
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    redisAsyncSetConnectCallback(ac, on_connect); /* starts watching for writability */
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    rconn_t *c = req->data;
+    char ip[64] = "";
+
+    free(req);
+    if (c == NULL) { /* stopped while resolving */
+        uv_freeaddrinfo(res);
+        return;
+    }
+    c->gai = NULL;
+    if (status == 0 && res != NULL) {
+        if (res->ai_family == AF_INET6)
+            uv_ip6_name((const struct sockaddr_in6 *)(const void *)res->ai_addr, ip, sizeof(ip));
+        else
+            uv_ip4_name((const struct sockaddr_in *)(const void *)res->ai_addr, ip, sizeof(ip));
+    }
+    uv_freeaddrinfo(res);
+    if (c->state != C_RESOLVING)
+        return;
+    if (ip[0] == '\0') {
+        gw_warn("relay", "redis %s: cannot resolve: %s", c->r->host,
+                status < 0 ? uv_strerror(status) : "no address");
+        schedule_retry(c);
+        return;
+    }
+    connect_addr(c, ip);
+}
+
+static void connect_start(rconn_t *c)
+{
+    gw_relay_t *r = c->r;
+    unsigned char buf[sizeof(struct in6_addr)];
+    struct addrinfo hints;
+    int rc;
+
+    c->state = C_RESOLVING;
+    c->pending = 0;
+    if (uv_inet_pton(AF_INET, r->host, buf) == 0 || uv_inet_pton(AF_INET6, r->host, buf) == 0) {
+        connect_addr(c, r->host);
+        return;
+    }
+    c->gai = malloc(sizeof(*c->gai));
+    if (c->gai == NULL) {
+        schedule_retry(c);
+        return;
+    }
+    c->gai->data = c;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = uv_getaddrinfo(r->loop, c->gai, on_resolved, r->host, NULL, &hints);
+    if (rc < 0) {
+        free(c->gai);
+        c->gai = NULL;
+        gw_warn("relay", "redis %s: cannot resolve: %s", r->host, uv_strerror(rc));
+        schedule_retry(c);
+    }
+}
+
+/* ---- directory -------------------------------------------------------------- */
+
+static void on_write_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rconn_t *c = ac->data;
+    redisReply *rep = reply;
+
+    GW_UNUSED(priv);
+    count_reply(c);
+    if (rep == NULL) {
+        c->r->st.errors++;
+        conn_lost(c, ac);
+    } else if (rep->type == REDIS_REPLY_ERROR) {
+        drop(c->r, "directory write failed");
+    }
+}
+
+/* SADD + EXPIRE (here) or SREM of our node id for user. 0 or a GW_E code. */
+static int send_where(gw_relay_t *r, const char *user, int here)
+{
+    char key[KEY_MAX], ttl[16];
+    const char *argv[3];
+    size_t lens[3];
+
+    if (where_key(key, sizeof(key), user) != 0)
+        return GW_ERANGE;
+    argv[0] = here ? "SADD" : "SREM";
+    lens[0] = 4;
+    argv[1] = key;
+    lens[1] = strlen(key);
+    argv[2] = r->node_s;
+    lens[2] = strlen(r->node_s);
+    if (send_argv(&r->cmd, on_write_reply, NULL, 3, argv, lens) != 0)
+        return GW_EIO;
+    if (!here)
+        return 0;
+    snprintf(ttl, sizeof(ttl), "%d", WHERE_TTL_S);
+    argv[0] = "EXPIRE";
+    lens[0] = 6;
+    argv[2] = ttl;
+    lens[2] = strlen(ttl);
+    return send_argv(&r->cmd, on_write_reply, NULL, 3, argv, lens) == 0 ? 0 : GW_EIO;
+}
+
+/*
+ * One batch of the refresh sweep: pipelines SADD + EXPIRE for the users of
+ * the next buckets. Runs on the sweep timer until the whole set is done; a
+ * batch waits while many commands are outstanding, so forwards keep room.
+ */
+static void on_sweep(uv_timer_t *t)
+{
+    gw_relay_t *r = t->data;
+    size_t sent = 0;
+
+    if (!cmd_ready(r)) {
+        /* Reconnecting starts a new sweep. */
+        r->sweeping = 0;
+        uv_timer_stop(&r->sweep);
+        return;
+    }
+    while (r->cursor < r->users.nb && sent < SWEEP_BATCH &&
+           r->cmd.pending + 2 <= SWEEP_PENDING_MAX) {
+        for (unode_t *e = r->users.b[r->cursor]; e != NULL; e = e->next) {
+            if (send_where(r, e->id, 1) != 0) {
+                drop(r, "directory refresh not sent");
+                r->sweeping = 0;
+                uv_timer_stop(&r->sweep);
+                return;
+            }
+            sent++;
+        }
+        r->cursor++;
+    }
+    if (r->cursor >= r->users.nb) {
+        r->sweeping = 0;
+        uv_timer_stop(&r->sweep);
+        gw_debug("relay", "directory refreshed for %zu user(s)", r->users.n);
+    }
+}
+
+static void sweep_start(gw_relay_t *r)
+{
+    if (r->stopped || r->users.n == 0)
+        return;
+    r->cursor = 0;
+    if (!r->sweeping) {
+        r->sweeping = 1;
+        uv_timer_start(&r->sweep, on_sweep, 0, SWEEP_TICK_MS);
+    }
+}
+
+static void on_refresh(uv_timer_t *t)
+{
+    gw_relay_t *r = t->data;
+
+    if (cmd_ready(r) && !r->sweeping)
+        sweep_start(r);
+}
+
+/* ---- forwarding ------------------------------------------------------------- */
+
+static void on_forward_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rconn_t *c = ac->data;
+    gw_relay_t *r = c->r;
+    redisReply *rep = reply;
+    size_t len = (size_t)(uintptr_t)priv;
+
+    count_reply(c);
+    r->inflight = r->inflight >= len ? r->inflight - len : 0;
+    if (rep == NULL) {
+        r->st.errors++;
+        conn_lost(c, ac);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0) {
+        r->st.forwarded += (uint64_t)rep->integer;
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        drop(r, "forward failed in Redis");
+        if (strncmp(rep->str, "NOSCRIPT", 8) == 0 && c->ac == ac)
+            conn_drop(c, "scripts were flushed"); /* the handshake loads it again */
+        return;
+    }
+    drop(r, "unexpected reply to a forward");
+}
+
+/* ---- receiving ---------------------------------------------------------------- */
+
+/* Parses a decimal of at most maxdig digits ending at a space; advances *p past it. */
+static int parse_num(const char **p, const char *end, int maxdig, int *out)
+{
+    const char *s = *p;
+    int v = 0, n = 0;
+
+    while (s < end && *s >= '0' && *s <= '9' && n < maxdig) {
+        v = v * 10 + (*s - '0');
+        s++;
+        n++;
+    }
+    if (n == 0 || s >= end || *s != ' ')
+        return GW_EINVAL;
+    *p = s + 1;
+    *out = v;
+    return 0;
+}
+
+static const char *json_str(json_object *o, const char *key)
+{
+    json_object *v;
+
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+/* 1 when frame[0..len) is a UTF-8 JSON msg frame with an id, addressed to user. */
+static int frame_ok(const char *frame, size_t len, const char *user)
+{
+    json_tokener *tok;
+    json_object *o;
+    const char *op, *to, *id;
+    size_t ulen = strlen(user);
+    int ok;
+
+    if (len == 0 || len > FRAME_MAX || !gw_utf8_valid(frame, len))
+        return 0;
+    tok = json_tokener_new_ex(16);
+    if (tok == NULL)
+        return 0;
+    o = json_tokener_parse_ex(tok, frame, (int)len);
+    ok = o != NULL && json_tokener_get_error(tok) == json_tokener_success &&
+         json_tokener_get_parse_end(tok) == len && json_object_is_type(o, json_type_object);
+    json_tokener_free(tok);
+    if (ok) {
+        op = json_str(o, "op");
+        to = json_str(o, "to");
+        id = json_str(o, "id");
+        ok = op != NULL && strcmp(op, "msg") == 0 && id != NULL && id[0] != '\0' && to != NULL &&
+             strncmp(to, user, ulen) == 0 && to[ulen] == '@';
+    }
+    json_object_put(o);
+    return ok;
+}
+
+/* Another gateway forwarded to us a user we no longer hold: leave their set. */
+static void forget_here(gw_relay_t *r, const char *user)
+{
+    if (cmd_ready(r) && r->cmd.pending < PENDING_MAX && send_where(r, user, 0) != 0)
+        r->st.errors++;
+}
+
+static void deliver(gw_relay_t *r, const char *env, size_t len)
+{
+    const char *p = env, *end = env + len, *nl, *frame;
+    char user[HEADER_MAX];
+    int from, db;
+    size_t ulen;
+
+    if (len > ENVELOPE_MAX || len < 6 || memcmp(p, "imgw1 ", 6) != 0) {
+        drop(r, "ignored a relayed message: not an imgw1 envelope");
+        return;
+    }
+    p += 6;
+    nl = memchr(p, '\n', (size_t)(end - p) < HEADER_MAX ? (size_t)(end - p) : HEADER_MAX);
+    if (nl == NULL || parse_num(&p, nl, 4, &from) != 0 || parse_num(&p, nl, 4, &db) != 0 ||
+        from > 1023) {
+        drop(r, "ignored a relayed message: bad envelope header");
+        return;
+    }
+    if (db != r->db) {
+        /* Another deployment on the same Redis server, with an overlapping node id. */
+        drop(r, "ignored a relayed message for another Redis database");
+        return;
+    }
+    ulen = (size_t)(nl - p);
+    memcpy(user, p, ulen);
+    user[ulen] = '\0';
+    if (memchr(p, '\0', ulen) != NULL || !gw_user_id_ok(user)) {
+        drop(r, "ignored a relayed message: bad user id");
+        return;
+    }
+    frame = nl + 1;
+    if (!frame_ok(frame, (size_t)(end - frame), user)) {
+        drop(r, "ignored a relayed message: not a msg frame for its user");
+        return;
+    }
+    if (!uset_has(&r->users, user)) {
+        gw_debug("relay", "relayed message for %s, who has no session here", user);
+        forget_here(r, user);
+        return;
+    }
+    r->st.received++;
+    r->cb(r->ud, user, frame, (size_t)(end - frame));
+}
+
+static void on_message(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rconn_t *c = ac->data;
+    gw_relay_t *r = priv;
+    redisReply *rep = reply, *kind, *chan;
+
+    if (rep == NULL) {
+        conn_lost(c, ac);
+        return;
+    }
+    if (c->ac != ac)
+        return;
+    /* hiredis has checked that this is an array of at least two strings. */
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+        return;
+    kind = rep->element[0];
+    chan = rep->element[1];
+    if (chan->len != strlen(r->channel) || memcmp(chan->str, r->channel, chan->len) != 0)
+        return;
+    if (kind->len == 9 && memcmp(kind->str, "subscribe", 9) == 0) {
+        if (c->state == C_HANDSHAKE)
+            conn_up(c);
+        return;
+    }
+    if (kind->len != 7 || memcmp(kind->str, "message", 7) != 0)
+        return;
+    if (rep->element[2]->type != REDIS_REPLY_STRING) {
+        drop(r, "ignored a relayed message: not a string");
+        return;
+    }
+    deliver(r, rep->element[2]->str, rep->element[2]->len);
+}
+
+/* ---- public API ----------------------------------------------------------- */
+
+static void conn_init(gw_relay_t *r, rconn_t *c, const char *name, int is_sub)
+{
+    c->r = r;
+    c->name = name;
+    c->is_sub = is_sub;
+    c->state = C_DOWN;
+    uv_timer_init(r->loop, &c->retry);
+    c->retry.data = c;
+}
 
 int gw_relay_new(uv_loop_t *loop, const gw_config_t *cfg, gw_relay_deliver_cb cb, void *ud,
                  gw_relay_t **out)
 {
-    GW_UNUSED(loop);
-    GW_UNUSED(cfg);
-    GW_UNUSED(cb);
-    GW_UNUSED(ud);
-    *out = calloc(1, sizeof(**out));
-    return *out ? 0 : GW_ENOMEM;
+    gw_relay_t *r = calloc(1, sizeof(*r));
+    uint64_t seed = 0;
+
+    *out = NULL;
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->loop = loop;
+    r->cb = cb;
+    r->ud = ud;
+    *out = r;
+    if (cfg->redis_host == NULL || cfg->redis_host[0] == '\0') {
+        gw_info("relay", "redis_host is empty: no routing between gateways");
+        return 0;
+    }
+    if (strlen(cfg->redis_host) >= sizeof(r->host)) {
+        gw_error("relay", "redis_host is too long: no routing between gateways");
+        return 0;
+    }
+    snprintf(r->host, sizeof(r->host), "%s", cfg->redis_host);
+    r->port = cfg->redis_port;
+    r->db = cfg->redis_db;
+    r->node = cfg->node_id;
+    snprintf(r->node_s, sizeof(r->node_s), "%d", r->node);
+    snprintf(r->db_s, sizeof(r->db_s), "%d", r->db);
+    snprintf(r->channel, sizeof(r->channel), "imgw:node:%d", r->node);
+    if (uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL) != 0)
+        seed = gw_now_ms() ^ (uint64_t)(uintptr_t)r;
+    r->rnd = seed ? seed : 0x9E3779B97F4A7C15ull;
+    r->enabled = 1;
+    conn_init(r, &r->cmd, "command", 0);
+    conn_init(r, &r->sub, "subscriber", 1);
+    uv_timer_init(loop, &r->watchdog);
+    uv_timer_init(loop, &r->refresh);
+    uv_timer_init(loop, &r->sweep);
+    r->watchdog.data = r->refresh.data = r->sweep.data = r;
+    /* The periodic timers only check and refresh; they should not keep the loop alive. */
+    uv_timer_start(&r->watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
+    uv_unref((uv_handle_t *)&r->watchdog);
+    uv_timer_start(&r->refresh, on_refresh, REFRESH_MS, REFRESH_MS);
+    uv_unref((uv_handle_t *)&r->refresh);
+    connect_start(&r->cmd);
+    connect_start(&r->sub);
+    return 0;
 }
 
 void gw_relay_user_here(gw_relay_t *r, const char *user, int here)
 {
-    GW_UNUSED(r);
-    GW_UNUSED(user);
-    GW_UNUSED(here);
+    int rc, grown;
+
+    if (r == NULL || !r->enabled || r->stopped || user == NULL || !gw_user_id_ok(user))
+        return;
+    if (here) {
+        rc = uset_add(&r->users, user, &grown);
+        if (rc < 0) {
+            drop(r, "out of memory for the user directory");
+            return;
+        }
+        if (grown && r->sweeping)
+            r->cursor = 0; /* buckets moved: start over rather than miss anyone */
+    } else {
+        uset_del(&r->users, user);
+    }
+    /* Down or busy: the sweep after reconnecting, or the next refresh, catches up. */
+    if (!cmd_ready(r) || r->cmd.pending + 2 > PENDING_MAX) {
+        drop(r, "directory update not sent: Redis is down or busy");
+        return;
+    }
+    if (send_where(r, user, here) != 0)
+        drop(r, "directory update not sent");
 }
 
 void gw_relay_forward(gw_relay_t *r, const char *user, const char *frame, size_t len)
 {
-    GW_UNUSED(r);
-    GW_UNUSED(user);
-    GW_UNUSED(frame);
-    GW_UNUSED(len);
+    char key[KEY_MAX], head[HEADER_MAX];
+    const char *argv[7];
+    size_t lens[7], hlen;
+    char *env;
+    int n;
+
+    if (r == NULL || !r->enabled || r->stopped || user == NULL || frame == NULL)
+        return;
+    if (!gw_user_id_ok(user) || len == 0 || len > FRAME_MAX ||
+        where_key(key, sizeof(key), user) != 0) {
+        drop(r, "not forwarded: bad user id or frame size");
+        return;
+    }
+    if (!cmd_ready(r)) {
+        drop(r, "not forwarded: Redis is down");
+        return;
+    }
+    if (r->cmd.pending >= PENDING_MAX || r->inflight + len > INFLIGHT_MAX) {
+        drop(r, "not forwarded: too many forwards outstanding");
+        return;
+    }
+    n = snprintf(head, sizeof(head), "imgw1 %d %d %s\n", r->node, r->db, user);
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        drop(r, "not forwarded: header too long");
+        return;
+    }
+    hlen = (size_t)n;
+    env = malloc(hlen + len);
+    if (env == NULL) {
+        drop(r, "not forwarded: out of memory");
+        return;
+    }
+    memcpy(env, head, hlen);
+    memcpy(env + hlen, frame, len);
+    argv[0] = "EVALSHA";
+    lens[0] = 7;
+    argv[1] = r->sha;
+    lens[1] = 40;
+    argv[2] = "1";
+    lens[2] = 1;
+    argv[3] = key;
+    lens[3] = strlen(key);
+    argv[4] = r->node_s;
+    lens[4] = strlen(r->node_s);
+    argv[5] = env;
+    lens[5] = hlen + len;
+    argv[6] = uset_has(&r->users, user) ? "0" : "1";
+    lens[6] = 1;
+    /* hiredis copies the command into its output buffer. */
+    if (send_argv(&r->cmd, on_forward_reply, (void *)(uintptr_t)(hlen + len), 7, argv, lens) != 0)
+        drop(r, "not forwarded: Redis refused the command");
+    else
+        r->inflight += hlen + len;
+    free(env);
 }
 
 void gw_relay_get_stats(const gw_relay_t *r, gw_relay_stats_t *st)
 {
-    GW_UNUSED(r);
-    st->forwarded = st->received = st->errors = 0;
+    if (r == NULL) {
+        memset(st, 0, sizeof(*st));
+        return;
+    }
+    *st = r->st;
+}
+
+static void conn_stop(rconn_t *c)
+{
+    redisAsyncContext *ac = c->ac;
+
+    c->state = C_STOPPED;
+    if (c->gai != NULL) {
+        /* The request frees itself in its callback, which may still run. */
+        c->gai->data = NULL;
+        uv_cancel((uv_req_t *)c->gai);
+        c->gai = NULL;
+    }
+    uv_close((uv_handle_t *)&c->retry, NULL);
+    c->ac = NULL;
+    if (ac != NULL)
+        redisAsyncFree(ac); /* outstanding callbacks run now with NULL */
 }
 
 void gw_relay_stop(gw_relay_t *r)
 {
-    GW_UNUSED(r);
+    if (r == NULL || !r->enabled || r->stopped)
+        return;
+    r->stopped = 1;
+    uv_close((uv_handle_t *)&r->watchdog, NULL);
+    uv_close((uv_handle_t *)&r->refresh, NULL);
+    uv_close((uv_handle_t *)&r->sweep, NULL);
+    conn_stop(&r->cmd);
+    conn_stop(&r->sub);
 }
 
 void gw_relay_free(gw_relay_t *r)
 {
+    if (r == NULL)
+        return;
+    uset_free(&r->users);
     free(r);
 }
