@@ -43,6 +43,7 @@
 #include "relay.h"
 #include "gw.h"
 #include "log.h"
+#include "proto.h"
 #include "text.h"
 
 #include <hiredis/async.h>
@@ -844,7 +845,7 @@ static const char *json_str(json_object *o, const char *key)
     return json_object_get_string(v);
 }
 
-/* 1 when frame[0..len) is a UTF-8 JSON msg frame with an id, addressed to user. */
+/* 1 when frame[0..len) is a UTF-8 JSON msg frame with a message id, addressed to user. */
 static int frame_ok(const char *frame, size_t len, const char *user)
 {
     json_tokener *tok;
@@ -866,8 +867,8 @@ static int frame_ok(const char *frame, size_t len, const char *user)
         op = json_str(o, "op");
         to = json_str(o, "to");
         id = json_str(o, "id");
-        ok = op != NULL && strcmp(op, "msg") == 0 && id != NULL && id[0] != '\0' && to != NULL &&
-             strncmp(to, user, ulen) == 0 && to[ulen] == '@';
+        ok = op != NULL && strcmp(op, "msg") == 0 && id != NULL && gw_proto_parse_id(id) != 0 &&
+             to != NULL && strncmp(to, user, ulen) == 0 && to[ulen] == '@';
     }
     json_object_put(o);
     return ok;

@@ -166,6 +166,7 @@ describe('relay between gateways through Redis', { skip: !gatewayBuilt() && 'bui
         `imgw1 99999 0 forge4\n${frame(`forge4@${DOMAIN}`, 'bad node')}`,
         'imgw1 0 0 forge4\n{"op":"msg"',                           // truncated JSON
         'imgw1 0 0 forge4\n{"op":"error","id":"1","to":"forge4@shop.test"}', // not a msg
+        'imgw1 0 0 forge4\n{"op":"msg","id":"x1","to":"forge4@shop.test","body":"bad id"}',
         `imgw1 0 0 forge4\n${frame(`other@${DOMAIN}`, 'wrong to')}`, // for someone else
         `imgw1 0 0 forge4\n${frame(`forge4@${DOMAIN}`, 'x')}\xff`,   // trailing bytes
       ];
