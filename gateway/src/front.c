@@ -578,8 +578,12 @@ int gw_front_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_front_cbs_t *
     info.user = f;
     info.vhost_name = "imgw";
     info.count_threads = 1;
-    /* One fd per session plus a margin; lws sizes its tables from this. */
-    info.fd_limit_per_thread = (unsigned)cfg->max_sessions + 64;
+    /*
+     * No fd_limit_per_thread: below the process's open-file limit, lws 4.1
+     * looks sockets up by a linear scan of its table on every event
+     * (wsi_from_fd), which at 20,000 sessions cost more than the messages.
+     * main.c keeps max_sessions under the limit instead.
+     */
     info.timeout_secs = 10;
     /* Query strings carry whole messages for JSONP sends (percent-encoded: 3 bytes a byte). */
     {

@@ -737,6 +737,11 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
         gw_session_send(s, *slot);
         r->st.frames_out++;
     }
+    /* Other gateways may hold more of the user's browsers (allow_multiple). */
+    if (closed == NULL)
+        closed = gw_proto_msg(&m, from, 0);
+    if (closed != NULL)
+        gw_relay_forward(r->relay, user, (const char *)gw_payload_data(closed), closed->len);
     gw_payload_unref(closed);
     gw_payload_unref(opened);
     r->st.delivered++;

@@ -88,12 +88,7 @@ describe('relay between gateways through Redis', { skip: !gatewayBuilt() && 'bui
     }
   });
 
-  // router.c calls gw_relay_forward() only when the user has no session on the gateway that
-  // got the message, so B never sees a message A pushed locally. Passes with the router
-  // change described in the relay commit (forward after local delivery as well).
-  it('delivers once on each gateway to a user with sessions on both', {
-    todo: 'router.c forwards only when the user has no session here',
-  }, async () => {
+  it('delivers once on each gateway to a user with sessions on both', async () => {
     await prosody.register('both2', 'pw');
     const onA = await openWs(gwA.wsUrl);
     const onB = await openWs(gwB.wsUrl);
