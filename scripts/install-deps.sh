@@ -34,5 +34,8 @@ for svc in postgresql redis-server prosody; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done
 
-echo "==> npm ci"
-npm ci --no-audit --no-fund --loglevel=error
+# npm packages for the tests, the benchmarks and the demo (skipped when up to date).
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "==> npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+fi

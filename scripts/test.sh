@@ -4,12 +4,12 @@
 # start real Prosody, PostgreSQL, Redis, the gateway, WebSocket clients and Chromium
 # on private loopback ports. Then the gateway's own tests again with the daemon built
 # under AddressSanitizer and UndefinedBehaviorSanitizer (SANITIZE=0 skips that pass).
-# Run scripts/install-deps.sh once first.
+# Installs what is missing first (scripts/install-deps.sh; IMGW_SKIP_DEPS=1 skips that).
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=${BUILD_DIR:-build}
-[ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
+[ "${IMGW_SKIP_DEPS:-0}" = 1 ] || sh scripts/install-deps.sh
 
 # Formatting is part of the build: every C file as .clang-format says.
 if command -v clang-format >/dev/null 2>&1; then
