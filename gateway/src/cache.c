@@ -22,29 +22,22 @@
  * put is refused when the stamp has changed since (or, without a remembered
  * stamp, when any stamp exists). See docs/redis.md, "Filling a list".
  *
- * libuv adapter. hiredis 0.14.1's adapters/libuv.h ignores a poll error
- * status; libuv reports POLLERR that way and stops the handle, so a refused
- * connect or a reset socket would hang the context forever. We keep the
- * adapter's attach and cleanup and install our own add/del hooks whose poll
- * callback lets hiredis look at the socket on error. A watchdog timer bounds
- * connect, handshake and command time as well (0.14.1 has no async
- * timeouts). Host names are resolved with uv_getaddrinfo, because hiredis
- * would call getaddrinfo() on the loop thread.
+ * The connection. redisconn.c resolves, connects, watches for timeouts
+ * and reconnects; this file sends the handshake (SELECT and SCRIPT LOAD)
+ * each time the connection comes up.
  */
 #include "cache.h"
 #include "gw.h"
 #include "log.h"
+#include "redisconn.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #define KEY_MAX            640   /* one key; a longer user id is simply not cached */
 #define PENDING_MAX        10000 /* outstanding commands before writes drop, reads fail */
@@ -54,22 +47,9 @@
 #define PREVIEW_MAX        200   /* bytes of body kept in an entry, cut on a UTF-8 boundary */
 #define CONNECT_TIMEOUT_MS 3000  /* connect + handshake */
 #define COMMAND_TIMEOUT_MS 5000  /* no reply while commands are outstanding: drop */
-#define WATCHDOG_MS        500
-#define RETRY_MIN_MS       100
-#define RETRY_MAX_MS       10000
-#define FILL_WINDOW_S      60 /* a fill (miss, PostgreSQL read, put) must finish in this time */
+#define FILL_WINDOW_S      60    /* a fill (miss, PostgreSQL read, put) must finish in this time */
 #define FILL_SLOTS         1024
 #define MARK_MAX           64
-
-typedef enum {
-    C_DISABLED,
-    C_DOWN,
-    C_RESOLVING,
-    C_CONNECTING,
-    C_HANDSHAKE,
-    C_UP,
-    C_STOPPED
-} cstate_t;
 
 enum { S_UPDATE, S_PUT, S_GET, S_READ, S_COUNT };
 
@@ -90,26 +70,16 @@ typedef struct get_req {
 
 struct gw_cache {
     uv_loop_t *loop;
-    char host[256];
-    int port;
     int db;
     int ttl_s;
     int recent;
 
-    cstate_t state;
-    redisAsyncContext *ac; /* current context, or NULL */
-    uv_getaddrinfo_t *gai; /* resolution in flight, or NULL */
-    uv_timer_t retry;
-    uv_timer_t watchdog;
-    unsigned attempt;
-    uint64_t deadline_ms; /* connect/handshake deadline (uv_now) */
-    uint64_t progress_ms; /* last reply, or when the first outstanding command went out */
-    size_t pending;       /* commands sent and not yet answered, over all contexts */
+    gw_redisconn_t *conn; /* NULL when the cache is disabled */
     int hs_left, hs_failed;
     char sha[S_COUNT][41];
     int need_bump; /* a guarded write was lost: change imgw:gen before trusting lists */
 
-    uint64_t rnd;       /* xorshift state: jitter and tokens */
+    uint64_t rnd;       /* xorshift state: tokens */
     unsigned long tseq; /* token sequence */
     fill_t fills[FILL_SLOTS];
     gw_cache_stats_t st;
@@ -235,9 +205,6 @@ static const char *const script_names[S_COUNT] = {"update", "put", "get", "read"
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void connect_start(gw_cache_t *c);
-static void schedule_retry(gw_cache_t *c);
-
 static uint64_t fnv1a(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
@@ -251,7 +218,7 @@ static uint64_t fnv1a(const char *s)
 
 static uint64_t next_rand(gw_cache_t *c)
 {
-    /* xorshift64: jitter and token uniqueness only, nothing secret. */
+    /* xorshift64: token uniqueness only, nothing secret. */
     uint64_t x = c->rnd;
 
     x ^= x << 13;
@@ -335,131 +302,7 @@ static const char *entry_text(json_object *o, size_t *len)
 
 static int can_send(const gw_cache_t *c)
 {
-    return c->state == C_UP && c->ac != NULL && c->pending < PENDING_MAX;
-}
-
-static void count_reply(gw_cache_t *c)
-{
-    if (c->pending > 0)
-        c->pending--;
-    c->progress_ms = uv_now(c->loop);
-}
-
-/*
- * The context died under us (hiredis frees it after its callbacks). Called
- * from the disconnect callback and from any reply callback that gets NULL,
- * whichever comes first; later calls for the same context do nothing.
- */
-static void conn_lost(gw_cache_t *c, const redisAsyncContext *ac)
-{
-    if (c->ac != ac || ac == NULL)
-        return;
-    c->ac = NULL;
-    if (c->state == C_STOPPED)
-        return;
-    gw_warn("cache", "redis %s:%d: connection lost: %s", c->host, c->port,
-            ac->errstr ? ac->errstr : "closed");
-    schedule_retry(c);
-}
-
-/* We give up on the current context ourselves (timeout, bad handshake). */
-static void conn_drop(gw_cache_t *c, const char *why)
-{
-    redisAsyncContext *ac = c->ac;
-
-    if (ac == NULL)
-        return;
-    gw_warn("cache", "redis %s:%d: %s; reconnecting", c->host, c->port, why);
-    c->ac = NULL;
-    schedule_retry(c);
-    /* Runs the outstanding callbacks with NULL now, or when the current one returns. */
-    redisAsyncFree(ac);
-}
-
-static void on_retry(uv_timer_t *t)
-{
-    gw_cache_t *c = t->data;
-
-    if (c->state == C_DOWN)
-        connect_start(c);
-}
-
-static void schedule_retry(gw_cache_t *c)
-{
-    uint64_t delay;
-    unsigned shift = c->attempt < 16 ? c->attempt : 16;
-
-    if (c->state == C_STOPPED || c->state == C_DISABLED)
-        return;
-    c->state = C_DOWN;
-    delay = (uint64_t)RETRY_MIN_MS << shift;
-    if (delay > RETRY_MAX_MS)
-        delay = RETRY_MAX_MS;
-    /* Full jitter on the upper half: gateways restarted together do not reconnect in step. */
-    delay = delay / 2 + next_rand(c) % (delay / 2 + 1);
-    c->attempt++;
-    uv_timer_start(&c->retry, on_retry, delay, 0);
-}
-
-static void on_watchdog(uv_timer_t *t)
-{
-    gw_cache_t *c = t->data;
-    uint64_t now = uv_now(c->loop);
-
-    if ((c->state == C_CONNECTING || c->state == C_HANDSHAKE) && now > c->deadline_ms)
-        conn_drop(c, "connect timed out");
-    else if (c->state == C_UP && c->pending > 0 && now - c->progress_ms > COMMAND_TIMEOUT_MS)
-        conn_drop(c, "no reply in time");
-}
-
-/* ---- event hooks (see the top of the file) ------------------------------ */
-
-static void ev_poll(uv_poll_t *h, int status, int events)
-{
-    redisLibuvEvents *p = h->data;
-
-    /* On POLLERR libuv stops the handle and passes an error status. Let
-     * hiredis read the socket: it finds the error (SO_ERROR while
-     * connecting, a failed read once connected) and tears down cleanly. */
-    if (status < 0)
-        events = UV_READABLE | UV_WRITABLE;
-    if (p->context != NULL && (events & UV_READABLE))
-        redisAsyncHandleRead(p->context);
-    if (p->context != NULL && (events & UV_WRITABLE))
-        redisAsyncHandleWrite(p->context);
-    if (status < 0 && p->context != NULL && p->events)
-        uv_poll_start(&p->handle, p->events, ev_poll);
-}
-
-static void ev_update(void *privdata, int add, int mask)
-{
-    redisLibuvEvents *p = privdata;
-
-    if (add)
-        p->events |= mask;
-    else
-        p->events &= ~mask;
-    if (p->events)
-        uv_poll_start(&p->handle, p->events, ev_poll);
-    else
-        uv_poll_stop(&p->handle);
-}
-
-static void ev_add_read(void *p)
-{
-    ev_update(p, 1, UV_READABLE);
-}
-static void ev_del_read(void *p)
-{
-    ev_update(p, 0, UV_READABLE);
-}
-static void ev_add_write(void *p)
-{
-    ev_update(p, 1, UV_WRITABLE);
-}
-static void ev_del_write(void *p)
-{
-    ev_update(p, 0, UV_WRITABLE);
+    return gw_redisconn_is_up(c->conn) && gw_redisconn_pending(c->conn) < PENDING_MAX;
 }
 
 /* ---- handshake ---------------------------------------------------------- */
@@ -468,24 +311,20 @@ static void send_bump(gw_cache_t *c);
 
 static void on_hs_reply(redisAsyncContext *ac, void *r, void *priv)
 {
-    gw_cache_t *c = ac->data;
+    gw_cache_t *c = gw_redisconn_ctx(ac);
     redisReply *reply = r;
     intptr_t idx = (intptr_t)priv;
 
-    count_reply(c);
-    if (reply == NULL) {
-        conn_lost(c, ac);
-        return;
-    }
-    if (c->ac != ac || c->state != C_HANDSHAKE)
+    if (!gw_redisconn_replied(ac, reply) || !gw_redisconn_in_handshake(c->conn))
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        gw_error("cache", "redis %s:%d: %s failed: %.200s", c->host, c->port,
+        gw_error("cache", "redis %s: %s failed: %.200s", gw_redisconn_label(c->conn),
                  idx < 0 ? "SELECT" : script_names[idx], reply->str);
         c->hs_failed = 1;
     } else if (idx >= 0 && idx < S_COUNT) {
         if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
-            gw_error("cache", "redis %s:%d: unexpected SCRIPT LOAD reply", c->host, c->port);
+            gw_error("cache", "redis %s: unexpected SCRIPT LOAD reply",
+                     gw_redisconn_label(c->conn));
             c->hs_failed = 1;
         } else {
             memcpy(c->sha[idx], reply->str, 40);
@@ -495,45 +334,31 @@ static void on_hs_reply(redisAsyncContext *ac, void *r, void *priv)
     if (--c->hs_left > 0)
         return;
     if (c->hs_failed) {
-        conn_drop(c, "handshake failed");
+        gw_redisconn_drop(c->conn, "handshake failed");
         return;
     }
-    c->state = C_UP;
-    c->attempt = 0;
-    gw_info("cache", "redis %s:%d db %d: connected", c->host, c->port, c->db);
+    gw_redisconn_up(c->conn);
+    gw_info("cache", "redis %s db %d: connected", gw_redisconn_label(c->conn), c->db);
     send_bump(c);
 }
 
 static int hs_send(gw_cache_t *c, intptr_t idx, int argc, const char **argv, const size_t *lens)
 {
-    if (redisAsyncCommandArgv(c->ac, on_hs_reply, (void *)idx, argc, argv, lens) != REDIS_OK)
+    if (gw_redisconn_send(c->conn, on_hs_reply, (void *)idx, argc, argv, lens) != 0)
         return GW_EIO;
-    if (c->pending++ == 0)
-        c->progress_ms = uv_now(c->loop);
     c->hs_left++;
     return 0;
 }
 
-static void on_connect(const redisAsyncContext *cac, int status)
+/* The socket is up: SELECT the database and load the scripts. */
+static void on_connected(void *ctx, redisAsyncContext *ac)
 {
-    gw_cache_t *c = cac->data;
-    redisAsyncContext *ac = c->ac;
+    gw_cache_t *c = ctx;
     char dbs[16];
     const char *argv[3];
     size_t lens[3];
 
-    if (ac != cac)
-        return;
-    if (status != REDIS_OK) {
-        /* hiredis frees the context when we return. */
-        gw_warn("cache", "redis %s:%d: connect failed: %s", c->host, c->port,
-                cac->errstr ? cac->errstr : "?");
-        c->ac = NULL;
-        schedule_retry(c);
-        return;
-    }
-    redisEnableKeepAlive(&ac->c);
-    c->state = C_HANDSHAKE;
+    GW_UNUSED(ac);
     c->hs_left = 0;
     c->hs_failed = 0;
     snprintf(dbs, sizeof(dbs), "%d", c->db);
@@ -557,136 +382,30 @@ static void on_connect(const redisAsyncContext *cac, int status)
 fail:
     c->hs_failed = 1;
     if (c->hs_left == 0)
-        conn_drop(c, "handshake failed");
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    GW_UNUSED(status);
-    conn_lost(ac->data, ac);
-}
-
-static void connect_addr(gw_cache_t *c, const char *ip)
-{
-    redisAsyncContext *ac = redisAsyncConnect(ip, c->port);
-
-    if (ac == NULL) {
-        gw_error("cache", "redis %s:%d: out of memory", c->host, c->port);
-        schedule_retry(c);
-        return;
-    }
-    if (ac->err) {
-        gw_warn("cache", "redis %s:%d: connect failed: %s", c->host, c->port, ac->errstr);
-        redisAsyncFree(ac);
-        schedule_retry(c);
-        return;
-    }
-    ac->data = c;
-    if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
-        /* The adapter sets its hooks before it can fail; without its event
-         * data they must not run, or cleanup would dereference NULL. */
-        memset(&ac->ev, 0, sizeof(ac->ev));
-        gw_error("cache", "redis %s:%d: cannot watch the socket", c->host, c->port);
-        redisAsyncFree(ac);
-        schedule_retry(c);
-        return;
-    }
-    ac->ev.addRead = ev_add_read;
-    ac->ev.delRead = ev_del_read;
-    ac->ev.addWrite = ev_add_write;
-    ac->ev.delWrite = ev_del_write;
-    c->ac = ac;
-    c->state = C_CONNECTING;
-    c->deadline_ms = uv_now(c->loop) + CONNECT_TIMEOUT_MS;
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    redisAsyncSetConnectCallback(ac, on_connect); /* starts watching for writability */
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    gw_cache_t *c = req->data;
-    char ip[64] = "";
-
-    free(req);
-    if (c == NULL) { /* stopped while resolving */
-        uv_freeaddrinfo(res);
-        return;
-    }
-    c->gai = NULL;
-    if (status == 0 && res != NULL) {
-        if (res->ai_family == AF_INET6)
-            uv_ip6_name((const struct sockaddr_in6 *)(const void *)res->ai_addr, ip, sizeof(ip));
-        else
-            uv_ip4_name((const struct sockaddr_in *)(const void *)res->ai_addr, ip, sizeof(ip));
-    }
-    uv_freeaddrinfo(res);
-    if (c->state != C_RESOLVING)
-        return;
-    if (ip[0] == '\0') {
-        gw_warn("cache", "redis %s: cannot resolve: %s", c->host,
-                status < 0 ? uv_strerror(status) : "no address");
-        schedule_retry(c);
-        return;
-    }
-    connect_addr(c, ip);
-}
-
-static void connect_start(gw_cache_t *c)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    struct addrinfo hints;
-    int rc;
-
-    c->state = C_RESOLVING;
-    if (uv_inet_pton(AF_INET, c->host, buf) == 0 || uv_inet_pton(AF_INET6, c->host, buf) == 0) {
-        connect_addr(c, c->host);
-        return;
-    }
-    c->gai = malloc(sizeof(*c->gai));
-    if (c->gai == NULL) {
-        schedule_retry(c);
-        return;
-    }
-    c->gai->data = c;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    rc = uv_getaddrinfo(c->loop, c->gai, on_resolved, c->host, NULL, &hints);
-    if (rc < 0) {
-        free(c->gai);
-        c->gai = NULL;
-        gw_warn("cache", "redis %s: cannot resolve: %s", c->host, uv_strerror(rc));
-        schedule_retry(c);
-    }
+        gw_redisconn_drop(c->conn, "handshake failed");
 }
 
 /* ---- commands ----------------------------------------------------------- */
 
 static void on_write_reply(redisAsyncContext *ac, void *r, void *priv);
 
-static int send_argv(gw_cache_t *c, redisCallbackFn *fn, void *priv, int argc, const char **argv,
-                     const size_t *lens)
+static int send_argv(gw_cache_t *c, gw_redisconn_reply_cb *fn, void *priv, int argc,
+                     const char **argv, const size_t *lens)
 {
-    if (redisAsyncCommandArgv(c->ac, fn, priv, argc, argv, lens) != REDIS_OK)
-        return GW_EIO;
-    if (c->pending++ == 0)
-        c->progress_ms = uv_now(c->loop);
-    return 0;
+    return gw_redisconn_send(c->conn, fn, priv, argc, argv, lens);
 }
 
 static void on_bump_reply(redisAsyncContext *ac, void *r, void *priv)
 {
-    gw_cache_t *c = ac->data;
+    gw_cache_t *c = gw_redisconn_ctx(ac);
     redisReply *reply = r;
 
     GW_UNUSED(priv);
-    count_reply(c);
+    gw_redisconn_replied(ac, reply);
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         c->need_bump = 1;
         c->st.errors++;
-        if (reply == NULL)
-            conn_lost(c, ac);
-        else
+        if (reply != NULL)
             gw_error("cache", "redis: cannot invalidate cached lists: %.200s", reply->str);
         return;
     }
@@ -704,7 +423,7 @@ static void send_bump(gw_cache_t *c)
     const char *argv[3] = {"SET", "imgw:gen", tok};
     size_t lens[3];
 
-    if (!c->need_bump || c->state != C_UP || c->ac == NULL)
+    if (!c->need_bump || !gw_redisconn_is_up(c->conn))
         return;
     make_token(c, tok, sizeof(tok));
     lens[0] = 3;
@@ -724,20 +443,19 @@ static void write_lost(gw_cache_t *c, int guarded)
 
 static void on_write_reply(redisAsyncContext *ac, void *r, void *priv)
 {
-    gw_cache_t *c = ac->data;
+    gw_cache_t *c = gw_redisconn_ctx(ac);
     redisReply *reply = r;
 
-    count_reply(c);
+    gw_redisconn_replied(ac, reply);
     if (reply == NULL) {
         write_lost(c, priv == &guarded_tag);
-        conn_lost(c, ac);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
         write_lost(c, priv == &guarded_tag);
         gw_warn("cache", "redis write failed: %.200s", reply->str);
-        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->ac == ac)
-            conn_drop(c, "scripts were flushed"); /* the handshake loads them again */
+        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && gw_redisconn_is_current(c->conn, ac))
+            gw_redisconn_drop(c->conn, "scripts were flushed"); /* the handshake loads them again */
         else
             send_bump(c);
         return;
@@ -770,47 +488,51 @@ static void send_guarded(gw_cache_t *c, int s, int argc, const char **argv, size
 int gw_cache_new(uv_loop_t *loop, const gw_config_t *cfg, gw_cache_t **out)
 {
     gw_cache_t *c = calloc(1, sizeof(*c));
+    gw_redisconn_opts_t o = {
+        .module = "cache",
+        .host = cfg->redis_host,
+        .port = cfg->redis_port,
+        .connect_timeout_ms = CONNECT_TIMEOUT_MS, /* covers the handshake too */
+        .command_timeout_ms = COMMAND_TIMEOUT_MS,
+        .on_connected = on_connected,
+    };
     uint64_t seed = 0;
+    int rc;
 
     *out = NULL;
     if (c == NULL)
         return GW_ENOMEM;
     c->loop = loop;
-    c->port = cfg->redis_port;
     c->db = cfg->redis_db;
     c->ttl_s = cfg->cache_ttl_s;
     c->recent = cfg->cache_recent;
     if (uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL) != 0)
         seed = gw_now_ms() ^ (uint64_t)(uintptr_t)c;
     c->rnd = seed ? seed : 0x9E3779B97F4A7C15ull;
-    uv_timer_init(loop, &c->retry);
-    uv_timer_init(loop, &c->watchdog);
-    c->retry.data = c;
-    c->watchdog.data = c;
     *out = c;
     if (cfg->redis_host == NULL || cfg->redis_host[0] == '\0') {
-        c->state = C_DISABLED;
         gw_info("cache", "redis_host is empty: the cache is disabled");
         return 0;
     }
-    if (strlen(cfg->redis_host) >= sizeof(c->host)) {
-        /* Config bounds do not cover this; refuse quietly rather than truncate. */
+    o.ctx = c;
+    rc = gw_redisconn_new(loop, &o, &c->conn);
+    if (rc == GW_EINVAL) {
+        /* Config bounds do not cover the host name's length; refuse rather than truncate. */
         gw_error("cache", "redis_host is too long: the cache is disabled");
-        c->state = C_DISABLED;
         return 0;
     }
-    snprintf(c->host, sizeof(c->host), "%s", cfg->redis_host);
-    /* The watchdog only checks deadlines; it should not keep the loop alive on its own. */
-    uv_timer_start(&c->watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
-    uv_unref((uv_handle_t *)&c->watchdog);
-    c->state = C_DOWN;
-    connect_start(c);
+    if (rc != 0) {
+        *out = NULL;
+        free(c);
+        return rc;
+    }
+    gw_redisconn_start(c->conn);
     return 0;
 }
 
 int gw_cache_is_up(const gw_cache_t *c)
 {
-    return c != NULL && c->state == C_UP;
+    return c != NULL && gw_redisconn_is_up(c->conn);
 }
 
 void gw_cache_on_message(gw_cache_t *c, const gw_cache_msg_t *m, const char *conv_key)
@@ -825,7 +547,7 @@ void gw_cache_on_message(gw_cache_t *c, const gw_cache_msg_t *m, const char *con
     size_t plen, elen_s = 0, elen_r = 0;
     int i = 2;
 
-    if (c == NULL || c->state == C_DISABLED || m == NULL)
+    if (c == NULL || c->conn == NULL || m == NULL)
         return;
     if (m->sender == NULL || m->recipient == NULL || conv_key == NULL) {
         gw_warn("cache", "on_message without sender, recipient or conversation");
@@ -906,7 +628,7 @@ void gw_cache_mark_read(gw_cache_t *c, const char *user, const char *peer)
     size_t lens[GW_ARRAY_SIZE(argv)];
     int i = 3;
 
-    if (c == NULL || c->state == C_DISABLED || peer == NULL)
+    if (c == NULL || c->conn == NULL || peer == NULL)
         return;
     if (!can_send(c)) {
         write_lost(c, 1);
@@ -944,7 +666,7 @@ void gw_cache_web_user(gw_cache_t *c, const char *user, int online)
     const char *argv[3] = {online ? "SADD" : "SREM", "imgw:web", user};
     size_t lens[3] = {4, 8, 0};
 
-    if (c == NULL || c->state == C_DISABLED || user == NULL)
+    if (c == NULL || c->conn == NULL || user == NULL)
         return;
     lens[2] = strlen(user);
     if (!can_send(c) || lens[2] >= KEY_MAX) {
@@ -1116,19 +838,17 @@ static void invalidate(gw_cache_t *c, const char *valid_key)
 
 static void on_get_reply(redisAsyncContext *ac, void *r, void *priv)
 {
-    gw_cache_t *c = ac->data;
+    gw_cache_t *c = gw_redisconn_ctx(ac);
     redisReply *reply = r;
     get_req_t *q = priv;
 
-    count_reply(c);
+    gw_redisconn_replied(ac, reply);
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         c->st.errors++;
-        if (reply == NULL) {
-            conn_lost(c, ac);
-        } else {
+        if (reply != NULL) {
             gw_warn("cache", "redis read failed: %.200s", reply->str);
-            if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->ac == ac)
-                conn_drop(c, "scripts were flushed");
+            if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && gw_redisconn_is_current(c->conn, ac))
+                gw_redisconn_drop(c->conn, "scripts were flushed");
         }
         q->cb(q->ud, GW_EIO, NULL, 0);
     } else if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_NIL) {
@@ -1163,7 +883,7 @@ void gw_cache_get_chats(gw_cache_t *c, const char *user, size_t limit, gw_cache_
     size_t lens[GW_ARRAY_SIZE(argv)];
     int i = 3, rc;
 
-    if (c == NULL || c->state == C_DISABLED) {
+    if (c == NULL || c->conn == NULL) {
         cb(ud, GW_ENOTFOUND, NULL, 0);
         return;
     }
@@ -1224,7 +944,7 @@ void gw_cache_put_chats(gw_cache_t *c, const char *user, const gw_chat_t *chats,
     char ttl[16], tok[64], mark[MARK_MAX];
     int has_mark;
 
-    if (c == NULL || c->state == C_DISABLED)
+    if (c == NULL || c->conn == NULL)
         return;
     if (n > PUT_MAX) {
         gw_info("cache", "chat list of %zu entries not cached (limit %d)", n, PUT_MAX);
@@ -1321,26 +1041,15 @@ void gw_cache_get_stats(const gw_cache_t *c, gw_cache_stats_t *st)
 
 void gw_cache_stop(gw_cache_t *c)
 {
-    redisAsyncContext *ac;
-
-    if (c == NULL || c->state == C_STOPPED)
-        return;
-    c->state = C_STOPPED;
-    if (c->gai != NULL) {
-        /* The request frees itself in its callback, which may still run. */
-        c->gai->data = NULL;
-        uv_cancel((uv_req_t *)c->gai);
-        c->gai = NULL;
-    }
-    uv_close((uv_handle_t *)&c->retry, NULL);
-    uv_close((uv_handle_t *)&c->watchdog, NULL);
-    ac = c->ac;
-    c->ac = NULL;
-    if (ac != NULL)
-        redisAsyncFree(ac); /* outstanding reads are answered GW_EIO now */
+    /* Outstanding reads are answered GW_EIO now. */
+    if (c != NULL)
+        gw_redisconn_stop(c->conn);
 }
 
 void gw_cache_free(gw_cache_t *c)
 {
+    if (c == NULL)
+        return;
+    gw_redisconn_free(c->conn);
     free(c);
 }

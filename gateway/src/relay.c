@@ -7,7 +7,7 @@
  * Two connections. A connection that has sent SUBSCRIBE can only take pub/sub
  * commands, so the directory writes and the forwards go over a command
  * connection and our channel is read on a subscriber connection. Each one
- * reconnects on its own with capped exponential backoff and full jitter.
+ * reconnects on its own (redisconn.c).
  * Whenever either comes (back) up, every user with a session here is
  * registered again: Redis may have restarted empty, and a forward may have
  * removed us from a set while our subscription was down (see below).
@@ -31,30 +31,23 @@
  * sees it: the size, the header, the user id (gw_user_id_ok), and that the
  * frame is a UTF-8 JSON msg frame whose "to" is that user's JID.
  *
- * The libuv hooks. hiredis 0.14.1's adapters/libuv.h ignores a poll error
- * status (libuv stops the handle and reports POLLERR that way), so a refused
- * connect or a reset socket would hang the context forever; it also leaks its
- * event data when uv_poll_init fails. This file has its own small adapter
- * instead (rpoll_*), whose poll callback lets hiredis look at the socket on
- * error. A watchdog bounds connect, handshake and command time (0.14.1 has no
- * async timeouts), and host names are resolved with uv_getaddrinfo, because
- * hiredis would call getaddrinfo() on the loop thread.
+ * The connections themselves (resolution, connect, timeouts, backoff) are
+ * redisconn.c's; this file sends each one's handshake when it comes up.
  */
 #include "relay.h"
 #include "gw.h"
 #include "log.h"
 #include "proto.h"
+#include "redisconn.h"
 #include "text.h"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #define WHERE_TTL_S        120         /* imgw:where:{user} lives this long without a refresh */
 #define REFRESH_MS         60000       /* every local user's entry is refreshed this often */
@@ -69,12 +62,7 @@
 #define KEY_MAX            96
 #define CONNECT_TIMEOUT_MS 3000
 #define COMMAND_TIMEOUT_MS 5000
-#define WATCHDOG_MS        500
-#define RETRY_MIN_MS       100
-#define RETRY_MAX_MS       10000
 #define WARN_EVERY_MS      10000 /* drop warnings a peer can trigger in a loop are rate-limited */
-
-typedef enum { C_DOWN, C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_UP, C_STOPPED } cstate_t;
 
 /*
  * The forward script. KEYS[1] = imgw:where:{user}; ARGV[1] = our node id,
@@ -220,16 +208,9 @@ static void uset_free(uset_t *s)
 
 typedef struct rconn {
     gw_relay_t *r;
+    gw_redisconn_t *rc;
     const char *name; /* "command" or "subscriber", for logs */
     int is_sub;
-    cstate_t state;
-    redisAsyncContext *ac;
-    uv_getaddrinfo_t *gai;
-    uv_timer_t retry;
-    unsigned attempt;
-    uint64_t deadline_ms; /* connect/handshake deadline (uv_now) */
-    uint64_t progress_ms; /* last reply, or when the first outstanding command went out */
-    size_t pending;       /* commands sent and not yet answered */
     int hs_left, hs_failed;
 } rconn_t;
 
@@ -238,13 +219,12 @@ struct gw_relay {
     gw_relay_deliver_cb cb;
     void *ud;
     int enabled, stopped;
-    char host[256];
-    int port, db, node;
+    int db, node;
     char node_s[8], db_s[8];
     char channel[32];
 
     rconn_t cmd, sub;
-    uv_timer_t watchdog, refresh, sweep;
+    uv_timer_t refresh, sweep;
     char sha[41];
 
     uset_t users;
@@ -252,26 +232,11 @@ struct gw_relay {
     size_t cursor; /* next bucket of the sweep */
 
     size_t inflight; /* bytes of envelopes sent and not yet answered */
-    uint64_t rnd;
     uint64_t warned_ms;
     gw_relay_stats_t st;
 };
 
-static void connect_start(rconn_t *c);
-static void schedule_retry(rconn_t *c);
 static void sweep_start(gw_relay_t *r);
-
-static uint64_t next_rand(gw_relay_t *r)
-{
-    /* xorshift64: jitter only, nothing secret. */
-    uint64_t x = r->rnd;
-
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    r->rnd = x;
-    return x;
-}
 
 /* Counts an error; logs it unless one was logged in the last WARN_EVERY_MS. */
 static void drop(gw_relay_t *r, const char *why)
@@ -292,199 +257,25 @@ static int where_key(char *buf, size_t len, const char *user)
     return n < 0 || (size_t)n >= len ? GW_ERANGE : 0;
 }
 
-/* ---- libuv hooks for hiredis (see the top of the file) ------------------ */
-
-typedef struct rpoll {
-    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
-    uv_poll_t h;
-    int events;
-} rpoll_t;
-
-static void rpoll_cb(uv_poll_t *h, int status, int events)
-{
-    rpoll_t *p = h->data;
-
-    /* On POLLERR libuv stops the handle and passes an error status. Let
-     * hiredis read the socket: it finds the error (SO_ERROR while
-     * connecting, a failed read once connected) and tears down cleanly. */
-    if (status < 0)
-        events = UV_READABLE | UV_WRITABLE;
-    if (p->ac != NULL && (events & UV_READABLE))
-        redisAsyncHandleRead(p->ac);
-    if (p->ac != NULL && (events & UV_WRITABLE))
-        redisAsyncHandleWrite(p->ac);
-    if (status < 0 && p->ac != NULL && p->events)
-        uv_poll_start(&p->h, p->events, rpoll_cb);
-}
-
-static void rpoll_update(rpoll_t *p, int add, int mask)
-{
-    if (add)
-        p->events |= mask;
-    else
-        p->events &= ~mask;
-    if (p->events)
-        uv_poll_start(&p->h, p->events, rpoll_cb);
-    else
-        uv_poll_stop(&p->h);
-}
-
-static void rpoll_add_read(void *p)
-{
-    rpoll_update(p, 1, UV_READABLE);
-}
-static void rpoll_del_read(void *p)
-{
-    rpoll_update(p, 0, UV_READABLE);
-}
-static void rpoll_add_write(void *p)
-{
-    rpoll_update(p, 1, UV_WRITABLE);
-}
-static void rpoll_del_write(void *p)
-{
-    rpoll_update(p, 0, UV_WRITABLE);
-}
-
-static void rpoll_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void rpoll_cleanup(void *priv)
-{
-    rpoll_t *p = priv;
-
-    p->ac = NULL;
-    uv_close((uv_handle_t *)&p->h, rpoll_closed);
-}
-
-static int rpoll_attach(redisAsyncContext *ac, uv_loop_t *loop)
-{
-    rpoll_t *p = calloc(1, sizeof(*p));
-
-    if (p == NULL)
-        return GW_ENOMEM;
-    if (uv_poll_init(loop, &p->h, ac->c.fd) != 0) {
-        free(p);
-        return GW_EIO;
-    }
-    p->h.data = p;
-    p->ac = ac;
-    ac->ev.data = p;
-    ac->ev.addRead = rpoll_add_read;
-    ac->ev.delRead = rpoll_del_read;
-    ac->ev.addWrite = rpoll_add_write;
-    ac->ev.delWrite = rpoll_del_write;
-    ac->ev.cleanup = rpoll_cleanup;
-    return 0;
-}
-
 /* ---- connection state --------------------------------------------------- */
 
 static int cmd_ready(const gw_relay_t *r)
 {
-    return r->cmd.state == C_UP && r->cmd.ac != NULL;
+    return gw_redisconn_is_up(r->cmd.rc);
 }
 
-static void count_reply(rconn_t *c)
-{
-    if (c->pending > 0)
-        c->pending--;
-    c->progress_ms = uv_now(c->r->loop);
-}
-
-static int send_argv(rconn_t *c, redisCallbackFn *fn, void *priv, int argc, const char **argv,
+static int send_argv(rconn_t *c, gw_redisconn_reply_cb *fn, void *priv, int argc, const char **argv,
                      const size_t *lens)
 {
-    if (redisAsyncCommandArgv(c->ac, fn, priv, argc, argv, lens) != REDIS_OK)
-        return GW_EIO;
-    if (c->pending++ == 0)
-        c->progress_ms = uv_now(c->r->loop);
-    return 0;
-}
-
-/*
- * The context died under us (hiredis frees it after its callbacks). Called
- * from the disconnect callback and from any reply callback that gets NULL,
- * whichever comes first; later calls for the same context do nothing.
- */
-static void conn_lost(rconn_t *c, const redisAsyncContext *ac)
-{
-    if (c->ac != ac || ac == NULL)
-        return;
-    c->ac = NULL;
-    if (c->state == C_STOPPED)
-        return;
-    gw_warn("relay", "redis %s:%d (%s): connection lost: %s", c->r->host, c->r->port, c->name,
-            ac->errstr[0] ? ac->errstr : "closed");
-    schedule_retry(c);
-}
-
-/* We give up on the current context ourselves (timeout, bad handshake). */
-static void conn_drop(rconn_t *c, const char *why)
-{
-    redisAsyncContext *ac = c->ac;
-
-    if (ac == NULL)
-        return;
-    gw_warn("relay", "redis %s:%d (%s): %s; reconnecting", c->r->host, c->r->port, c->name, why);
-    c->ac = NULL;
-    schedule_retry(c);
-    /* Runs the outstanding callbacks with NULL now, or when the current one returns. */
-    redisAsyncFree(ac);
-}
-
-static void on_retry(uv_timer_t *t)
-{
-    rconn_t *c = t->data;
-
-    if (c->state == C_DOWN)
-        connect_start(c);
-}
-
-static void schedule_retry(rconn_t *c)
-{
-    uint64_t delay;
-    unsigned shift = c->attempt < 16 ? c->attempt : 16;
-
-    if (c->state == C_STOPPED)
-        return;
-    c->state = C_DOWN;
-    delay = (uint64_t)RETRY_MIN_MS << shift;
-    if (delay > RETRY_MAX_MS)
-        delay = RETRY_MAX_MS;
-    /* Full jitter on the upper half: gateways restarted together do not reconnect in step. */
-    delay = delay / 2 + next_rand(c->r) % (delay / 2 + 1);
-    c->attempt++;
-    uv_timer_start(&c->retry, on_retry, delay, 0);
-}
-
-static void watch(rconn_t *c, uint64_t now)
-{
-    if ((c->state == C_RESOLVING || c->state == C_CONNECTING || c->state == C_HANDSHAKE) &&
-        c->ac != NULL && now > c->deadline_ms)
-        conn_drop(c, "connect timed out");
-    else if (c->state == C_UP && c->pending > 0 && now - c->progress_ms > COMMAND_TIMEOUT_MS)
-        conn_drop(c, "no reply in time");
-}
-
-static void on_watchdog(uv_timer_t *t)
-{
-    gw_relay_t *r = t->data;
-    uint64_t now = uv_now(r->loop);
-
-    watch(&r->cmd, now);
-    watch(&r->sub, now);
+    return gw_redisconn_send(c->rc, fn, priv, argc, argv, lens);
 }
 
 static void conn_up(rconn_t *c)
 {
     gw_relay_t *r = c->r;
 
-    c->state = C_UP;
-    c->attempt = 0;
-    gw_info("relay", "redis %s:%d (%s): up%s%s", r->host, r->port, c->name,
+    gw_redisconn_up(c->rc);
+    gw_info("relay", "redis %s: up%s%s", gw_redisconn_label(c->rc),
             c->is_sub ? ", subscribed to " : "", c->is_sub ? r->channel : "");
     /* Register everyone again: Redis may be new, or a forward may have dropped us. */
     if (cmd_ready(r))
@@ -497,25 +288,20 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv);
 
 static void on_hs_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-    rconn_t *c = ac->data;
+    rconn_t *c = gw_redisconn_ctx(ac);
     gw_relay_t *r = c->r;
     redisReply *rep = reply;
     int is_script = priv != NULL;
 
-    count_reply(c);
-    if (rep == NULL) {
-        conn_lost(c, ac);
-        return;
-    }
-    if (c->ac != ac || c->state != C_HANDSHAKE)
+    if (!gw_redisconn_replied(ac, rep) || !gw_redisconn_in_handshake(c->rc))
         return;
     if (rep->type == REDIS_REPLY_ERROR) {
-        gw_error("relay", "redis %s:%d: %s failed: %.200s", r->host, r->port,
+        gw_error("relay", "redis %s: %s failed: %.200s", gw_redisconn_label(c->rc),
                  is_script ? "SCRIPT LOAD" : "SELECT", rep->str);
         c->hs_failed = 1;
     } else if (is_script) {
         if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
-            gw_error("relay", "redis %s:%d: unexpected SCRIPT LOAD reply", r->host, r->port);
+            gw_error("relay", "redis %s: unexpected SCRIPT LOAD reply", gw_redisconn_label(c->rc));
             c->hs_failed = 1;
         } else {
             memcpy(r->sha, rep->str, 40);
@@ -525,7 +311,7 @@ static void on_hs_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (--c->hs_left > 0)
         return;
     if (c->hs_failed)
-        conn_drop(c, "handshake failed");
+        gw_redisconn_drop(c->rc, "handshake failed");
     else
         conn_up(c);
 }
@@ -554,7 +340,7 @@ static int cmd_handshake(rconn_t *c)
     return 0;
 }
 
-static int sub_handshake(rconn_t *c)
+static int sub_handshake(rconn_t *c, redisAsyncContext *ac)
 {
     gw_relay_t *r = c->r;
     const char *argv[2] = {"SUBSCRIBE", r->channel};
@@ -563,128 +349,19 @@ static int sub_handshake(rconn_t *c)
     /* Pub/sub is not per database: no SELECT. The confirmation and every
      * message on the channel come to on_message; hiredis keeps the callback
      * until the context is freed and then calls it once with NULL. */
-    if (redisAsyncCommandArgv(c->ac, on_message, r, 2, argv, lens) != REDIS_OK)
+    if (redisAsyncCommandArgv(ac, on_message, r, 2, argv, lens) != REDIS_OK)
         return GW_EIO;
     return 0;
 }
 
-static void on_connect(const redisAsyncContext *cac, int status)
+/* The socket is up: SELECT and SCRIPT LOAD, or SUBSCRIBE. */
+static void on_connected(void *ctx, redisAsyncContext *ac)
 {
-    rconn_t *c = cac->data;
+    rconn_t *c = ctx;
 
-    if (c->ac != cac)
-        return;
-    if (status != REDIS_OK) {
-        /* hiredis frees the context when we return. */
-        gw_warn("relay", "redis %s:%d (%s): connect failed: %s", c->r->host, c->r->port, c->name,
-                cac->errstr[0] ? cac->errstr : "?");
-        c->ac = NULL;
-        schedule_retry(c);
-        return;
-    }
-    redisEnableKeepAlive(&c->ac->c);
-    c->state = C_HANDSHAKE;
-    c->deadline_ms = uv_now(c->r->loop) + CONNECT_TIMEOUT_MS;
-    if ((c->is_sub ? sub_handshake(c) : cmd_handshake(c)) != 0) {
+    if ((c->is_sub ? sub_handshake(c, ac) : cmd_handshake(c)) != 0) {
         /* Replies to what did go out arrive as NULL when the context is freed. */
-        conn_drop(c, "handshake failed");
-    }
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    GW_UNUSED(status);
-    conn_lost(ac->data, ac);
-}
-
-static void connect_addr(rconn_t *c, const char *ip)
-{
-    gw_relay_t *r = c->r;
-    redisAsyncContext *ac = redisAsyncConnect(ip, r->port);
-
-    if (ac == NULL) {
-        gw_error("relay", "redis %s:%d: out of memory", r->host, r->port);
-        schedule_retry(c);
-        return;
-    }
-    if (ac->err) {
-        gw_warn("relay", "redis %s:%d (%s): connect failed: %s", r->host, r->port, c->name,
-                ac->errstr);
-        redisAsyncFree(ac);
-        schedule_retry(c);
-        return;
-    }
-    ac->data = c;
-    if (rpoll_attach(ac, r->loop) != 0) {
-        gw_error("relay", "redis %s:%d: cannot watch the socket", r->host, r->port);
-        redisAsyncFree(ac);
-        schedule_retry(c);
-        return;
-    }
-    c->ac = ac;
-    c->state = C_CONNECTING;
-    c->deadline_ms = uv_now(r->loop) + CONNECT_TIMEOUT_MS;
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    redisAsyncSetConnectCallback(ac, on_connect); /* starts watching for writability */
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    rconn_t *c = req->data;
-    char ip[64] = "";
-
-    free(req);
-    if (c == NULL) { /* stopped while resolving */
-        uv_freeaddrinfo(res);
-        return;
-    }
-    c->gai = NULL;
-    if (status == 0 && res != NULL) {
-        if (res->ai_family == AF_INET6)
-            uv_ip6_name((const struct sockaddr_in6 *)(const void *)res->ai_addr, ip, sizeof(ip));
-        else
-            uv_ip4_name((const struct sockaddr_in *)(const void *)res->ai_addr, ip, sizeof(ip));
-    }
-    uv_freeaddrinfo(res);
-    if (c->state != C_RESOLVING)
-        return;
-    if (ip[0] == '\0') {
-        gw_warn("relay", "redis %s: cannot resolve: %s", c->r->host,
-                status < 0 ? uv_strerror(status) : "no address");
-        schedule_retry(c);
-        return;
-    }
-    connect_addr(c, ip);
-}
-
-static void connect_start(rconn_t *c)
-{
-    gw_relay_t *r = c->r;
-    unsigned char buf[sizeof(struct in6_addr)];
-    struct addrinfo hints;
-    int rc;
-
-    c->state = C_RESOLVING;
-    c->pending = 0;
-    if (uv_inet_pton(AF_INET, r->host, buf) == 0 || uv_inet_pton(AF_INET6, r->host, buf) == 0) {
-        connect_addr(c, r->host);
-        return;
-    }
-    c->gai = malloc(sizeof(*c->gai));
-    if (c->gai == NULL) {
-        schedule_retry(c);
-        return;
-    }
-    c->gai->data = c;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    rc = uv_getaddrinfo(r->loop, c->gai, on_resolved, r->host, NULL, &hints);
-    if (rc < 0) {
-        free(c->gai);
-        c->gai = NULL;
-        gw_warn("relay", "redis %s: cannot resolve: %s", r->host, uv_strerror(rc));
-        schedule_retry(c);
+        gw_redisconn_drop(c->rc, "handshake failed");
     }
 }
 
@@ -692,14 +369,13 @@ static void connect_start(rconn_t *c)
 
 static void on_write_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-    rconn_t *c = ac->data;
+    rconn_t *c = gw_redisconn_ctx(ac);
     redisReply *rep = reply;
 
     GW_UNUSED(priv);
-    count_reply(c);
+    gw_redisconn_replied(ac, rep);
     if (rep == NULL) {
         c->r->st.errors++;
-        conn_lost(c, ac);
     } else if (rep->type == REDIS_REPLY_ERROR) {
         drop(c->r, "directory write failed");
     }
@@ -749,7 +425,7 @@ static void on_sweep(uv_timer_t *t)
         return;
     }
     while (r->cursor < r->users.nb && sent < SWEEP_BATCH &&
-           r->cmd.pending + 2 <= SWEEP_PENDING_MAX) {
+           gw_redisconn_pending(r->cmd.rc) + 2 <= SWEEP_PENDING_MAX) {
         for (unode_t *e = r->users.b[r->cursor]; e != NULL; e = e->next) {
             if (send_where(r, e->id, 1) != 0) {
                 drop(r, "directory refresh not sent");
@@ -791,16 +467,15 @@ static void on_refresh(uv_timer_t *t)
 
 static void on_forward_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-    rconn_t *c = ac->data;
+    rconn_t *c = gw_redisconn_ctx(ac);
     gw_relay_t *r = c->r;
     redisReply *rep = reply;
     size_t len = (size_t)(uintptr_t)priv;
 
-    count_reply(c);
+    gw_redisconn_replied(ac, rep);
     r->inflight = r->inflight >= len ? r->inflight - len : 0;
     if (rep == NULL) {
         r->st.errors++;
-        conn_lost(c, ac);
         return;
     }
     if (rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0) {
@@ -809,8 +484,8 @@ static void on_forward_reply(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (rep->type == REDIS_REPLY_ERROR) {
         drop(r, "forward failed in Redis");
-        if (strncmp(rep->str, "NOSCRIPT", 8) == 0 && c->ac == ac)
-            conn_drop(c, "scripts were flushed"); /* the handshake loads it again */
+        if (strncmp(rep->str, "NOSCRIPT", 8) == 0 && gw_redisconn_is_current(c->rc, ac))
+            gw_redisconn_drop(c->rc, "scripts were flushed"); /* the handshake loads it again */
         return;
     }
     drop(r, "unexpected reply to a forward");
@@ -877,7 +552,8 @@ static int frame_ok(const char *frame, size_t len, const char *user)
 /* Another gateway forwarded to us a user we no longer hold: leave their set. */
 static void forget_here(gw_relay_t *r, const char *user)
 {
-    if (cmd_ready(r) && r->cmd.pending < PENDING_MAX && send_where(r, user, 0) != 0)
+    if (cmd_ready(r) && gw_redisconn_pending(r->cmd.rc) < PENDING_MAX &&
+        send_where(r, user, 0) != 0)
         r->st.errors++;
 }
 
@@ -927,15 +603,15 @@ static void deliver(gw_relay_t *r, const char *env, size_t len)
 
 static void on_message(redisAsyncContext *ac, void *reply, void *priv)
 {
-    rconn_t *c = ac->data;
+    rconn_t *c = gw_redisconn_ctx(ac);
     gw_relay_t *r = priv;
     redisReply *rep = reply, *kind, *chan;
 
     if (rep == NULL) {
-        conn_lost(c, ac);
+        gw_redisconn_lost(ac);
         return;
     }
-    if (c->ac != ac)
+    if (!gw_redisconn_is_current(c->rc, ac))
         return;
     /* hiredis has checked that this is an array of at least two strings. */
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
@@ -945,7 +621,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
     if (chan->len != strlen(r->channel) || memcmp(chan->str, r->channel, chan->len) != 0)
         return;
     if (kind->len == 9 && memcmp(kind->str, "subscribe", 9) == 0) {
-        if (c->state == C_HANDSHAKE)
+        if (gw_redisconn_in_handshake(c->rc))
             conn_up(c);
         return;
     }
@@ -960,21 +636,33 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
 
 /* ---- public API ----------------------------------------------------------- */
 
-static void conn_init(gw_relay_t *r, rconn_t *c, const char *name, int is_sub)
+/* GW_EINVAL when the host name is too long, or GW_ENOMEM. */
+static int conn_init(gw_relay_t *r, const gw_config_t *cfg, rconn_t *c, const char *name,
+                     int is_sub)
 {
+    gw_redisconn_opts_t o = {
+        .module = "relay",
+        .name = name,
+        .host = cfg->redis_host,
+        .port = cfg->redis_port,
+        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+        .handshake_timeout_ms = CONNECT_TIMEOUT_MS,
+        .command_timeout_ms = COMMAND_TIMEOUT_MS,
+        .on_connected = on_connected,
+        .ctx = c,
+    };
+
     c->r = r;
     c->name = name;
     c->is_sub = is_sub;
-    c->state = C_DOWN;
-    uv_timer_init(r->loop, &c->retry);
-    c->retry.data = c;
+    return gw_redisconn_new(r->loop, &o, &c->rc);
 }
 
 int gw_relay_new(uv_loop_t *loop, const gw_config_t *cfg, gw_relay_deliver_cb cb, void *ud,
                  gw_relay_t **out)
 {
     gw_relay_t *r = calloc(1, sizeof(*r));
-    uint64_t seed = 0;
+    int rc;
 
     *out = NULL;
     if (r == NULL)
@@ -987,34 +675,35 @@ int gw_relay_new(uv_loop_t *loop, const gw_config_t *cfg, gw_relay_deliver_cb cb
         gw_info("relay", "redis_host is empty: no routing between gateways");
         return 0;
     }
-    if (strlen(cfg->redis_host) >= sizeof(r->host)) {
-        gw_error("relay", "redis_host is too long: no routing between gateways");
-        return 0;
-    }
-    snprintf(r->host, sizeof(r->host), "%s", cfg->redis_host);
-    r->port = cfg->redis_port;
     r->db = cfg->redis_db;
     r->node = cfg->node_id;
     snprintf(r->node_s, sizeof(r->node_s), "%d", r->node);
     snprintf(r->db_s, sizeof(r->db_s), "%d", r->db);
     snprintf(r->channel, sizeof(r->channel), "imgw:node:%d", r->node);
-    if (uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL) != 0)
-        seed = gw_now_ms() ^ (uint64_t)(uintptr_t)r;
-    r->rnd = seed ? seed : 0x9E3779B97F4A7C15ull;
+    rc = conn_init(r, cfg, &r->cmd, "command", 0);
+    if (rc == 0)
+        rc = conn_init(r, cfg, &r->sub, "subscriber", 1);
+    if (rc == GW_EINVAL) {
+        gw_error("relay", "redis_host is too long: no routing between gateways");
+        gw_redisconn_free(r->cmd.rc);
+        r->cmd.rc = NULL;
+        return 0;
+    }
+    if (rc != 0) {
+        gw_redisconn_free(r->cmd.rc);
+        free(r);
+        *out = NULL;
+        return rc;
+    }
     r->enabled = 1;
-    conn_init(r, &r->cmd, "command", 0);
-    conn_init(r, &r->sub, "subscriber", 1);
-    uv_timer_init(loop, &r->watchdog);
     uv_timer_init(loop, &r->refresh);
     uv_timer_init(loop, &r->sweep);
-    r->watchdog.data = r->refresh.data = r->sweep.data = r;
-    /* The periodic timers only check and refresh; they should not keep the loop alive. */
-    uv_timer_start(&r->watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
-    uv_unref((uv_handle_t *)&r->watchdog);
+    r->refresh.data = r->sweep.data = r;
+    /* The refresh timer should not keep the loop alive on its own. */
     uv_timer_start(&r->refresh, on_refresh, REFRESH_MS, REFRESH_MS);
     uv_unref((uv_handle_t *)&r->refresh);
-    connect_start(&r->cmd);
-    connect_start(&r->sub);
+    gw_redisconn_start(r->cmd.rc);
+    gw_redisconn_start(r->sub.rc);
     return 0;
 }
 
@@ -1036,7 +725,7 @@ void gw_relay_user_here(gw_relay_t *r, const char *user, int here)
         uset_del(&r->users, user);
     }
     /* Down or busy: the sweep after reconnecting, or the next refresh, catches up. */
-    if (!cmd_ready(r) || r->cmd.pending + 2 > PENDING_MAX) {
+    if (!cmd_ready(r) || gw_redisconn_pending(r->cmd.rc) + 2 > PENDING_MAX) {
         drop(r, "directory update not sent: Redis is down or busy");
         return;
     }
@@ -1063,7 +752,7 @@ void gw_relay_forward(gw_relay_t *r, const char *user, const char *frame, size_t
         drop(r, "not forwarded: Redis is down");
         return;
     }
-    if (r->cmd.pending >= PENDING_MAX || r->inflight + len > INFLIGHT_MAX) {
+    if (gw_redisconn_pending(r->cmd.rc) >= PENDING_MAX || r->inflight + len > INFLIGHT_MAX) {
         drop(r, "not forwarded: too many forwards outstanding");
         return;
     }
@@ -1111,33 +800,16 @@ void gw_relay_get_stats(const gw_relay_t *r, gw_relay_stats_t *st)
     *st = r->st;
 }
 
-static void conn_stop(rconn_t *c)
-{
-    redisAsyncContext *ac = c->ac;
-
-    c->state = C_STOPPED;
-    if (c->gai != NULL) {
-        /* The request frees itself in its callback, which may still run. */
-        c->gai->data = NULL;
-        uv_cancel((uv_req_t *)c->gai);
-        c->gai = NULL;
-    }
-    uv_close((uv_handle_t *)&c->retry, NULL);
-    c->ac = NULL;
-    if (ac != NULL)
-        redisAsyncFree(ac); /* outstanding callbacks run now with NULL */
-}
-
 void gw_relay_stop(gw_relay_t *r)
 {
     if (r == NULL || !r->enabled || r->stopped)
         return;
     r->stopped = 1;
-    uv_close((uv_handle_t *)&r->watchdog, NULL);
     uv_close((uv_handle_t *)&r->refresh, NULL);
     uv_close((uv_handle_t *)&r->sweep, NULL);
-    conn_stop(&r->cmd);
-    conn_stop(&r->sub);
+    /* Outstanding callbacks run now with NULL. */
+    gw_redisconn_stop(r->cmd.rc);
+    gw_redisconn_stop(r->sub.rc);
 }
 
 void gw_relay_free(gw_relay_t *r)
@@ -1145,5 +817,7 @@ void gw_relay_free(gw_relay_t *r)
     if (r == NULL)
         return;
     uset_free(&r->users);
+    gw_redisconn_free(r->cmd.rc);
+    gw_redisconn_free(r->sub.rc);
     free(r);
 }
