@@ -5,7 +5,8 @@
  * time. Writes are fire-and-forget (errors are logged and counted); reads say
  * whether they hit, missed or failed, and the router falls back to
  * PostgreSQL on a miss or failure and writes the answer back with
- * gw_cache_put_chats(). Only cache.c includes hiredis.
+ * gw_cache_put_chats(). The connection itself (resolve, connect, reconnect,
+ * watchdog) is redisconn.c's; only redisconn.c, cache.c and relay.c include hiredis.
  *
  * Key schema (documented in docs/redis.md; prefix "imgw:"):
  *   imgw:chats:{user}   HASH  peer -> JSON {peer,last_id,last_ts,last_sender,kind,preview}

@@ -6,8 +6,9 @@
  * message can reach a gateway that holds none of the recipient's browsers.
  * The relay keeps a shared directory (user -> node ids of the gateways that
  * hold a session of the user) and forwards such messages to those gateways
- * over Redis pub/sub, where they are pushed like local ones. Only relay.c
- * includes hiredis besides cache.c.
+ * over Redis pub/sub, where they are pushed like local ones. Its two
+ * connections are redisconn.c's; hiredis is included only by redisconn.c,
+ * cache.c and relay.c.
  *
  * Keys and channels (prefix "imgw:"):
  *   imgw:where:{user}   SET of node ids with a session of user; refreshed
