@@ -67,12 +67,7 @@ static hctx_t *ctx_new(gw_history_t *h, gw_session_t *s)
 
 static gw_session_t *ctx_session(const hctx_t *c)
 {
-    gw_user_t *u = gw_registry_find(c->h->env.reg, c->user);
-
-    for (gw_session_t *s = u ? u->sessions : NULL; s; s = s->next)
-        if (s->id == c->session_id && !s->closing)
-            return s;
-    return NULL;
+    return gw_registry_find_session(c->h->env.reg, c->user, c->session_id);
 }
 
 static void send_frame(gw_session_t *s, gw_sbuf_t *b)

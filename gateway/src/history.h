@@ -2,14 +2,13 @@
  * history.h - the browser's history operations: scroll-back pages, the chat
  * list with unread counts, mark-read across tabs, and recovery of what a
  * reconnecting session missed. Reads PostgreSQL (store.c) and the Redis cache
- * (cache.c); answers through the front. Every query is scoped to the asking
+ * (cache.c); answers through each session's transport. Every query is scoped to the asking
  * session's own user, so nobody can read another user's conversations.
  */
 #ifndef GW_HISTORY_H
 #define GW_HISTORY_H
 
 #include "cache.h"
-#include "front.h"
 #include "proto.h"
 #include "session.h"
 #include "store.h"
@@ -22,7 +21,6 @@ typedef struct gw_history gw_history_t;
 typedef struct gw_history_env {
     gw_store_t *store;
     gw_cache_t *cache;
-    gw_front_t *front;
     gw_registry_t *reg;
     const char *users_domain;
 } gw_history_env_t;

@@ -344,16 +344,6 @@ typedef struct pending_send {
     char body[];
 } pending_send_t;
 
-static gw_session_t *find_session(gw_router_t *r, const char *user, uint64_t id)
-{
-    gw_user_t *u = gw_registry_find(r->reg, user);
-
-    for (gw_session_t *s = u ? u->sessions : NULL; s; s = s->next)
-        if (s->id == id && !s->closing)
-            return s;
-    return NULL;
-}
-
 /* Shows the sender's other tabs what one tab sent. */
 static void echo_to_tabs(gw_session_t *sender, const gw_msg_t *m)
 {
@@ -381,7 +371,7 @@ static void echo_to_tabs(gw_session_t *sender, const gw_msg_t *m)
 static void complete_send(pending_send_t *p, int status)
 {
     gw_router_t *r = p->r;
-    gw_session_t *s = find_session(r, p->user, p->session_id);
+    gw_session_t *s = gw_registry_find_session(r->reg, p->user, p->session_id);
     gw_cid_entry_t *e = gw_cidmap_get(r->cids, p->user, p->cid);
     char from[JID_MAX], idtext[24];
     gw_msg_t m;
@@ -796,7 +786,7 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
     if ((rc = gw_front_new(loop, cfg, &fcbs, r, &r->front)) != 0)
         goto fail;
     {
-        gw_history_env_t env = {r->store, r->cache, r->front, r->reg, r->users_domain};
+        gw_history_env_t env = {r->store, r->cache, r->reg, r->users_domain};
         if ((rc = gw_history_new(&env, &r->history)) != 0)
             goto fail;
     }

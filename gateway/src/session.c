@@ -73,6 +73,16 @@ gw_user_t *gw_registry_find(const gw_registry_t *r, const char *user_id)
     return u;
 }
 
+gw_session_t *gw_registry_find_session(const gw_registry_t *r, const char *user_id, uint64_t id)
+{
+    gw_user_t *u = gw_registry_find(r, user_id);
+
+    for (gw_session_t *s = u ? u->sessions : NULL; s; s = s->next)
+        if (s->id == id && !s->closing)
+            return s;
+    return NULL;
+}
+
 int gw_registry_attach(gw_registry_t *r, gw_session_t *s, const char *user_id,
                        unsigned max_per_user)
 {

@@ -108,6 +108,12 @@ int gw_registry_detach(gw_registry_t *r, gw_session_t *s);
 /* The user's entry, or NULL when the user has no session here. */
 gw_user_t *gw_registry_find(const gw_registry_t *r, const char *user_id);
 
+/*
+ * The session with id of user_id that is not closing, or NULL. For answers
+ * that arrive after a wait (database, registration): the session may be gone.
+ */
+gw_session_t *gw_registry_find_session(const gw_registry_t *r, const char *user_id, uint64_t id);
+
 size_t gw_registry_user_count(const gw_registry_t *r);
 
 /* Calls fn(ud, user) for every user with a session here. fn must not attach or detach. */
