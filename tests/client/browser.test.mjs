@@ -22,10 +22,9 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
-import WebSocket from 'ws';
 
-import { ImgwClient } from '../../clients/web/imgw.js';
 import { GATEWAY_BIN, gatewayBuilt, startImgw } from '../lib/imgw.mjs';
+import { webClient } from './webclient.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
@@ -92,30 +91,6 @@ function makePng(w, h) {
 
 // ---- Node clients ----
 
-function webClient(url, user, extra = {}) {
-  const c = new ImgwClient({ url, user, WebSocket, backoff: { minMs: 50, maxMs: 400 }, pingIntervalMs: 0, ...extra });
-  c.seen = [];
-  c.waiters = [];
-  c.on('message', (m) => {
-    c.seen.push(m);
-    for (const w of [...c.waiters]) if (w.pred(m)) { c.waiters.splice(c.waiters.indexOf(w), 1); w.resolve(m); }
-  });
-  c.next = (pred, ms = WAIT) => {
-    const hit = c.seen.find(pred);
-    if (hit) return Promise.resolve(hit);
-    return new Promise((resolve, reject) => {
-      const w = { pred, resolve };
-      c.waiters.push(w);
-      setTimeout(() => {
-        const i = c.waiters.indexOf(w);
-        if (i < 0) return;
-        c.waiters.splice(i, 1);
-        reject(new Error(`${user}: no matching message in ${ms} ms; seen ${JSON.stringify(c.seen.map((m) => m.body))}`));
-      }, ms);
-    });
-  };
-  return c;
-}
 
 describe('demo page in Chromium', { skip }, () => {
   let prosody, pg, redis, gw, xmpp, browser, uploadDir;
