@@ -15,7 +15,7 @@
 // /usr/bin/chromium (IMGW_CHROMIUM overrides). Every wait is bounded; nothing sleeps to
 // synchronise.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test, before, after } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -4,7 +4,7 @@
 //
 //   node --test tests/client/client.test.mjs
 
-import test from 'node:test';
+import test from '../lib/test.mjs';
 import assert from 'node:assert/strict';
 
 import {

@@ -5,7 +5,7 @@
 // checking that the marker is the next thing that arrives: the server handles one
 // sender's stanzas in order, so anything wrongly produced earlier would come first.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before, after } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

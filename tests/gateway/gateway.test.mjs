@@ -1,6 +1,6 @@
 // End-to-end tests of the gateway core against a real Prosody, real XMPP clients and
 // real WebSocket clients. Run: node --test tests/gateway/
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import net from 'node:net';

@@ -4,7 +4,7 @@
 // browser is on gateway B (gw2.shop.test) can only get it live if A forwards it through
 // Redis (relay.c): A has no PostgreSQL and no session of the user, looks the user up in
 // imgw:where:{user}, publishes on imgw:node:1, and B pushes the frame.
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
 import { startProsody } from '../lib/prosody.mjs';
 import { startRedis } from '../lib/redis.mjs';

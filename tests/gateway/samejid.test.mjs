@@ -1,6 +1,6 @@
 // Same-JID mode end to end: Prosody with mod_imgw_companion, the gateway in
 // mode = samejid, app users over c2s and web users over WebSocket share one JID each.
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
 import { startProsody } from '../lib/prosody.mjs';
 import { gatewayBuilt, startImgw } from '../lib/imgw.mjs';

@@ -1,6 +1,6 @@
 // History end to end: real PostgreSQL (schema migrated by the gateway), real Prosody,
 // the gateway with pg_conninfo and a spool, WebSocket clients and an XMPP app user.
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -1,6 +1,6 @@
 // Picture upload and /files/, end to end against a real gateway (and Prosody for the
 // image message). Run: node --test tests/http/
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';

@@ -8,37 +8,24 @@
 //   await gw.health()   // { status, link, sessions, users, link_queue }
 //   await gw.waitLink('down', 5000)
 //   const { code, signal } = await gw.stop();   // SIGTERM, awaits exit (bounded)
+//   await gw.kill();                            // SIGKILL, as in a crash
 //   await gw.start();  await gw.cleanup();      // same port and config
 //
 // The gateway's log goes to DIR/imgw.log (logText()). IMGW_KEEP_TMP=1 keeps DIR.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.mjs';
+import { until } from './bounded.mjs';
+import { spawnTracked } from './procs.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const GATEWAY_BIN = process.env.IMGW_GATEWAY_BIN || path.join(REPO, 'build', 'gateway', 'imgw');
 
 export function gatewayBuilt() {
   return fs.existsSync(GATEWAY_BIN);
-}
-
-async function until(what, ms, probe) {
-  const deadline = Date.now() + ms;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`${what}: not within ${ms} ms${last ? ` (${last.message})` : ''}`);
 }
 
 /**
@@ -83,21 +70,25 @@ export async function startImgw(o = {}) {
     get pid() { return child?.pid; },
     logText: () => (fs.existsSync(logPath) ? fs.readFileSync(logPath, 'utf8') : ''),
     async health() {
-      const res = await fetch(`${gw.httpUrl}/health`);
+      const res = await fetch(`${gw.httpUrl}/health`, { signal: AbortSignal.timeout(5000) });
       return res.json();
     },
     async waitLink(state, ms = 10000) {
-      return until(`imgw link ${state}`, ms, async () => (await gw.health()).link === state);
+      return until(`imgw :${port} link ${state}`, ms, async () => (await gw.health()).link === state, gw.logText);
     },
     async start() {
       const fd = fs.openSync(logPath, 'a');
-      child = spawn(GATEWAY_BIN, ['--config', confPath], { stdio: ['ignore', fd, fd], env: { ...process.env, ...o.env } });
-      fs.closeSync(fd);
-      exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-      const early = exited.then((e) => { throw new Error(`imgw exited early (${JSON.stringify(e)}):\n${gw.logText().slice(-3000)}`); });
+      try {
+        child = spawnTracked(GATEWAY_BIN, ['--config', confPath],
+          { stdio: ['ignore', fd, fd], env: { ...process.env, ...o.env } }, `imgw :${port}`);
+      } finally {
+        fs.closeSync(fd);
+      }
+      exited = child.exited;
+      const early = exited.then((e) => { throw new Error(`imgw :${port} exited early (${JSON.stringify(e)}):\n${gw.logText().slice(-3000)}`); });
       early.catch(() => {});
       try {
-        await Promise.race([early, until('imgw health', 10000, async () => (await gw.health()).status)]);
+        await Promise.race([early, until(`imgw :${port} health`, 10000, async () => (await gw.health()).status, gw.logText)]);
         if (o.waitLinkUp !== false && o.prosody) await Promise.race([early, gw.waitLink('up', 10000)]);
       } catch (err) {
         await gw.stop();
@@ -106,12 +97,12 @@ export async function startImgw(o = {}) {
     },
     /** SIGTERM (or signal) and wait for the exit, bounded; SIGKILL after 10 s. */
     async stop(signal = 'SIGTERM') {
-      if (!child || child.exitCode !== null || child.signalCode !== null) return exited ? exited : { code: null };
-      child.kill(signal);
-      const t = setTimeout(() => child.kill('SIGKILL'), 10000);
-      const r = await exited;
-      clearTimeout(t);
-      return r;
+      if (!child || !child.alive()) return exited ? exited : { code: null };
+      return child.stopWith(signal, 10000, gw.logText);
+    },
+    /** SIGKILL, as in a crash; resolves once the process is gone. */
+    async kill() {
+      return gw.stop('SIGKILL');
     },
     async cleanup() {
       await gw.stop();

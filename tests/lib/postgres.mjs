@@ -4,35 +4,30 @@
 // server refuses to run as root. It listens on a free loopback port and on a
 // Unix socket in its own directory, with trust authentication (tests only),
 // and fsync off because durability across a machine crash is not what tests
-// check. stop()/start() keep the data directory so a test can restart the
+// check (a crash of the server process is: commits are synchronous). stop()/start() keep the data directory so a test can restart the
 // server in the middle of traffic; cleanup() stops it and removes everything.
+// The postmaster runs as a direct child of this process (spawned with the postgres
+// user's uid, never through pg_ctl, which would setsid() it out of the test's process
+// group), so tests/lib/procs.mjs and the per-file runner can always stop it.
+// kill() is a SIGKILL of the postmaster, for failure tests; start() after it recovers.
 //
 //   const pg = await startPostgres({ db: 'imgw' });
 //   await pg.psql('select 1');                       // '1'
 //   await pg.psql('select :'v'', { vars: { v: "it's" } });
-//   await pg.stop(); await pg.start();
+//   await pg.stop(); await pg.start();   // or pg.kill() for a crash
 //   await pg.cleanup();
 
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.mjs';
+import { scaled, tail } from './bounded.mjs';
+import { spawnTracked } from './procs.mjs';
 
 const PG_BIN = process.env.IMGW_PG_BIN || '/usr/lib/postgresql/15/bin';
 const READY_TIMEOUT_MS = 30_000;
-
-// Clusters still running when the process exits are stopped here, so a
-// crashed test run does not leave postmasters behind.
-const live = new Set();
-process.on('exit', () => {
-  for (const inst of live) {
-    try {
-      execFileSync('runuser', ['-u', 'postgres', '--', `${PG_BIN}/pg_ctl`,
-        '-D', inst.dataDir, '-m', 'immediate', '-w', 'stop'], { stdio: 'ignore' });
-    } catch { /* already gone */ }
-  }
-});
 
 /** Run a program; resolve { stdout, stderr }, reject with both in the message. */
 function run(cmd, args, { input, env, timeout = 120_000 } = {}) {
@@ -86,7 +81,9 @@ export async function startPostgres({ db = 'imgw', settings = {} } = {}) {
   await asPostgres('initdb', ['-D', dataDir, '-U', 'postgres', '-A', 'trust',
     '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
   const conf = {
-    fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off',
+    // fsync off is safe against a killed server (the page cache survives it); commits
+    // stay synchronous so that a kill() loses nothing that was committed.
+    fsync: 'off', full_page_writes: 'off',
     max_connections: 100, log_min_messages: 'warning', ...settings,
   };
   await fs.appendFile(path.join(dataDir, 'postgresql.conf'),
@@ -94,43 +91,72 @@ export async function startPostgres({ db = 'imgw', settings = {} } = {}) {
 
   const port = await freePort();
   const host = '127.0.0.1';
-  const inst = { dataDir, running: false };
   const env = cleanEnv();
 
   const base = ['-h', host, '-p', String(port), '-U', 'postgres'];
 
-  async function waitReady() {
-    const deadline = Date.now() + READY_TIMEOUT_MS;
+  async function waitReady(c) {
+    const deadline = Date.now() + scaled(READY_TIMEOUT_MS);
     for (;;) {
+      if (!c.alive()) throw new Error(`postgres on ${port} exited before it was ready\n${logTail()}`);
       try {
         await run(`${PG_BIN}/pg_isready`, [...base, '-d', 'postgres', '-t', '2'], { env });
         return;
       } catch (e) {
         if (Date.now() > deadline) {
           const log = await fs.readFile(logFile, 'utf8').catch(() => '');
-          throw new Error(`postgres on ${port} not ready after ${READY_TIMEOUT_MS} ms\n${log}`);
+          throw new Error(`postgres on ${port} not ready after ${scaled(READY_TIMEOUT_MS)} ms\n${tail(log)}`);
         }
         await sleep(50);
       }
     }
   }
 
+  let child = null;
+
+  const logTail = () => tail(readOr(logFile));
+
   async function start() {
-    if (inst.running) return;
-    // pg_ctl without -w returns once the postmaster is forked; readiness is
-    // then polled with pg_isready under our own bound.
-    await asPostgres('pg_ctl', ['-D', dataDir, '-l', logFile, '-W',
-      '-o', `-p ${port} -k ${socketDir} -c listen_addresses=${host}`, 'start']);
-    inst.running = true;
-    live.add(inst);
-    await waitReady();
+    if (child) return;
+    const log = fsSync.openSync(logFile, 'a');
+    let c;
+    try {
+      c = spawnTracked(`${PG_BIN}/postgres`,
+        ['-D', dataDir, '-p', String(port), '-k', socketDir, '-c', `listen_addresses=${host}`],
+        { uid, gid, cwd: root, env: { ...env, HOME: root, IMGW_PG_DATA: dataDir }, stdio: ['ignore', log, log] }, `postgres :${port}`);
+    } finally {
+      fsSync.closeSync(log);
+    }
+    child = c;
+    c.exited.then(() => { if (child === c) child = null; });
+    try {
+      await waitReady(c);
+    } catch (e) {
+      await stop();
+      throw e;
+    }
   }
 
+  /** Fast shutdown (SIGINT: abort transactions, checkpoint, exit), bounded. */
   async function stop() {
-    if (!inst.running) return;
-    await asPostgres('pg_ctl', ['-D', dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']);
-    inst.running = false;
-    live.delete(inst);
+    const c = child;
+    if (!c) return;
+    await c.stopWith('SIGINT', 60_000, logTail);
+    if (child === c) child = null;
+  }
+
+  /** SIGKILL of the postmaster, as in a crash; its backends notice and exit. */
+  async function kill() {
+    const c = child;
+    if (!c) return;
+    await c.stopWith('SIGKILL', 5000, logTail);
+    if (child === c) child = null;
+    // A new postmaster refuses to start while old backends still hold the shared
+    // memory segment; they exit on their own once they see the postmaster gone.
+    const pidFile = path.join(dataDir, 'postmaster.pid');
+    const deadline = Date.now() + scaled(10_000);
+    while (Date.now() < deadline && backendsAlive(dataDir)) await sleep(25);
+    await fs.rm(pidFile, { force: true });
   }
 
   async function cleanup() {
@@ -170,8 +196,30 @@ export async function startPostgres({ db = 'imgw', settings = {} } = {}) {
     port, host, socketDir, db, user: 'postgres', dataDir, logFile,
     connString: `host=${host} port=${port} dbname=${db} user=postgres`,
     url: `postgresql://postgres@${host}:${port}/${encodeURIComponent(db)}`,
-    psql, stop, start, cleanup,
+    get pid() { return child?.pid ?? null; },
+    psql, stop, start, kill, cleanup,
   };
+}
+
+function readOr(file) {
+  try { return fsSync.readFileSync(file, 'utf8'); } catch { return ''; }
+}
+
+/** True while a postgres process of this data directory (IMGW_PG_DATA in its environment) is alive. */
+function backendsAlive(dataDir) {
+  for (const pid of fsSync.readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = fsSync.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (/\) Z /.test(stat)) continue;
+      const cmd = fsSync.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.startsWith('postgres') || cmd.includes('/postgres\0')) {
+        const env = fsSync.readFileSync(`/proc/${pid}/environ`, 'utf8');
+        if (env.includes(`IMGW_PG_DATA=${dataDir}`)) return true;
+      }
+    } catch { /* gone */ }
+  }
+  return false;
 }
 
 async function pgIds() {

@@ -13,58 +13,34 @@
 //   await p.restart();                      // same ports, same data
 //   await p.cleanup();                      // stop and remove p.dir
 //
-// Prosody runs in the foreground (daemonize = false, run_as_root = true) under a
-// watchdog shell that stops it if this Node process dies. It logs everything at
-// `logLevel` to DIR/prosody.log (see logText()) and errors to its stderr, which is the
-// file DIR/stderr.log (see stderrText()): Prosody reopens /dev/stderr by name, and that
-// fails on the socket pairs Node uses for pipes.
+// Prosody runs in the foreground (daemonize = false, run_as_root = true) as a direct
+// child of this process (tests/lib/procs.mjs: killed when this process exits or is
+// interrupted, and in the test file's process group, which the per-file runner kills).
+// It logs everything at `logLevel` to DIR/prosody.log (see logText()), errors to
+// DIR/stderr.log (see stderrText()) and its start-up chatter (e.g. a missing lua-unbound
+// notice) to DIR/stdout.log: Prosody reopens /dev/stderr by name, which fails on the
+// socket pairs Node uses for pipes, so every stream goes to a file.
 // start() resolves once the c2s, component (and http) ports accept TCP connections:
 // Prosody loads every host and module before its event loop serves them. It rejects
-// after 15 s, or at once if Prosody exits, with the tail of the log.
-//
+// after 15 s (scaled by IMGW_TIME_SCALE), or at once if Prosody exits, with the tails
+// of its output and log. stop() sends SIGTERM and waits (10 s, then SIGKILL, 5 s).
 // Options beyond the brief: logLevel ('debug' | 'info' | 'warn', default 'debug'; use
 // 'info' for benchmarks), modules (extra global modules_enabled), hostConfig (raw Lua
 // appended inside the VirtualHost block), startTimeoutMs. Set IMGW_KEEP_TMP=1 to keep
 // the temp dir (config, log, data) after cleanup() for a post-mortem.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePorts, waitForPort } from './ports.mjs';
+import { scaled, tail } from './bounded.mjs';
+import { spawnTracked } from './procs.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const PLUGIN_DIR = path.join(REPO, 'prosody-plugin');
 const PROSODY = process.env.PROSODY_BIN || 'prosody';
 const PROSODYCTL = process.env.PROSODYCTL_BIN || 'prosodyctl';
-
-// Prosody runs under a small shell that prints its PID and kills it with SIGTERM when
-// its stdin reaches EOF, i.e. when this Node process dies in any way (a test runner's
-// timeout, SIGKILL, a crash) and the pipe closes. Without it, a killed test run would
-// leave Prosody running with PPID 1. A background list's stdin is /dev/null in sh, so
-// the watcher reads a copy of it on fd 3. $0 is the prosody binary, "$@" its arguments.
-const WATCHDOG = [
-  'exec 3<&0',
-  '"$0" "$@" </dev/null 3<&- &',
-  'p=$!',
-  'echo "pid $p"',
-  '( read _ <&3; kill -TERM "$p" 2>/dev/null ) &',
-  'w=$!',
-  'exec 3<&-',
-  'wait "$p"; rc=$?',
-  'kill "$w" 2>/dev/null',
-  'exit "$rc"',
-].join('\n');
-
-// Every Prosody we started, for a last SIGKILL when this process exits normally.
-const live = new Set();
-process.once('exit', () => {
-  for (const child of live) {
-    try { if (child.prosodyPid) process.kill(child.prosodyPid, 'SIGKILL'); } catch { /* gone */ }
-    try { child.kill('SIGKILL'); } catch { /* already gone */ }
-  }
-});
 
 /** Lua string literal. */
 function lua(s) {
@@ -120,8 +96,8 @@ function configText(o) {
   return lines.join('\n') + '\n';
 }
 
-function tail(text, n = 40) {
-  return text.split('\n').slice(-n).join('\n');
+function readOr(file) {
+  try { return fs.readFileSync(file, 'utf8'); } catch { return ''; }
 }
 
 /** Runs a command to completion with a deadline; rejects with its output on failure. */
@@ -130,7 +106,7 @@ function run(cmd, args, timeoutMs, stderrFile) {
     const fd = fs.openSync(stderrFile, 'a');
     let child;
     try {
-      child = spawn(cmd, args, { stdio: ['ignore', 'pipe', fd] });
+      child = spawnTracked(cmd, args, { stdio: ['ignore', 'pipe', fd] }, path.basename(cmd));
     } finally {
       fs.closeSync(fd);
     }
@@ -159,7 +135,7 @@ function run(cmd, args, timeoutMs, stderrFile) {
  * @property {string} dir          temp dir: prosody.cfg.lua, prosody.log, data/
  * @property {() => number|undefined} pid  Prosody's PID while running
  * @property {(user: string, pass: string) => Promise<void>} register
- * @property {() => Promise<void>} stop      SIGTERM to Prosody's PID, wait for exit (10 s, then SIGKILL); keeps dir
+ * @property {() => Promise<void>} stop      SIGTERM, wait for exit (10 s, then SIGKILL); keeps dir
  * @property {() => Promise<void>} start     start again, same ports and data
  * @property {() => Promise<void>} restart
  * @property {() => Promise<void>} cleanup   stop and remove dir
@@ -196,10 +172,7 @@ export async function startProsody({
   }));
 
   let child = null;
-  let exited = null; // promise resolved when the current child exits
-  let exitInfo = null;
-  let prosodyPid; // Prosody itself; `child` is the watchdog shell around it
-  let stdout = '';
+  const outPath = path.join(dir, 'stdout.log');
 
   const logText = () => {
     try { return fs.readFileSync(logPath, 'utf8'); } catch { return ''; }
@@ -209,7 +182,10 @@ export async function startProsody({
     try { return fs.readFileSync(errPath, 'utf8'); } catch { return ''; }
   };
 
-  const ctl = (...args) => run(PROSODYCTL, ['--config', cfgPath, ...args], 20000, errPath);
+  const outputTails = () => `--- ${outPath} (tail) ---\n${tail(readOr(outPath))}\n`
+    + `--- stderr ---\n${tail(stderrText())}\n--- ${logPath} (tail) ---\n${tail(logText())}`;
+
+  const ctl = (...args) => run(PROSODYCTL, ['--config', cfgPath, ...args], scaled(20000), errPath);
 
   async function register(user, pass) {
     await ctl('register', user, domain, pass);
@@ -217,82 +193,40 @@ export async function startProsody({
 
   async function start() {
     if (child) throw new Error('Prosody already running');
-    exitInfo = null;
-    prosodyPid = undefined;
-    const fd = fs.openSync(errPath, 'a');
+    const out = fs.openSync(outPath, 'a');
+    const err = fs.openSync(errPath, 'a');
     let c;
     try {
-      c = spawn('/bin/sh', ['-c', WATCHDOG, PROSODY, '--config', cfgPath, '-F'],
-        { cwd: dir, stdio: ['pipe', 'pipe', fd] });
+      c = spawnTracked(PROSODY, ['--config', cfgPath, '-F'],
+        { cwd: dir, stdio: ['ignore', out, err] }, `prosody (${domain})`);
     } finally {
-      fs.closeSync(fd);
+      fs.closeSync(out);
+      fs.closeSync(err);
     }
     child = c;
-    live.add(c);
-    c.stdin.on('error', () => {}); // EPIPE once the wrapper is gone
-    c.stdout.on('data', (d) => {
-      stdout += d;
-      const m = prosodyPid === undefined && /^pid (\d+)\n/.exec(stdout);
-      if (m) {
-        prosodyPid = Number(m[1]);
-        c.prosodyPid = prosodyPid;
-        stdout = stdout.slice(m[0].length);
-      }
+    let exitInfo = null;
+    c.exited.then((e) => {
+      exitInfo = e.error ? `spawn error: ${e.error}` : e.signal ? `signal ${e.signal}` : `exit code ${e.code}`;
+      if (child === c) child = null;
     });
-    exited = new Promise((resolve) => {
-      c.on('exit', (code, signal) => {
-        exitInfo = signal ? `signal ${signal}` : `exit code ${code}`;
-        c.stdin.destroy();
-        live.delete(c);
-        if (child === c) child = null;
-        resolve();
-      });
-      c.on('error', (err) => {
-        exitInfo = `spawn error: ${err.message}`;
-        live.delete(c);
-        if (child === c) child = null;
-        resolve();
-      });
-    });
-    const deadline = Date.now() + startTimeoutMs;
+    const deadline = Date.now() + scaled(startTimeoutMs);
     const abort = () => (exitInfo ? `Prosody exited (${exitInfo})` : null);
     try {
       // mod_component, which owns the component port, loads only for Component hosts.
       const ports = components.length ? [c2sPort, componentPort] : [c2sPort];
       if (websocket) ports.push(httpPort);
       for (const port of ports) await waitForPort(port, { deadline, abort });
-      // The wrapper prints the PID before Prosody even starts, so this is immediate;
-      // it matters only to callers that read pid() right after start().
-      while (prosodyPid === undefined) {
-        if (abort()) throw new Error(abort());
-        await new Promise((r) => c.stdout.once('data', r));
-      }
-    } catch (err) {
+    } catch (e) {
       await stop();
-      throw new Error(`Prosody did not start: ${err.message}\n--- stdout ---\n${tail(stdout)}\n`
-        + `--- stderr ---\n${tail(stderrText())}\n`
-        + `--- ${logPath} (tail) ---\n${tail(logText())}`);
+      throw new Error(`Prosody did not start: ${e.message}\n${outputTails()}`);
     }
   }
 
   async function stop() {
     const c = child;
     if (!c) return;
-    const signal = (sig) => {
-      try {
-        if (prosodyPid !== undefined) process.kill(prosodyPid, sig);
-      } catch { /* already gone */ }
-    };
-    // Before the wrapper has told us Prosody's PID, closing its stdin makes it send the
-    // SIGTERM itself.
-    if (prosodyPid !== undefined) signal('SIGTERM');
-    else c.stdin.end();
-    const timer = setTimeout(() => {
-      signal('SIGKILL');
-      try { c.kill('SIGKILL'); } catch { /* gone */ }
-    }, 10000);
-    await exited;
-    clearTimeout(timer);
+    await c.stopWith('SIGTERM', 10000, outputTails);
+    if (child === c) child = null;
   }
 
   async function restart() {
@@ -325,7 +259,7 @@ export async function startProsody({
     httpPort: websocket ? httpPort : undefined,
     dir,
     configPath: cfgPath,
-    pid: () => (child ? prosodyPid : undefined),
+    pid: () => child?.pid,
     register,
     stop,
     start,

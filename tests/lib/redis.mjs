@@ -11,22 +11,16 @@
 //   await r.stop(); await r.start();
 //   await r.cleanup();
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.mjs';
+import { scaled, tail } from './bounded.mjs';
+import { spawnTracked } from './procs.mjs';
 
 const READY_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 10_000;
-
-// Servers still running when the process exits are killed here, by PID.
-const live = new Set();
-process.on('exit', () => {
-  for (const child of live) {
-    try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
-  }
-});
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -40,7 +34,6 @@ export async function startRedis({ persist = false, args = [] } = {}) {
   const port = await freePort();
   const logFile = path.join(dir, 'redis.log');
   let child = null;
-  let exited = null;
 
   function cli(...cmd) {
     return new Promise((resolve, reject) => {
@@ -57,48 +50,39 @@ export async function startRedis({ persist = false, args = [] } = {}) {
     });
   }
 
+  const logTail = async () => tail(await fs.readFile(logFile, 'utf8').catch(() => ''));
+
   async function start() {
     if (child) return;
     const argv = ['--port', String(port), '--bind', '127.0.0.1', '--daemonize', 'no',
       '--dir', dir, '--logfile', logFile, '--save', '',
       '--appendonly', persist ? 'yes' : 'no', ...args];
     const log = await fs.open(logFile, 'a');
-    child = spawn('redis-server', argv, { stdio: ['ignore', log.fd, log.fd] });
+    const me = spawnTracked('redis-server', argv, { stdio: ['ignore', log.fd, log.fd] }, `redis :${port}`);
     await log.close();
-    live.add(child);
-    const me = child;
-    exited = new Promise((resolve) => me.once('exit', (code, sig) => {
-      live.delete(me);
-      resolve({ code, sig });
-    }));
-    let dead = false;
-    exited.then(() => { dead = true; });
+    child = me;
+    me.exited.then(() => { if (child === me) child = null; });
 
-    const deadline = Date.now() + READY_TIMEOUT_MS;
+    const deadline = Date.now() + scaled(READY_TIMEOUT_MS);
     for (;;) {
-      if (dead) break;
+      if (!me.alive()) break;
       try {
         if ((await cli('PING')) === 'PONG') return;
       } catch { /* not listening yet */ }
       if (Date.now() > deadline) break;
       await sleep(25);
     }
-    const text = await fs.readFile(logFile, 'utf8').catch(() => '');
+    const text = await logTail();
     await stop();
-    throw new Error(`redis-server on ${port} not ready\n${text}`);
+    throw new Error(`redis-server on ${port} not ready within ${scaled(READY_TIMEOUT_MS)} ms\n${text}`);
   }
 
-  async function stop() {
-    if (!child) return;
+  /** SIGTERM (or `signal`, e.g. SIGKILL for a crash) and a bounded wait for the exit. */
+  async function stop(signal = 'SIGTERM') {
     const me = child;
-    const done = exited;
-    child = null;
-    if (me.exitCode === null && me.signalCode === null) {
-      me.kill('SIGTERM');
-      const timer = setTimeout(() => { try { me.kill('SIGKILL'); } catch { } }, STOP_TIMEOUT_MS);
-      await done;
-      clearTimeout(timer);
-    }
+    if (!me) return;
+    await me.stopWith(signal, STOP_TIMEOUT_MS);
+    if (child === me) child = null;
   }
 
   async function cleanup() {

@@ -53,7 +53,12 @@ export async function openWs(url, { origin, headers = {}, ms = 5000 } = {}) {
       c.send({ op: 'hello', v: 1, ...f, ...extra });
       return c.next((x) => x.op === 'welcome' || x.op === 'error');
     },
-    close() { ws.close(); return c.closed; },
+    /** Starts the close handshake; drops the TCP connection if it is not done in 3 s. */
+    close() {
+      ws.close();
+      const t = setTimeout(() => ws.terminate(), 3000);
+      return c.closed.finally(() => clearTimeout(t));
+    },
   };
   ws.on('message', (data, isBinary) => {
     c.raw.push(data);

@@ -1,6 +1,6 @@
 // tests/lib/redis.mjs against a real redis-server.
 
-import { test } from 'node:test';
+import { test } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import net from 'node:net';
