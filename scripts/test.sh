@@ -60,7 +60,7 @@ if [ "${SANITIZE:-1}" != 0 ]; then
     (cd "$BUILD-asan" &&
         LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp" \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        ctest --output-on-failure -j2 -R 'unit_|fuzz_corpus|e2e_gateway|e2e_history|e2e_http' "$@") || status=1
+        ctest --output-on-failure -j2 -R 'unit_|fuzz_corpus|e2e_gateway|e2e_history|e2e_http|e2e_security' "$@") || status=1
 fi
 
 stop_stress
