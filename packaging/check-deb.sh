@@ -98,7 +98,10 @@ grep -o '{"[a-z_]*", T_[A-Z]*, O([a-z_]*), [^}]*, 1},' "$SRC/gateway/src/config.
     sed 's/{"\([a-z_]*\)".*/\1/' | sort >"$OUT/code-keys"
 cmp -s "$OUT/man-keys" "$OUT/code-keys" ||
     fail "reloadable keys differ between imgw.8 and config.c: $(diff "$OUT/man-keys" "$OUT/code-keys" | tr '\n' ' ')"
-echo "ok ($(wc -l <"$OUT/man-keys") reloadable keys)"
+grep '^# \[reload\] ' "$SRC/imgw.conf.example" | sed 's/^# \[reload\] //' | sort >"$OUT/example-keys"
+cmp -s "$OUT/example-keys" "$OUT/code-keys" ||
+    fail "reloadable keys differ between imgw.conf.example and config.c: $(diff "$OUT/example-keys" "$OUT/code-keys" | tr '\n' ' ')"
+echo "ok ($(wc -l <"$OUT/man-keys") reloadable keys, the same in imgw(8), imgw.conf.example and config.c)"
 
 echo "== systemd unit"
 UNIT=$ROOT/lib/systemd/system/imgw.service
