@@ -3,8 +3,9 @@
  *
  * Every key has a type, bounds and a default in config.c's table. The file
  * holds "key = value" lines and '#' comments; the environment variable
- * IMGW_<KEY> (upper case) overrides the file. Validation happens once, at
- * start-up, and every error names the key.
+ * IMGW_<KEY> (upper case) overrides the file. Validation happens at start-up
+ * and again on every reload (SIGHUP, gw_config_reload), and every error names
+ * the key.
  */
 #ifndef GW_CONFIG_H
 #define GW_CONFIG_H
