@@ -8,11 +8,15 @@ SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 
+# systemd (systemd-analyze), man-db, docker-compose (`config` parses without a daemon),
+# nginx-light (`nginx -t`) and prometheus (promtool) are for the packaging checks
+# (packaging/check-deb.sh, docker/check.sh).
 PKGS="build-essential cmake pkg-config git ca-certificates curl
   libstrophe-dev libwebsockets-dev libhiredis-dev libjson-c-dev libpq-dev libuv1-dev libssl-dev
   postgresql redis-server prosody
   openjdk-17-jdk-headless junit4 libdom4j-java libslf4j-java libservlet-api-java
-  chromium clang-format"
+  chromium clang-format
+  systemd man-db docker-compose nginx-light prometheus openssl"
 
 # Node.js 18+ for the tests and benchmarks: Debian's, unless the machine already has one.
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
@@ -30,7 +34,7 @@ fi
 
 # The Debian packages start their own servers; tests and the quickstart run private
 # instances on other ports, so the system ones are not needed.
-for svc in postgresql redis-server prosody; do
+for svc in postgresql redis-server prosody nginx prometheus; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done
 

@@ -20,7 +20,8 @@ typedef struct {
     size_t offset;
     long min, max;   /* for T_INT */
     const char *def; /* default, as file text */
-    int secret;      /* masked in dumps */
+    int secret;      /* masked in dumps and logs */
+    int reload;      /* 1: changes on SIGHUP; 0: needs a restart */
 } centry_t;
 
 #define O(f) offsetof(gw_config_t, f)
@@ -30,53 +31,54 @@ typedef struct {
 #endif
 
 static const centry_t table[] = {
-    {"xmpp_host", T_STR, O(xmpp_host), 0, 0, "127.0.0.1", 0},
-    {"xmpp_port", T_INT, O(xmpp_port), 1, 65535, "5275", 0},
-    {"component_domain", T_STR, O(component_domain), 0, 0, "gw.localhost", 0},
-    {"component_secret", T_STR, O(component_secret), 0, 0, "", 1},
-    {"xmpp_domain", T_STR, O(xmpp_domain), 0, 0, "", 0},
-    {"allow_multiple", T_BOOL, O(allow_multiple), 0, 1, "no", 0},
-    {"mode", T_STR, O(mode), 0, 0, "samejid", 0},
-    {"keepalive_s", T_INT, O(keepalive_s), 1, 300, "60", 0},
-    {"reconnect_min_ms", T_INT, O(reconnect_min_ms), 10, 60000, "250", 0},
-    {"reconnect_max_ms", T_INT, O(reconnect_max_ms), 100, 600000, "30000", 0},
-    {"handshake_timeout_ms", T_INT, O(handshake_timeout_ms), 100, 120000, "10000", 0},
-    {"link_queue_max", T_INT, O(link_queue_max), 0, 10000000, "10000", 0},
-    {"listen_host", T_STR, O(listen_host), 0, 0, "127.0.0.1", 0},
-    {"listen_port", T_INT, O(listen_port), 0, 65535, "8480", 0},
-    {"ticket_secret", T_STR, O(ticket_secret), 0, 0, "", 1},
-    {"dev_mode", T_BOOL, O(dev_mode), 0, 1, "no", 0},
-    {"allowed_origins", T_STR, O(allowed_origins), 0, 0, "", 0},
-    {"allow_no_origin", T_BOOL, O(allow_no_origin), 0, 1, "yes", 0},
-    {"web_root", T_STR, O(web_root), 0, 0, "", 0},
-    {"max_frame_bytes", T_INT, O(max_frame_bytes), 256, 16777216, "16384", 0},
-    {"max_body_bytes", T_INT, O(max_body_bytes), 1, 1048576, "8192", 0},
-    {"max_sessions", T_INT, O(max_sessions), 1, 10000000, "100000", 0},
-    {"max_sessions_per_user", T_INT, O(max_sessions_per_user), 1, 10000, "16", 0},
-    {"session_queue_max", T_INT, O(session_queue_max), 4, 1000000, "512", 0},
-    {"auth_timeout_ms", T_INT, O(auth_timeout_ms), 100, 600000, "10000", 0},
-    {"rx_buffer_bytes", T_INT, O(rx_buffer_bytes), 128, 1048576, "1024", 0},
-    {"pg_conninfo", T_STR, O(pg_conninfo), 0, 0, "", 1},
-    {"schema_dir", T_STR, O(schema_dir), 0, 0, IMGW_SCHEMA_DIR, 0},
-    {"pg_migrate", T_BOOL, O(pg_migrate), 0, 1, "yes", 0},
-    {"spool_dir", T_STR, O(spool_dir), 0, 0, "", 0},
-    {"spool_max_bytes", T_INT, O(spool_max_bytes), 0, 2000000000, "104857600", 0},
-    {"store_queue_max", T_INT, O(store_queue_max), 1, 10000000, "100000", 0},
-    {"store_batch_max", T_INT, O(store_batch_max), 1, 10000, "1000", 0},
-    {"store_writers", T_INT, O(store_writers), 1, 8, "2", 0},
-    {"redis_host", T_STR, O(redis_host), 0, 0, "", 0},
-    {"redis_port", T_INT, O(redis_port), 1, 65535, "6379", 0},
-    {"redis_db", T_INT, O(redis_db), 0, 1000, "0", 0},
-    {"cache_ttl_s", T_INT, O(cache_ttl_s), 1, 100000000, "604800", 0},
-    {"cache_recent", T_INT, O(cache_recent), 0, 1000, "50", 0},
-    {"node_id", T_INT, O(node_id), 0, 1023, "0", 0},
-    {"log_level", T_STR, O(log_level), 0, 0, "info", 0},
+    {"xmpp_host", T_STR, O(xmpp_host), 0, 0, "127.0.0.1", 0, 0},
+    {"xmpp_port", T_INT, O(xmpp_port), 1, 65535, "5275", 0, 0},
+    {"component_domain", T_STR, O(component_domain), 0, 0, "gw.localhost", 0, 0},
+    {"component_secret", T_STR, O(component_secret), 0, 0, "", 1, 0},
+    {"xmpp_domain", T_STR, O(xmpp_domain), 0, 0, "", 0, 0},
+    {"allow_multiple", T_BOOL, O(allow_multiple), 0, 1, "no", 0, 0},
+    {"mode", T_STR, O(mode), 0, 0, "samejid", 0, 0},
+    {"keepalive_s", T_INT, O(keepalive_s), 1, 300, "60", 0, 0},
+    {"reconnect_min_ms", T_INT, O(reconnect_min_ms), 10, 60000, "250", 0, 1},
+    {"reconnect_max_ms", T_INT, O(reconnect_max_ms), 100, 600000, "30000", 0, 1},
+    {"handshake_timeout_ms", T_INT, O(handshake_timeout_ms), 100, 120000, "10000", 0, 0},
+    {"link_queue_max", T_INT, O(link_queue_max), 0, 10000000, "10000", 0, 1},
+    {"listen_host", T_STR, O(listen_host), 0, 0, "127.0.0.1", 0, 0},
+    {"listen_port", T_INT, O(listen_port), 0, 65535, "8480", 0, 0},
+    {"ticket_secret", T_STR, O(ticket_secret), 0, 0, "", 1, 1},
+    {"ticket_secret_overlap_s", T_INT, O(ticket_secret_overlap_s), 0, 604800, "3600", 0, 1},
+    {"dev_mode", T_BOOL, O(dev_mode), 0, 1, "no", 0, 0},
+    {"allowed_origins", T_STR, O(allowed_origins), 0, 0, "", 0, 1},
+    {"allow_no_origin", T_BOOL, O(allow_no_origin), 0, 1, "yes", 0, 1},
+    {"web_root", T_STR, O(web_root), 0, 0, "", 0, 0},
+    {"max_frame_bytes", T_INT, O(max_frame_bytes), 256, 16777216, "16384", 0, 0},
+    {"max_body_bytes", T_INT, O(max_body_bytes), 1, 1048576, "8192", 0, 0},
+    {"max_sessions", T_INT, O(max_sessions), 1, 10000000, "100000", 0, 1},
+    {"max_sessions_per_user", T_INT, O(max_sessions_per_user), 1, 10000, "16", 0, 1},
+    {"session_queue_max", T_INT, O(session_queue_max), 4, 1000000, "512", 0, 1},
+    {"auth_timeout_ms", T_INT, O(auth_timeout_ms), 100, 600000, "10000", 0, 1},
+    {"rx_buffer_bytes", T_INT, O(rx_buffer_bytes), 128, 1048576, "1024", 0, 0},
+    {"pg_conninfo", T_STR, O(pg_conninfo), 0, 0, "", 1, 0},
+    {"schema_dir", T_STR, O(schema_dir), 0, 0, IMGW_SCHEMA_DIR, 0, 0},
+    {"pg_migrate", T_BOOL, O(pg_migrate), 0, 1, "yes", 0, 0},
+    {"spool_dir", T_STR, O(spool_dir), 0, 0, "", 0, 0},
+    {"spool_max_bytes", T_INT, O(spool_max_bytes), 0, 2000000000, "104857600", 0, 1},
+    {"store_queue_max", T_INT, O(store_queue_max), 1, 10000000, "100000", 0, 1},
+    {"store_batch_max", T_INT, O(store_batch_max), 1, 10000, "1000", 0, 1},
+    {"store_writers", T_INT, O(store_writers), 1, 8, "2", 0, 0},
+    {"redis_host", T_STR, O(redis_host), 0, 0, "", 0, 0},
+    {"redis_port", T_INT, O(redis_port), 1, 65535, "6379", 0, 0},
+    {"redis_db", T_INT, O(redis_db), 0, 1000, "0", 0, 0},
+    {"cache_ttl_s", T_INT, O(cache_ttl_s), 1, 100000000, "604800", 0, 0},
+    {"cache_recent", T_INT, O(cache_recent), 0, 1000, "50", 0, 0},
+    {"node_id", T_INT, O(node_id), 0, 1023, "0", 0, 0},
+    {"log_level", T_STR, O(log_level), 0, 0, "info", 0, 1},
     /* HTTP transports */
-    {"upload_dir", T_STR, O(upload_dir), 0, 0, "", 0},
-    {"upload_max_bytes", T_INT, O(upload_max_bytes), 1024, 104857600, "5242880", 0},
-    {"public_url", T_STR, O(public_url), 0, 0, "", 0},
-    {"sockjs_client_url", T_STR, O(sockjs_client_url), 0, 0, "/client/sockjs.min.js", 0},
-    {"http_session_idle_s", T_INT, O(http_session_idle_s), 5, 3600, "60", 0},
+    {"upload_dir", T_STR, O(upload_dir), 0, 0, "", 0, 0},
+    {"upload_max_bytes", T_INT, O(upload_max_bytes), 1024, 104857600, "5242880", 0, 1},
+    {"public_url", T_STR, O(public_url), 0, 0, "", 0, 0},
+    {"sockjs_client_url", T_STR, O(sockjs_client_url), 0, 0, "/client/sockjs.min.js", 0, 0},
+    {"http_session_idle_s", T_INT, O(http_session_idle_s), 5, 3600, "60", 0, 1},
 };
 
 static const centry_t *find(const char *key)
@@ -355,4 +357,158 @@ void gw_config_free(gw_config_t *cfg)
             free(*slot);
             *slot = NULL;
         }
+    free(cfg->ticket_secret_prev);
+    cfg->ticket_secret_prev = NULL;
+}
+
+/* ---- reload (SIGHUP) ------------------------------------------------------- */
+
+int gw_config_reloadable(const char *key)
+{
+    const centry_t *e = find(key);
+
+    return e == NULL ? -1 : e->reload;
+}
+
+static int same_value(const gw_config_t *a, const gw_config_t *b, const centry_t *e)
+{
+    const char *pa = (const char *)a + e->offset, *pb = (const char *)b + e->offset;
+
+    if (e->type == T_STR)
+        return strcmp(*(char *const *)(const void *)pa, *(char *const *)(const void *)pb) == 0;
+    return *(const int *)(const void *)pa == *(const int *)(const void *)pb;
+}
+
+/* Value of e in cfg as text for a log line; secrets never appear. */
+static const char *value_text(const gw_config_t *cfg, const centry_t *e, char *buf, size_t len)
+{
+    const char *p = (const char *)cfg + e->offset;
+
+    if (e->secret)
+        return "********";
+    if (e->type == T_STR)
+        return *(char *const *)(const void *)p;
+    if (e->type == T_BOOL)
+        return *(const int *)(const void *)p ? "yes" : "no";
+    snprintf(buf, len, "%d", *(const int *)(const void *)p);
+    return buf;
+}
+
+/* Copies the value of e from src into dst (strings duplicated). 0 or GW_ENOMEM. */
+static int copy_value(gw_config_t *dst, const gw_config_t *src, const centry_t *e)
+{
+    char *pd = (char *)dst + e->offset;
+    const char *ps = (const char *)src + e->offset;
+
+    if (e->type == T_STR) {
+        char *copy = strdup(*(char *const *)(const void *)ps);
+        char **slot = (char **)(void *)pd;
+        if (copy == NULL)
+            return GW_ENOMEM;
+        free(*slot);
+        *slot = copy;
+    } else {
+        *(int *)(void *)pd = *(const int *)(const void *)ps;
+    }
+    return 0;
+}
+
+int gw_config_reload(gw_config_t *live, const char *path, unsigned long long now_s, int *changed,
+                     char *err, size_t errlen)
+{
+    gw_config_t next, merged;
+    int nchanged = 0;
+    int rc;
+
+    if (changed != NULL)
+        *changed = 0;
+    /* Both are freed at the end whatever happens; init leaves them freeable on failure. */
+    rc = gw_config_init(&next);
+    if (rc == 0)
+        rc = gw_config_init(&merged);
+    else
+        memset(&merged, 0, sizeof(merged));
+    if (rc != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    /* The file must be valid by itself: it is what the next restart will load. */
+    if (path != NULL && (rc = load_file(&next, path, err, errlen)) != 0)
+        goto done;
+    if ((rc = load_env(&next, err, errlen)) != 0)
+        goto done;
+    if ((rc = gw_config_validate(&next, err, errlen)) != 0)
+        goto done;
+    /*
+     * And what live would become must be valid too: the new values of the
+     * reloadable keys with the values live keeps for the others. The file alone
+     * is not enough: one that turns dev_mode on and empties ticket_secret is
+     * valid by itself, but dev_mode needs a restart, so live would be left with
+     * dev_mode off and an empty secret (anyone could sign tickets).
+     */
+    for (size_t i = 0; i < GW_ARRAY_SIZE(table); i++)
+        if ((rc = copy_value(&merged, table[i].reload ? &next : live, &table[i])) != 0) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+    if ((rc = gw_config_validate(&merged, err, errlen)) != 0)
+        goto done;
+
+    for (size_t i = 0; i < GW_ARRAY_SIZE(table); i++) {
+        const centry_t *e = &table[i];
+        char a[24], b[24];
+        if (same_value(live, &next, e))
+            continue;
+        if (!e->reload) {
+            gw_warn("config", "reload: '%s' changed (%s -> %s) but needs a restart; keeping %s",
+                    e->name, value_text(live, e, a, sizeof(a)), value_text(&next, e, b, sizeof(b)),
+                    value_text(live, e, a, sizeof(a)));
+            continue;
+        }
+        gw_info("config", "reload: '%s' %s -> %s", e->name, value_text(live, e, a, sizeof(a)),
+                value_text(&merged, e, b, sizeof(b)));
+        nchanged++;
+    }
+    /* Nothing can fail from here on: move the new values into live in place. */
+    if (strcmp(live->ticket_secret, merged.ticket_secret) != 0) {
+        char *old = live->ticket_secret;
+        live->ticket_secret = merged.ticket_secret;
+        merged.ticket_secret = NULL;
+        free(live->ticket_secret_prev);
+        live->ticket_secret_prev = NULL;
+        live->ticket_secret_prev_until = 0;
+        if (merged.ticket_secret_overlap_s > 0) {
+            live->ticket_secret_prev = old;
+            live->ticket_secret_prev_until =
+                now_s + (unsigned long long)merged.ticket_secret_overlap_s;
+            gw_info("config",
+                    "reload: tickets signed with the previous ticket_secret pass for %d s",
+                    merged.ticket_secret_overlap_s);
+        } else {
+            free(old);
+            gw_info("config", "reload: tickets signed with the previous ticket_secret are refused "
+                              "from now on (ticket_secret_overlap_s = 0)");
+        }
+    }
+    for (size_t i = 0; i < GW_ARRAY_SIZE(table); i++) {
+        const centry_t *e = &table[i];
+        if (!e->reload || e->offset == offsetof(gw_config_t, ticket_secret))
+            continue;
+        if (e->type == T_STR) {
+            char **sl = (char **)(void *)((char *)live + e->offset);
+            char **sm = (char **)(void *)((char *)&merged + e->offset);
+            char *t = *sl;
+            *sl = *sm;
+            *sm = t;
+        } else {
+            *(int *)(void *)((char *)live + e->offset) =
+                *(const int *)(const void *)((const char *)&merged + e->offset);
+        }
+    }
+    if (changed != NULL)
+        *changed = nchanged;
+done:
+    gw_config_free(&next);
+    gw_config_free(&merged);
+    return rc;
 }

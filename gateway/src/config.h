@@ -3,8 +3,9 @@
  *
  * Every key has a type, bounds and a default in config.c's table. The file
  * holds "key = value" lines and '#' comments; the environment variable
- * IMGW_<KEY> (upper case) overrides the file. Validation happens once, at
- * start-up, and every error names the key.
+ * IMGW_<KEY> (upper case) overrides the file. Validation happens at start-up
+ * and again on every reload (SIGHUP, gw_config_reload), and every error names
+ * the key.
  */
 #ifndef GW_CONFIG_H
 #define GW_CONFIG_H
@@ -31,6 +32,7 @@ typedef struct gw_config {
     char *listen_host;
     int listen_port;
     char *ticket_secret;
+    int ticket_secret_overlap_s;
     int dev_mode;
     char *allowed_origins;
     int allow_no_origin;
@@ -68,6 +70,15 @@ typedef struct gw_config {
     int http_session_idle_s;
 
     gw_mode_t mode_value; /* derived from mode */
+
+    /*
+     * Run-time state kept by gw_config_reload(), not settings: after a reload
+     * that changed ticket_secret, the secret it replaced (owned, or NULL) and
+     * the Unix time in seconds until which tickets signed with it still pass
+     * (see gw_ticket_verify_cfg()).
+     */
+    char *ticket_secret_prev;
+    unsigned long long ticket_secret_prev_until;
 } gw_config_t;
 
 /*
@@ -91,6 +102,27 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errlen);
 
 /* Writes every key and its effective value (secrets masked) to stdout. */
 void gw_config_dump(const gw_config_t *cfg);
+
+/*
+ * SIGHUP: re-reads path (NULL: no file) and the environment into a fresh
+ * config and validates it completely, together with the values live keeps
+ * for the keys that need a restart. Only if that passes are the reloadable
+ * keys (gw_config_reloadable()) copied into live, in place, and each change
+ * logged by name; a changed key that needs a restart is logged by name and
+ * left as it is. A changed ticket_secret keeps the one it replaces in
+ * live->ticket_secret_prev, accepted until now_s + ticket_secret_overlap_s.
+ *
+ * On failure returns GW_EINVAL (or GW_ENOMEM) with err naming the key, and
+ * live is unchanged. Returns 0 otherwise; *changed (if not NULL) receives the
+ * number of reloadable keys that changed. Strings in live that were replaced
+ * are freed: callers must not keep pointers into live's strings across a
+ * reload (the modules read cfg->... when they need a value).
+ */
+int gw_config_reload(gw_config_t *live, const char *path, unsigned long long now_s, int *changed,
+                     char *err, size_t errlen);
+
+/* 1 if key can change on SIGHUP, 0 if it needs a restart, -1 if unknown. */
+int gw_config_reloadable(const char *key);
 
 void gw_config_free(gw_config_t *cfg);
 

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "gw.h"
 #include "log.h"
+#include "metrics.h"
 #include "router.h"
 #include "store.h"
 #include "ticket.h"
@@ -30,13 +31,17 @@ static void usage(FILE *out)
             "       imgw --version | --help\n"
             "\n"
             "Settings come from FILE ('key = value' lines) and IMGW_<KEY> environment\n"
-            "variables, which win. See imgw.conf.example for every key.\n");
+            "variables, which win. See imgw.conf.example for every key.\n"
+            "SIGHUP re-reads FILE and applies the settings that can change while running\n"
+            "(see imgw(8)); SIGTERM drains and stops.\n");
 }
 
 typedef struct {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     gw_router_t *router;
+    gw_config_t *cfg;        /* shared by pointer with every module; reload edits it in place */
+    const char *config_path; /* NULL: settings from the environment only */
     int stopping;
 } app_t;
 
@@ -46,6 +51,7 @@ static void on_stopped(void *ud)
 
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -93,12 +99,42 @@ static void fit_fd_limit(gw_config_t *cfg)
         cfg->max_sessions_per_user = cfg->max_sessions;
 }
 
-static int run(gw_config_t *cfg)
+/*
+ * SIGHUP: re-read the file and apply what can change without a restart (see
+ * gw_config_reload). Runs on the loop like everything else, so no module sees
+ * a half-changed config; sessions are not touched.
+ */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    app_t *a = h->data;
+    char err[512];
+    int changed = 0;
+    int rc;
+
+    GW_UNUSED(signum);
+    if (a->stopping)
+        return;
+    gw_info("main", "SIGHUP: reloading %s", a->config_path ? a->config_path : "(environment only)");
+    rc = gw_config_reload(a->cfg, a->config_path, gw_now_ms() / 1000u, &changed, err, sizeof(err));
+    if (rc != 0) {
+        gw_metrics.reload_failures++;
+        gw_error("main", "reload refused, nothing changed: %s", err);
+        return;
+    }
+    gw_metrics.reloads++;
+    gw_log_level = gw_log_level_parse(a->cfg->log_level);
+    fit_fd_limit(a->cfg);
+    gw_info("main", "reload done: %d setting(s) changed", changed);
+}
+
+static int run(gw_config_t *cfg, const char *config_path)
 {
     app_t a;
     int rc;
 
     memset(&a, 0, sizeof(a));
+    a.cfg = cfg;
+    a.config_path = config_path;
     signal(SIGPIPE, SIG_IGN);
     fit_fd_limit(cfg);
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
@@ -110,9 +146,11 @@ static int run(gw_config_t *cfg)
     }
     uv_signal_init(&a.loop, &a.sigterm);
     uv_signal_init(&a.loop, &a.sigint);
-    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_init(&a.loop, &a.sighup);
+    a.sigterm.data = a.sigint.data = a.sighup.data = &a;
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
+    uv_signal_start(&a.sighup, on_sighup, SIGHUP);
     gw_info("main", "imgw %s started (mode %s, component %s, users at %s)", GW_VERSION, cfg->mode,
             cfg->component_domain,
             cfg->mode_value == GW_MODE_SAMEJID ? cfg->xmpp_domain : cfg->component_domain);
@@ -197,7 +235,7 @@ int main(int argc, char **argv)
         gw_config_free(&cfg);
         return 0;
     }
-    rc = run(&cfg);
+    rc = run(&cfg, config_path);
     gw_config_free(&cfg);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include "history.h"
 #include "link.h"
 #include "log.h"
+#include "metrics.h"
 #include "proto.h"
 #include "relay.h"
 #include "session.h"
@@ -138,7 +139,7 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
 {
     gw_router_t *r = ud;
     gw_router_stats_t st;
-    int n;
+    int n, m;
 
     gw_router_get_stats(r, &st);
     if (strcmp(path, "/health") == 0) {
@@ -172,7 +173,6 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
             return -1;
         if (gw_store_enabled(r->store)) {
             gw_store_stats_t ss;
-            int m;
             gw_store_get_stats(r->store, &ss);
             m = snprintf(buf + n, len - (size_t)n,
                          "# TYPE imgw_store_up gauge\nimgw_store_up %d\n"
@@ -191,7 +191,9 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
                 return -1;
             n += m;
         }
-        return n;
+        m = gw_metrics_render(buf + n, len - (size_t)n, r->cfg->redis_host[0] ? r->cache : NULL,
+                              r->relay);
+        return m < 0 ? -1 : n + m;
     }
     return -1;
 }
@@ -263,8 +265,7 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     int rc;
 
     if (f->ticket != NULL) {
-        rc = gw_ticket_verify(f->ticket, r->cfg->ticket_secret, gw_now_ms() / 1000u, user,
-                              sizeof(user));
+        rc = gw_ticket_verify_cfg(r->cfg, f->ticket, gw_now_ms() / 1000u, user, sizeof(user));
         if (rc == GW_EEXPIRED) {
             send_error(s, "expired_ticket", "the ticket has expired", NULL);
             gw_session_close(s, 4401, "expired ticket");
@@ -336,6 +337,7 @@ typedef struct pending_send {
     gw_router_t *r;
     uint64_t session_id; /* the session to acknowledge (the latest that sent this cid) */
     uint64_t id, ts;
+    uint64_t t0_ns; /* for imgw_send_ack_seconds */
     char user[72];
     char to[JID_MAX];
     char cid[72];
@@ -422,6 +424,7 @@ static void complete_send(pending_send_t *p, int status)
         gw_history_stored(r->history, &m);
     if (s) {
         send_payload(s, gw_proto_ack(p->cid, p->id, p->ts, rc == 1));
+        gw_hist_since(&gw_metrics.send_ack, p->t0_ns);
         echo_to_tabs(s, &m);
     }
     free(p);
@@ -472,6 +475,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     p->session_id = s->id;
     p->id = next_id(r);
     p->ts = gw_now_ms();
+    p->t0_ns = gw_metrics_now_ns();
     snprintf(p->user, sizeof(p->user), "%s", s->user->id);
     snprintf(p->to, sizeof(p->to), "%s", to);
     snprintf(p->cid, sizeof(p->cid), "%s", f->cid);
@@ -582,6 +586,7 @@ static void on_link_up(void *ud)
 {
     gw_router_t *r = ud;
 
+    gw_metrics.link_ups++;
     gw_info("router", "XMPP link up; %zu session(s) here", gw_registry_session_count(r->reg));
     /* The companion keeps web presence in memory: after a reconnect (or a server
      * restart) tell it again who is on the web. */
@@ -592,6 +597,7 @@ static void on_link_down(void *ud)
 {
     gw_router_t *r = ud;
 
+    gw_metrics.link_downs++;
     gw_warn("router", "XMPP link down; browser sends are queued (limit %d)",
             r->cfg->link_queue_max);
 }

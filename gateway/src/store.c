@@ -9,6 +9,7 @@
 #include "store.h"
 #include "gw.h"
 #include "log.h"
+#include "metrics.h"
 #include "payload.h"
 #include "session.h"
 
@@ -185,6 +186,7 @@ typedef struct pgc {
     int is_writer;
     wlist_t batch;       /* the batch in flight, or finished and waiting for its turn */
     uint64_t batch_seq;  /* order in which batches were sent */
+    uint64_t batch_t0;   /* when it was sent (gw_metrics_now_ns), for imgw_store_batch_seconds */
     int finished;        /* 1: committed, 2: failed (rows go back to the queue) */
     gw_strset_t *stored; /* stanza ids the committed batch really inserted */
 } pgc_t;
@@ -755,6 +757,7 @@ static void writer_kick(gw_store_t *s)
     if (ok) {
         s->st.batches++;
         c->batch_seq = s->next_seq++;
+        c->batch_t0 = gw_metrics_now_ns();
         pgc_send(c, insert_sql, 8, params);
     } else {
         gw_error("store", "cannot build a batch of %zu rows (out of memory)", n);
@@ -807,6 +810,7 @@ static void writer_done(gw_store_t *s, pgc_t *c, PGresult *res)
 {
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
+    gw_hist_since(&gw_metrics.store_batch, c->batch_t0);
     if (st != PGRES_TUPLES_OK) {
         const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         gw_error("store", "batch insert failed (%s): %s", state ? state : "?",

@@ -20,6 +20,17 @@
 int gw_ticket_verify(const char *ticket, const char *secret, uint64_t now, char *user,
                      size_t userlen);
 
+struct gw_config;
+
+/*
+ * Checks ticket as gw_ticket_verify() does, against cfg->ticket_secret and,
+ * after a reload that rotated the secret, against the previous one while now
+ * is before cfg->ticket_secret_prev_until (the overlap window). The call the
+ * router makes for every hello with a ticket. Same returns.
+ */
+int gw_ticket_verify_cfg(const struct gw_config *cfg, const char *ticket, uint64_t now, char *user,
+                         size_t userlen);
+
 /*
  * Writes a ticket for user valid until expiry into out (size outlen >= 160).
  * Used by tests and by `imgw ticket`. Returns 0 or GW_EINVAL.
