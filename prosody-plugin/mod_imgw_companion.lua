@@ -44,7 +44,9 @@ local host_sessions = prosody.hosts[host].sessions;
 -- Version 1 settings (docs/companion-protocol.md sections 7-10).
 local ack_timeout = module:get_option_number("imgw_ack_timeout", 10);
 local ack_window = module:get_option_number("imgw_ack_window", 1000);
-local ack_backlog = module:get_option_number("imgw_ack_backlog", 10000);
+local ack_backlog = math.max(1, module:get_option_number("imgw_ack_backlog", 10000));
+-- Copies go to storage and come back in chunks of this many.
+local spill_chunk = math.max(1, math.min(500, ack_backlog // 2));
 local acks_setting = module:get_option_string("imgw_acks", "auto");
 local dedup_seconds = module:get_option_number("imgw_dedup_seconds", 600);
 local dedup_max = module:get_option_number("imgw_dedup_max", 100000);
@@ -568,16 +570,31 @@ end);
 
 -- seq -> { stanza, sent (time of last send, 0 = never), tries }
 local pending = {};
-local pending_order = {}; -- seqs in creation order (may hold acked ones; skipped lazily)
-local order_head = 1;
+-- Seqs in creation order, in pending_order[order_head .. order_tail] (may hold acked
+-- ones, skipped lazily). Explicit bounds: the slots before order_head are nil, which
+-- Lua's # operator does not handle.
+local pending_order = {};
+local order_head, order_tail = 1, 0;
 local pending_count = 0;
 local outstanding = 0;    -- resent copies not yet acknowledged (the flow-control window)
 local spilled = 0;        -- copies in storage
 local last_seq = 0;
 
 local acks_on = acks_setting == "true" or (acks_setting == "auto" and state_store:get("acks") ~= nil);
+-- The index of copies in storage: chunks oldest first, each { key, seqs = {...} }, and
+-- spilled_at[seq] -> its chunk for every stored copy not yet acknowledged. Copies in
+-- storage were sent already; an acknowledgement for one is recorded here, and a chunk
+-- whose copies are all acknowledged is deleted without being read back.
 local spill_index = state_store:get("spill") or { chunks = {}, last_seq = 0 };
-for _, chunk in ipairs(spill_index.chunks) do spilled = spilled + chunk.n; end
+local spilled_at = {};
+for _, chunk in ipairs(spill_index.chunks) do
+	chunk.live = 0;
+	for _, seq in ipairs(chunk.seqs or {}) do
+		spilled_at[seq] = chunk;
+		chunk.live = chunk.live + 1;
+		spilled = spilled + 1;
+	end
+end
 if spilled > 0 and acks_setting ~= "false" then acks_on = true; end
 last_seq = math.max(math.floor(now() * 1e6), spill_index.last_seq or 0);
 
@@ -596,75 +613,110 @@ end
 
 local function save_spill_index()
 	spill_index.last_seq = last_seq;
-	local ok, err = state_store:set("spill", spill_index);
+	local saved = { last_seq = last_seq, chunks = {} };
+	for i, chunk in ipairs(spill_index.chunks) do
+		local seqs = {};
+		for _, seq in ipairs(chunk.seqs) do
+			if spilled_at[seq] == chunk then seqs[#seqs + 1] = seq; end
+		end
+		saved.chunks[i] = { key = chunk.key, seqs = seqs };
+	end
+	local ok, err = state_store:set("spill", saved);
 	if not ok then module:log("error", "cannot save the copy spill index: %s", tostring(err)); end
+end
+
+local function drop_chunk(chunk)
+	for i, c in ipairs(spill_index.chunks) do
+		if c == chunk then table.remove(spill_index.chunks, i); break; end
+	end
+	spill_store:set(chunk.key, nil);
+	save_spill_index();
 end
 
 -- Moves the oldest in-memory copies to storage, in chunks, while memory is over the backlog.
 local function spill_oldest()
 	while pending_count > ack_backlog do
-		local chunk, items = { n = 0 }, {};
-		while order_head <= #pending_order and #items < 500 do
+		local items, seqs, moved = {}, {}, {};
+		while order_head <= order_tail and #items < spill_chunk do
 			local seq = pending_order[order_head];
 			pending_order[order_head] = nil;
 			order_head = order_head + 1;
 			local p = pending[seq];
 			if p then
 				items[#items + 1] = st.preserialize(p.stanza);
+				seqs[#seqs + 1] = seq;
+				moved[#moved + 1] = p;
 				pending[seq] = nil;
 				pending_count = pending_count - 1;
 				if p.resent then outstanding = outstanding - 1; end
 			end
 		end
 		if #items == 0 then break; end
-		chunk.key = "c" .. id.medium():gsub("[^%w]", "");
-		chunk.n = #items;
+		local chunk = { key = "c" .. id.medium():gsub("[^%w]", ""), seqs = seqs, live = #seqs };
 		local ok, err = spill_store:set(chunk.key, { items = items });
 		if not ok then
 			module:log("error", "cannot store %d copies: %s; they stay in memory", #items, tostring(err));
-			for _, item in ipairs(items) do
-				local stanza = st.deserialize(item);
-				local seq = math.tointeger(tonumber(stanza:get_child("copy", NS).attr.seq));
-				pending[seq] = { stanza = stanza, sent = now(), tries = 1 };
-				pending_order[#pending_order + 1] = seq;
+			for i, seq in ipairs(seqs) do
+				moved[i].resent = nil;
+				pending[seq] = moved[i];
+				order_tail = order_tail + 1;
+				pending_order[order_tail] = seq;
 				pending_count = pending_count + 1;
 			end
 			return;
 		end
-		spill_index.chunks[#spill_index.chunks + 1] = { key = chunk.key, n = chunk.n };
-		spilled = spilled + chunk.n;
-		stats.spilled = stats.spilled + chunk.n;
+		for _, seq in ipairs(seqs) do spilled_at[seq] = chunk; end
+		spill_index.chunks[#spill_index.chunks + 1] = chunk;
+		spilled = spilled + #seqs;
+		stats.spilled = stats.spilled + #seqs;
 		save_spill_index();
 	end
 end
 
--- Brings the oldest stored chunk back into memory when there is room; its copies are
--- sent again as resends (flow-controlled).
+-- Brings the oldest stored chunks back into memory while there is room; their copies
+-- not acknowledged meanwhile are sent again as resends (flow-controlled).
 local function unspill()
-	while spilled > 0 and pending_count + 500 <= ack_backlog do
-		local chunk = table.remove(spill_index.chunks, 1);
+	while spilled > 0 do
+		local chunk = spill_index.chunks[1];
 		if not chunk then spilled = 0; break; end
+		if pending_count > 0 and pending_count + chunk.live > ack_backlog then break; end
 		local data = spill_store:get(chunk.key);
-		spilled = spilled - chunk.n;
+		local front = {};
 		if data and data.items then
 			-- Older than everything in memory: put them in front of the order.
-			local front = {};
 			for _, item in ipairs(data.items) do
 				local stanza = st.deserialize(item);
 				local copy = stanza and stanza:get_child("copy", NS);
 				local seq = copy and math.tointeger(tonumber(copy.attr.seq));
-				if seq and not pending[seq] then
+				if seq and spilled_at[seq] == chunk and not pending[seq] then
 					pending[seq] = { stanza = stanza, sent = 0, tries = 0 };
 					pending_count = pending_count + 1;
 					front[#front + 1] = seq;
 				end
 			end
-			for i = order_head, #pending_order do front[#front + 1] = pending_order[i]; end
-			pending_order, order_head = front, 1;
 		end
-		spill_store:set(chunk.key, nil);
-		save_spill_index();
+		for _, seq in ipairs(chunk.seqs) do
+			if spilled_at[seq] == chunk then
+				spilled_at[seq] = nil;
+				spilled = spilled - 1;
+			end
+		end
+		for i = order_head, order_tail do front[#front + 1] = pending_order[i]; end
+		pending_order, order_head, order_tail = front, 1, #front;
+		drop_chunk(chunk);
 	end
+end
+
+-- An acknowledgement for a copy in storage: remembered, and a chunk left with nothing
+-- to resend is deleted.
+local function ack_spilled(seq)
+	local chunk = spilled_at[seq];
+	if not chunk then return false; end
+	spilled_at[seq] = nil;
+	spilled = spilled - 1;
+	chunk.live = chunk.live - 1;
+	if chunk.live <= 0 then drop_chunk(chunk); end
+	return true;
 end
 
 local function send_copy(seq, p, as_resend)
@@ -686,7 +738,7 @@ local function resend(min_age)
 	if not any_instance() then return; end
 	unspill();
 	local t = now();
-	for i = order_head, #pending_order do
+	for i = order_head, order_tail do
 		if outstanding >= ack_window then break; end
 		local seq = pending_order[i];
 		local p = pending[seq];
@@ -709,19 +761,19 @@ end
 
 -- Drops acknowledged seqs from the front of the order list, and compacts it now and then.
 local function trim_order()
-	while order_head <= #pending_order and not pending[pending_order[order_head]] do
+	while order_head <= order_tail and not pending[pending_order[order_head]] do
 		pending_order[order_head] = nil;
 		order_head = order_head + 1;
 	end
-	if order_head > #pending_order then
-		pending_order, order_head = {}, 1;
-	elseif order_head > 4096 and order_head > #pending_order / 2 then
+	if order_head > order_tail then
+		pending_order, order_head, order_tail = {}, 1, 0;
+	elseif order_head > 4096 and order_head > (order_tail - order_head) then
 		local compact = {};
-		for i = order_head, #pending_order do
+		for i = order_head, order_tail do
 			local seq = pending_order[i];
 			if pending[seq] then compact[#compact + 1] = seq; end
 		end
-		pending_order, order_head = compact, 1;
+		pending_order, order_head, order_tail = compact, 1, #compact;
 	end
 end
 
@@ -740,25 +792,28 @@ local function apply_acks(text)
 		if not a then a = token:match("^(%d+)$"); b = a; end
 		a, b = a and math.tointeger(tonumber(a)), b and math.tointeger(tonumber(b));
 		if not a or not b or b < a then return nil, "bad entry " .. token:sub(1, 40); end
+		local function ack_one(seq)
+			local p = pending[seq];
+			if p then
+				pending[seq] = nil;
+				pending_count = pending_count - 1;
+				if p.resent then outstanding = outstanding - 1; end
+				n = n + 1;
+			elseif ack_spilled(seq) then
+				n = n + 1;
+			end
+		end
 		if b - a < 64 then
-			for seq = a, b do
-				local p = pending[seq];
-				if p then
-					pending[seq] = nil;
-					pending_count = pending_count - 1;
-					if p.resent then outstanding = outstanding - 1; end
-					n = n + 1;
-				end
-			end
+			for seq = a, b do ack_one(seq); end
 		else
-			for seq, p in pairs(pending) do
-				if seq >= a and seq <= b then
-					pending[seq] = nil;
-					pending_count = pending_count - 1;
-					if p.resent then outstanding = outstanding - 1; end
-					n = n + 1;
-				end
+			local hits = {};
+			for seq in pairs(pending) do
+				if seq >= a and seq <= b then hits[#hits + 1] = seq; end
 			end
+			for seq in pairs(spilled_at) do
+				if seq >= a and seq <= b then hits[#hits + 1] = seq; end
+			end
+			for _, seq in ipairs(hits) do ack_one(seq); end
 		end
 	end
 	return n;
@@ -781,8 +836,9 @@ module:hook("iq-set/host/" .. NS1 .. ":acks", function (event)
 		return true;
 	end
 	stats.acked = stats.acked + n;
-	if spilled > 0 then unspill(); end
 	origin.send(st.reply(stanza));
+	-- Room in memory again: bring stored copies back and send them now, not at the next tick.
+	if spilled > 0 and pending_count < ack_backlog then resend(nil); end
 	return true;
 end);
 
@@ -830,7 +886,8 @@ local function copy_to_gateway(event)
 	if seq then
 		local p = { stanza = copy, sent = 0, tries = 0 };
 		pending[seq] = p;
-		pending_order[#pending_order + 1] = seq;
+		order_tail = order_tail + 1;
+		pending_order[order_tail] = seq;
 		pending_count = pending_count + 1;
 		send_copy(seq, p, false);
 		if pending_count > ack_backlog then spill_oldest(); end
@@ -857,28 +914,27 @@ local function strip_client_ns(el)
 	return el;
 end
 
--- (sender bare JID, id) keys routed recently, oldest first, bounded in time and number.
-local recent_keys, recent_fifo, recent_head = {}, {}, 1;
+-- (sender bare JID, id) keys routed recently, oldest first in recent_fifo[head .. tail],
+-- bounded in time and number.
+local recent_keys, recent_fifo, recent_head, recent_tail = {}, {}, 1, 0;
 local function first_time(key)
 	local t = now();
-	while recent_head <= #recent_fifo do
+	while recent_head <= recent_tail do
 		local k = recent_fifo[recent_head];
-		if recent_keys[k] and recent_keys[k] > t - dedup_seconds
-			and (#recent_fifo - recent_head) < dedup_max then
+		if recent_keys[k] > t - dedup_seconds and (recent_tail - recent_head + 1) < dedup_max then
 			break;
 		end
 		recent_keys[k] = nil;
 		recent_fifo[recent_head] = nil;
 		recent_head = recent_head + 1;
 	end
-	if recent_head > 4096 and recent_head > #recent_fifo / 2 then
-		local compact = {};
-		for i = recent_head, #recent_fifo do compact[#compact + 1] = recent_fifo[i]; end
-		recent_fifo, recent_head = compact, 1;
+	if recent_head > recent_tail then
+		recent_fifo, recent_head, recent_tail = {}, 1, 0;
 	end
 	if recent_keys[key] then return false; end
 	recent_keys[key] = t;
-	recent_fifo[#recent_fifo + 1] = key;
+	recent_tail = recent_tail + 1;
+	recent_fifo[recent_tail] = key;
 	return true;
 end
 

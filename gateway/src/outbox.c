@@ -57,8 +57,9 @@ struct gw_outbox {
     elist_t pending, ready, written;
     /* journal */
     char dir[1024];   /* <spool_dir>/outbox, or "" */
-    segment_t *segs;  /* oldest first; the last is the current one */
-    int fd;           /* current segment, or -1 */
+    segment_t *segs;  /* oldest first */
+    segment_t *cur;   /* the one appended to, or NULL before the first append */
+    int fd;           /* cur's file, or -1 */
     size_t cur_bytes; /* bytes in the current segment */
     uint64_t next_num;
 };
@@ -152,19 +153,13 @@ static void seg_path(const gw_outbox_t *ob, uint64_t num, char *buf, size_t len)
     snprintf(buf, len, "%s/%016" PRIx64 ".jsonl", ob->dir, num);
 }
 
-static segment_t *seg_current(gw_outbox_t *ob)
-{
-    segment_t *s = ob->segs;
-
-    while (s && s->next)
-        s = s->next;
-    return s;
-}
+static void seg_release(gw_outbox_t *ob, segment_t *seg);
 
 static int seg_open_new(gw_outbox_t *ob)
 {
     segment_t *s = calloc(1, sizeof(*s));
     segment_t **pp = &ob->segs;
+    segment_t *old = ob->cur;
     char path[1100];
 
     if (s == NULL)
@@ -183,6 +178,10 @@ static int seg_open_new(gw_outbox_t *ob)
     while (*pp)
         pp = &(*pp)->next;
     *pp = s;
+    ob->cur = s;
+    /* The old one may hold nothing live already: it goes now. */
+    if (old != NULL)
+        seg_release(ob, old);
     return 0;
 }
 
@@ -194,7 +193,7 @@ static void seg_release(gw_outbox_t *ob, segment_t *seg)
 
     if (seg == NULL || seg->live > 0)
         return;
-    if (seg == seg_current(ob)) {
+    if (seg == ob->cur) {
         /* Nothing in it is needed any more: start it over rather than let it grow. */
         if (ob->fd >= 0 && ob->cur_bytes > 0 && ftruncate(ob->fd, 0) == 0)
             ob->cur_bytes = 0;
@@ -261,7 +260,7 @@ static int journal_append(gw_outbox_t *ob, const gw_outbox_msg_t *m, segment_t *
         return GW_EIO;
     }
     ob->cur_bytes += len + 1;
-    *seg = seg_current(ob);
+    *seg = ob->cur;
     (*seg)->live++;
     return 0;
 }
