@@ -10,6 +10,11 @@
 --     modules_enabled = { "imgw_companion" }
 --     imgw_gateway = "gw.shop.example"   -- the gateway's component domain
 --
+-- Several gateways (Prosody has no allowMultiple): list their component domains,
+--     imgw_gateway = { "gw1.shop.example", "gw2.shop.example" }
+-- and copies are dealt round-robin over those with a live instance, as Openfire deals
+-- stanzas over the connections of one allowMultiple domain.
+--
 -- Everything the gateway asks for is trusted only when the stanza's 'from' is exactly
 -- imgw_gateway. Prosody stamps a component's 'from' (mod_component refuses any other
 -- domain), so a client cannot forge it.
@@ -31,7 +36,21 @@ local NS_PRIVILEGE = "urn:xmpp:privilege:2";
 local NS_CLIENT = "jabber:client";
 
 local host = module.host;
-local gateway = module:get_option_string("imgw_gateway");
+-- One component domain, or a list of them (several gateways; see above).
+local gateway_list = {};
+do
+	local opt = module:get_option("imgw_gateway");
+	if type(opt) == "string" then
+		gateway_list = { opt };
+	elseif type(opt) == "table" then
+		for _, d in ipairs(opt) do
+			if type(d) == "string" then gateway_list[#gateway_list + 1] = d; end
+		end
+	end
+end
+local gateway_set = {};
+for _, d in ipairs(gateway_list) do gateway_set[d] = true; end
+local gateway = gateway_list[1]; -- nil: not configured
 local props_store = module:open_store("imgw_props");
 -- Name and e-mail live apart from the free-form properties so that a property
 -- called 'name' cannot clobber them.
@@ -61,7 +80,7 @@ module:add_feature(NS);
 module:add_feature(NS1);
 
 local function from_gateway(stanza)
-	return gateway ~= nil and stanza.attr.from == gateway;
+	return stanza.attr.from ~= nil and gateway_set[stanza.attr.from] == true;
 end
 
 -- A whole second, with milliseconds, in XEP-0082 form.
@@ -414,6 +433,22 @@ local function end_instance(node, why)
 		tostring(node), tostring(inst.boot), why, n);
 end
 
+-- The component domain the next copy goes to: round-robin over the domains that have a
+-- live instance (with one gateway domain, always that one).
+local rr = 0;
+local function next_gateway()
+	if #gateway_list < 2 then return gateway; end
+	local live = {};
+	for _, d in ipairs(gateway_list) do
+		for node, inst in pairs(instances) do
+			if node ~= "v0" and inst.domain == d then live[#live + 1] = d; break; end
+		end
+	end
+	if #live == 0 then return gateway; end
+	rr = rr % #live + 1;
+	return live[rr];
+end
+
 local function any_instance()
 	for node, inst in pairs(instances) do
 		if node ~= "v0" then return inst; end
@@ -458,7 +493,7 @@ module:hook("iq-set/host/" .. NS1 .. ":gateway", function (event)
 			inst = nil;
 		end
 		if not inst then
-			inst = { boot = boot, users = {}, exists = {}, count = 0, sum = 0 };
+			inst = { boot = boot, users = {}, exists = {}, count = 0, sum = 0, domain = stanza.attr.from };
 			instances[node] = inst;
 			fresh = true;
 			module:log("info", "gateway instance %d (boot %s) registered", node, boot);
@@ -729,7 +764,9 @@ local function send_copy(seq, p, as_resend)
 		end
 		stats.resent = stats.resent + 1;
 	end
-	module:send(st.clone(p.stanza));
+	local out = st.clone(p.stanza);
+	out.attr.to = next_gateway();
+	module:send(out);
 end
 
 -- Resends unacknowledged copies: all not sent within min_age seconds, at most up to the
@@ -858,7 +895,7 @@ local function copy_to_gateway(event)
 	if mtype ~= "chat" and mtype ~= "normal" then return; end
 	if not stanza:get_child("body") then return; end
 	local from = stanza.attr.from;
-	if from and jid_util.host(from) == gateway then return; end
+	if from and gateway_set[jid_util.host(from)] then return; end
 
 	local to = stanza.attr.to;
 	if not to and origin.username then
@@ -892,6 +929,7 @@ local function copy_to_gateway(event)
 		send_copy(seq, p, false);
 		if pending_count > ack_backlog then spill_oldest(); end
 	else
+		copy.attr.to = next_gateway();
 		module:send(copy);
 	end
 end
