@@ -11,6 +11,7 @@
 #include "outbox.h"
 #include "gw.h"
 #include "log.h"
+#include "payload.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -322,9 +323,75 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The id of a done record ({"d":"<id>"}), or 0. */
+static uint64_t done_id(const char *line)
+{
+    static const char prefix[] = "{\"d\":\"";
+    char *end;
+    uint64_t id;
+
+    if (strncmp(line, prefix, sizeof(prefix) - 1) != 0)
+        return 0;
+    id = strtoull(line + sizeof(prefix) - 1, &end, 10);
+    return strcmp(end, "\"}") == 0 ? id : 0;
+}
+
+typedef struct idset {
+    uint64_t *v;
+    size_t n, cap;
+} idset_t;
+
+static void idset_add(idset_t *s, uint64_t id)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        uint64_t *bigger = realloc(s->v, cap * sizeof(*bigger));
+        if (bigger == NULL)
+            return; /* only costs a harmless resend */
+        s->v = bigger;
+        s->cap = cap;
+    }
+    s->v[s->n++] = id;
+}
+
+static int idset_has(const idset_t *s, uint64_t id)
+{
+    return s->n && bsearch(&id, s->v, s->n, sizeof(*s->v), cmp_u64) != NULL;
+}
+
+/* Reads the done records of every segment (first pass of journal_load). */
+static void read_done(gw_outbox_t *ob, const uint64_t *nums, size_t n, idset_t *done)
+{
+    for (size_t i = 0; i < n; i++) {
+        char path[1100];
+        FILE *f;
+        char *line = NULL;
+        size_t lcap = 0;
+        ssize_t len;
+
+        seg_path(ob, nums[i], path, sizeof(path));
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        while ((len = getline(&line, &lcap, f)) > 0) {
+            uint64_t id;
+            if (line[len - 1] != '\n')
+                continue;
+            line[len - 1] = '\0';
+            if ((id = done_id(line)) != 0)
+                idset_add(done, id);
+        }
+        free(line);
+        fclose(f);
+    }
+    if (done->n)
+        qsort(done->v, done->n, sizeof(*done->v), cmp_u64);
+}
+
 /* Loads the segments an earlier run left, as pending entries, oldest first. */
 static void journal_load(gw_outbox_t *ob)
 {
+    idset_t done = {0};
     DIR *d = opendir(ob->dir);
     struct dirent *de;
     uint64_t *nums = NULL;
@@ -351,6 +418,7 @@ static void journal_load(gw_outbox_t *ob)
     }
     closedir(d);
     qsort(nums, n, sizeof(*nums), cmp_u64);
+    read_done(ob, nums, n, &done);
     for (size_t i = 0; i < n; i++) {
         char path[1100];
         FILE *f;
@@ -377,10 +445,17 @@ static void journal_load(gw_outbox_t *ob)
             if (line[len - 1] != '\n' || (size_t)len > LINE_MAX_BYTES)
                 continue;
             line[len - 1] = '\0';
+            if (done_id(line) != 0)
+                continue;
             e = calloc(1, sizeof(*e));
             if (e == NULL)
                 break;
             if (parse_line(line, &e->m) != 0) {
+                free(e);
+                continue;
+            }
+            if (idset_has(&done, e->m.id)) {
+                msg_free(&e->m);
                 free(e);
                 continue;
             }
@@ -394,6 +469,7 @@ static void journal_load(gw_outbox_t *ob)
         fclose(f);
     }
     free(nums);
+    free(done.v);
     /* Segments with nothing usable in them go now (never the current one: none yet). */
     for (segment_t *s = ob->segs, *next; s; s = next) {
         next = s->next;
@@ -552,8 +628,31 @@ void gw_outbox_link_down(gw_outbox_t *ob)
     elist_prepend_all(&ob->ready, &ob->written);
 }
 
+/*
+ * Journals that the sends up to mark are done, so that a crash soon after does
+ * not make the next start write them again (it would be harmless: the
+ * companion drops a send-as it routed already; this only saves the work).
+ * One write for all of them; not synced.
+ */
+static void journal_done(gw_outbox_t *ob, uint64_t mark)
+{
+    gw_sbuf_t b;
+
+    if (ob->fd < 0 || ob->cur == NULL || ob->cur->live == 0)
+        return;
+    gw_sbuf_init(&b, 1u << 20);
+    for (gw_outbox_entry_t *e = ob->written.head; e && e->mark <= mark; e = e->next)
+        gw_sbuf_printf(&b, "{\"d\":\"%" PRIu64 "\"}\n", e->m.id);
+    if (!b.overflow && b.len > 0) {
+        if (write(ob->fd, b.data, b.len) == (ssize_t)b.len)
+            ob->cur_bytes += b.len;
+    }
+    gw_sbuf_free(&b);
+}
+
 void gw_outbox_routed(gw_outbox_t *ob, uint64_t mark)
 {
+    journal_done(ob, mark);
     while (ob->written.head && ob->written.head->mark <= mark)
         entry_free(ob, ob->written.head);
 }

@@ -10,9 +10,12 @@
  * shutdown left unconfirmed (see gw_outbox_replay).
  *
  * The journal is a series of segment files <dir>/outbox/<16 hex>.jsonl, one
- * JSON object per line: {"a":{...}} adds a send, {"x":"<id>"} cancels one. A
- * segment is deleted once every send in it is confirmed or cancelled; the
- * current one is truncated when it holds none. Without `sync` the journal is
+ * JSON object per line: {"a":{...}} adds a send, {"d":"<id>"} says it was
+ * routed (so that a crash soon after does not write it again; if that record
+ * is lost, the companion drops the repeated send-as). A segment is deleted once
+ * every send in it is confirmed or cancelled; the current one is truncated
+ * when it holds none. Refusals are not journalled: a crash right after one
+ * writes that send after all (stored first). Without `sync` the journal is
  * written but not fsync'd: it must survive a killed process (the page cache
  * does), and the message itself is durable in the store.
  *
