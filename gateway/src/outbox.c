@@ -417,7 +417,8 @@ static void journal_load(gw_outbox_t *ob)
         nums[n++] = num;
     }
     closedir(d);
-    qsort(nums, n, sizeof(*nums), cmp_u64);
+    if (n > 0)
+        qsort(nums, n, sizeof(*nums), cmp_u64);
     read_done(ob, nums, n, &done);
     for (size_t i = 0; i < n; i++) {
         char path[1100];
