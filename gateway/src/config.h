@@ -28,6 +28,9 @@ typedef struct gw_config {
     int reconnect_max_ms;
     int handshake_timeout_ms;
     int link_queue_max;
+    int companion_v1;      /* use companion protocol version 1 when the server offers it */
+    int companion_lease_s; /* version-1 lease; heartbeats every third of it */
+    int drain_timeout_ms;  /* at shutdown, how long to wait for unconfirmed sends */
     /* browser front */
     char *listen_host;
     int listen_port;

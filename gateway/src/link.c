@@ -42,18 +42,13 @@
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
 #define NS_PING        "urn:xmpp:ping"
 #define NS_COMPANION   "urn:imgw:companion:0"
+#define NS_COMPANION1  "urn:imgw:companion:1"
 #define NS_FORWARD     "urn:xmpp:forward:0"
 #define NS_PRIVILEGE   "urn:xmpp:privilege:2"
 #define NS_SID         "urn:xmpp:sid:0"
 #define NS_OOB         "jabber:x:oob"
 
 typedef enum { L_DOWN, L_CONNECTING, L_HANDSHAKE, L_UP, L_STOPPED } lstate_t;
-
-typedef struct qitem {
-    struct qitem *next;
-    size_t len;
-    char data[];
-} qitem_t;
 
 typedef struct pending_iq {
     struct pending_iq *next;
@@ -89,16 +84,40 @@ struct gw_link {
     char stream_id[128];
     int stream_id_seen;
 
-    qitem_t *qhead, *qtail;
-    size_t qlen;
-
     pending_iq_t *iqs; /* companion requests awaiting an answer */
     unsigned long iq_seq;
+
+    /* Companion (docs/companion-protocol.md sections 7-10). */
+    enum { C_UNKNOWN, C_V0, C_V1 } companion; /* on this connection, from disco */
+    char boot[33];        /* this process's instance: random hex, drawn at start */
+    unsigned long v1_seq; /* ids of version-1 requests */
+    uint64_t v1_reregistered_ms;
+    uint64_t mark_written;   /* chats written so far (their marks are 1..mark_written) */
+    uint64_t mark_sent;      /* mark of the last <gateway> written */
+    uint64_t mark_confirmed; /* reported through on_routed */
+    size_t web_count;        /* web users announced and not taken back */
+    uint64_t web_sum;        /* XOR of their FNV-1a-64 hashes */
+    gw_sbuf_t web_delta;     /* <on/>/<off/> children waiting to be sent */
+    size_t web_ndelta;
+    gw_sbuf_t web_full; /* the full list being collected (list_web_users) */
+    size_t web_nfull;
+    int web_first_chunk;
+    gw_sbuf_t acks; /* sequence numbers to acknowledge, space separated */
+    size_t nacks;
+    uv_timer_t heartbeat_timer;
+    uv_timer_t mark_timer;
+    uv_timer_t ack_timer;
+    uv_timer_t web_timer;
 };
 
 static void schedule_reconnect(gw_link_t *l);
 static void update_poll(gw_link_t *l);
 static void expire_iqs(gw_link_t *l, int all);
+static void send_gateway(gw_link_t *l, int lease);
+static void send_full_web_list(gw_link_t *l);
+static void flush_web_delta(gw_link_t *l);
+static void flush_acks(gw_link_t *l);
+static void start_heartbeat(gw_link_t *l);
 
 /* ---- logging ---------------------------------------------------------- */
 
@@ -133,72 +152,27 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area, cons
         gw_error("xmpp", "%s: %s", area, msg);
 }
 
-/* ---- queue of messages waiting for the link --------------------------- */
-
-static int queue_push(gw_link_t *l, const char *data, size_t len, int front)
-{
-    qitem_t *q = malloc(sizeof(*q) + len + 1);
-
-    if (q == NULL)
-        return GW_ENOMEM;
-    q->len = len;
-    memcpy(q->data, data, len);
-    q->data[len] = '\0';
-    if (front) {
-        q->next = l->qhead;
-        l->qhead = q;
-        if (l->qtail == NULL)
-            l->qtail = q;
-    } else {
-        q->next = NULL;
-        if (l->qtail)
-            l->qtail->next = q;
-        else
-            l->qhead = q;
-        l->qtail = q;
-    }
-    l->qlen++;
-    return 0;
-}
-
-static void queue_flush(gw_link_t *l)
-{
-    size_t n = 0;
-
-    while (l->qhead) {
-        qitem_t *q = l->qhead;
-        l->qhead = q->next;
-        xmpp_send_raw(l->conn, q->data, q->len);
-        free(q);
-        n++;
-    }
-    l->qtail = NULL;
-    l->qlen = 0;
-    if (n) {
-        gw_info("link", "flushed %zu queued message(s)", n);
-        l->dirty = 1;
-    }
-}
+/* ---- what a lost connection leaves behind ------------------------------ */
 
 /*
- * Moves stanzas libstrophe had not yet written back to the front of our
- * queue so that they are sent after the reconnect. A stanza it had started
- * writing cannot be taken back; it is lost with the TCP connection.
+ * Drops the stanzas libstrophe had not yet written. Chats come back from the
+ * router's outbox after the reconnect (it keeps them until routed); the web
+ * user list, heartbeats and disco are sent afresh on every handshake; an
+ * acknowledgement lost here only makes the companion send that copy again.
  */
-static void reclaim_unsent(gw_link_t *l, xmpp_conn_t *conn)
+static void drop_unsent(gw_link_t *l, xmpp_conn_t *conn)
 {
     char *s;
     size_t n = 0;
 
     while ((s = xmpp_conn_send_queue_drop_element(conn, XMPP_QUEUE_YOUNGEST)) != NULL) {
-        size_t len = strlen(s);
-        /* Keepalive whitespace is not worth keeping. */
-        if (len > 1 && queue_push(l, s, len, 1) == 0)
+        if (strlen(s) > 1) /* keep-alive whitespace does not count */
             n++;
         xmpp_free(l->ctx, s);
     }
     if (n)
-        gw_warn("link", "%zu unsent stanza(s) kept for the next connection", n);
+        gw_info("link", "%zu unsent stanza(s) dropped with the connection; chats are written again",
+                n);
 }
 
 /* ---- libuv plumbing ---------------------------------------------------- */
@@ -209,6 +183,15 @@ static void step(gw_link_t *l)
     if (l->iqs)
         expire_iqs(l, 0);
     xmpp_run_once(l->ctx, 0);
+    /*
+     * Without a version-1 companion, a chat handed to the kernel is as routed
+     * as XEP-0114 can tell (docs/companion-protocol.md section 10).
+     */
+    if (l->state == L_UP && l->conn != NULL && l->companion == C_V0 &&
+        l->mark_confirmed < l->mark_written && xmpp_conn_send_queue_len(l->conn) == 0) {
+        l->mark_confirmed = l->mark_written;
+        l->cbs.on_routed(l->ud, l->mark_confirmed);
+    }
     if (l->dead != NULL && l->dead != l->conn) {
         /* Released here, never from inside its own callback. */
         xmpp_conn_release(l->dead);
@@ -325,19 +308,352 @@ static void check_companion(gw_link_t *l, xmpp_stanza_t *st, const char *type)
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name(st, "query");
     xmpp_stanza_t *c = q ? xmpp_stanza_get_children(q) : NULL;
 
+    int v0 = 0, v1 = 0;
+
+    if (l->state != L_UP || l->companion != C_UNKNOWN)
+        return;
+    uv_timer_stop(&l->handshake_timer);
     if (strcmp(type, "result") == 0)
-        for (; c; c = xmpp_stanza_get_next(c))
-            if (xmpp_stanza_is_tag(c) && strcmp(xmpp_stanza_get_name(c), "feature") == 0 &&
-                xmpp_stanza_get_attribute(c, "var") &&
-                strcmp(xmpp_stanza_get_attribute(c, "var"), NS_COMPANION) == 0) {
-                gw_info("link", "companion found on %s", l->cfg->xmpp_domain);
-                return;
-            }
+        for (; c; c = xmpp_stanza_get_next(c)) {
+            const char *var =
+                xmpp_stanza_is_tag(c) && strcmp(xmpp_stanza_get_name(c), "feature") == 0
+                    ? xmpp_stanza_get_attribute(c, "var")
+                    : NULL;
+            if (var && strcmp(var, NS_COMPANION) == 0)
+                v0 = 1;
+            else if (var && strcmp(var, NS_COMPANION1) == 0)
+                v1 = 1;
+        }
+    if (v0 && v1 && l->cfg->companion_v1) {
+        gw_info("link", "companion found on %s (version 1: leases, acknowledged copies and sends)",
+                l->cfg->xmpp_domain);
+        l->companion = C_V1;
+        send_gateway(l, l->cfg->companion_lease_s);
+        send_full_web_list(l);
+        start_heartbeat(l);
+        return;
+    }
+    /* Version 0 (or none): presence per user, chats routed once flushed. */
+    l->companion = C_V0;
+    if (v0) {
+        gw_info("link", "companion found on %s (version 0)", l->cfg->xmpp_domain);
+        send_full_web_list(l);
+        l->dirty = 1;
+        return;
+    }
     gw_warn("link",
             "%s does not announce the imgw companion (" NS_COMPANION "): same-JID mode needs "
             "openfire-plugin/ or prosody-plugin/ installed and plugin.imgw.gateway.domain / "
             "imgw_gateway set to %s",
             l->cfg->xmpp_domain, l->cfg->component_domain);
+}
+
+/* ---- companion version 1 (docs/companion-protocol.md sections 7-10) ------ */
+
+/* FNV-1a, 64 bits: the per-user hash whose XOR is the web list's checksum. */
+static uint64_t fnv1a64(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Starts a version-1 request: <iq type='set' id=… from=GW to=DOMAIN>. */
+static void v1_iq_open(gw_link_t *l, gw_sbuf_t *b)
+{
+    gw_sbuf_printf(b, "<iq type='set' id='v1-%s-%lu'", l->boot, ++l->v1_seq);
+    attr(b, "from", l->cfg->component_domain);
+    attr(b, "to", l->cfg->xmpp_domain);
+    gw_sbuf_puts(b, ">");
+}
+
+/* Section 7: the heartbeat, which also carries the mark of the last chat written. */
+static void send_gateway(gw_link_t *l, int lease)
+{
+    gw_sbuf_t b;
+
+    if (l->companion != C_V1 || l->state != L_UP || l->conn == NULL)
+        return;
+    gw_sbuf_init(&b, 1024);
+    v1_iq_open(l, &b);
+    gw_sbuf_printf(&b,
+                   "<gateway xmlns='" NS_COMPANION1 "' node='%d' boot='%s' lease='%d' mark='%llu' "
+                   "users='%zu' sum='%016llx'/></iq>",
+                   l->cfg->node_id, l->boot, lease, (unsigned long long)l->mark_written,
+                   l->web_count, (unsigned long long)l->web_sum);
+    l->mark_sent = l->mark_written;
+    send_stanza_text(l, &b);
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    gw_link_t *l = t->data;
+
+    send_gateway(l, l->cfg->companion_lease_s);
+}
+
+static void start_heartbeat(gw_link_t *l)
+{
+    uint64_t every = (uint64_t)l->cfg->companion_lease_s * 1000u / 3u;
+
+    uv_timer_start(&l->heartbeat_timer, on_heartbeat, every, every);
+}
+
+/* Chats were written: a mark follows within 100 ms, so the companion can confirm them. */
+static void on_mark_timer(uv_timer_t *t)
+{
+    gw_link_t *l = t->data;
+
+    if (l->mark_written > l->mark_sent)
+        send_gateway(l, l->cfg->companion_lease_s);
+}
+
+/* The XMPP error condition of an error stanza ("undefined-condition" when none). */
+static const char *error_condition(xmpp_stanza_t *st)
+{
+    xmpp_stanza_t *err = xmpp_stanza_get_child_by_name(st, "error");
+    xmpp_stanza_t *c = err ? xmpp_stanza_get_children(err) : NULL;
+
+    while (c && (!xmpp_stanza_is_tag(c) || strcmp(xmpp_stanza_get_name(c), "text") == 0))
+        c = xmpp_stanza_get_next(c);
+    return c ? xmpp_stanza_get_name(c) : "undefined-condition";
+}
+
+/*
+ * The companion refused one of this instance's version-1 requests. Unknown
+ * instance (it restarted, or the lease ran out): register again, at most once
+ * a second. Anything else (forbidden: the companion serves another gateway
+ * domain) would repeat forever: say so once and stop speaking version 1.
+ */
+static void v1_refused(gw_link_t *l, xmpp_stanza_t *st, const char *id)
+{
+    const char *cond = error_condition(st);
+    uint64_t now = gw_now_ms();
+
+    if (strcmp(cond, "item-not-found") == 0) {
+        if (now - l->v1_reregistered_ms < 1000)
+            return;
+        l->v1_reregistered_ms = now;
+        gw_warn("link", "companion does not know this gateway instance (id %s); registering again",
+                id);
+        send_gateway(l, l->cfg->companion_lease_s);
+        send_full_web_list(l);
+        return;
+    }
+    gw_error("link",
+             "companion on %s refused a version-1 request (%s): check that its gateway setting "
+             "(plugin.imgw.gateway.domain / imgw_gateway) is %s; version 1 is off on this "
+             "connection",
+             l->cfg->xmpp_domain, cond, l->cfg->component_domain);
+    l->companion = C_V0;
+    uv_timer_stop(&l->heartbeat_timer);
+    uv_timer_stop(&l->mark_timer);
+    l->dirty = 1;
+}
+
+/* A status from the companion (section 7); any instance may receive any instance's. */
+static void handle_status(gw_link_t *l, xmpp_stanza_t *status)
+{
+    const char *node = xmpp_stanza_get_attribute(status, "node");
+    const char *boot = xmpp_stanza_get_attribute(status, "boot");
+    const char *mark = xmpp_stanza_get_attribute(status, "mark");
+    const char *sync = xmpp_stanza_get_attribute(status, "sync");
+    char mine[8];
+    char *end;
+    unsigned long long m;
+
+    snprintf(mine, sizeof(mine), "%d", l->cfg->node_id);
+    if (node == NULL || boot == NULL || strcmp(node, mine) != 0 || strcmp(boot, l->boot) != 0)
+        return; /* another instance's: it hears again at its next heartbeat */
+    if (mark != NULL && mark[0] >= '0' && mark[0] <= '9') {
+        m = strtoull(mark, &end, 10);
+        /* Never beyond what was written: a status cannot confirm the future. */
+        if (*end == '\0' && m <= l->mark_written && m > l->mark_confirmed) {
+            l->mark_confirmed = m;
+            l->cbs.on_routed(l->ud, m);
+        }
+    }
+    if (sync != NULL && strcmp(sync, "resync") == 0) {
+        gw_info("link", "companion asked for the full list of web users");
+        send_full_web_list(l);
+    }
+}
+
+/* Section 8: sends the waiting <on/>/<off/> children, at most 1000 per request. */
+static void send_web_request(gw_link_t *l, gw_sbuf_t *children, int reset)
+{
+    gw_sbuf_t b;
+
+    gw_sbuf_init(&b, children->len + 1024);
+    v1_iq_open(l, &b);
+    gw_sbuf_printf(&b, "<web xmlns='" NS_COMPANION1 "' node='%d' boot='%s' reset='%s'>",
+                   l->cfg->node_id, l->boot, reset ? "true" : "false");
+    gw_sbuf_append(&b, children->data ? children->data : "", children->len);
+    gw_sbuf_puts(&b, "</web></iq>");
+    send_stanza_text(l, &b);
+}
+
+static void web_child(gw_sbuf_t *b, const char *name, const char *user)
+{
+    gw_sbuf_printf(b, "<%s u='", name);
+    gw_xml_escape(b, user, strlen(user));
+    gw_sbuf_puts(b, "'/>");
+}
+
+static void flush_web_delta(gw_link_t *l)
+{
+    if (l->web_ndelta == 0)
+        return;
+    if (l->companion == C_V1 && l->state == L_UP)
+        send_web_request(l, &l->web_delta, 0);
+    gw_sbuf_free(&l->web_delta);
+    gw_sbuf_init(&l->web_delta, 1u << 20);
+    l->web_ndelta = 0;
+}
+
+static void on_web_timer(uv_timer_t *t)
+{
+    flush_web_delta(t->data);
+}
+
+/* Version 0 (section 4): one presence IQ per user. */
+static void send_presence_v0(gw_link_t *l, const char *user, int available)
+{
+    gw_sbuf_t b;
+
+    gw_sbuf_init(&b, 4096);
+    gw_sbuf_printf(&b, "<iq type='set' id='wp-%s-%lu'", l->boot, ++l->v1_seq);
+    attr(&b, "from", l->cfg->component_domain);
+    attr(&b, "to", l->cfg->xmpp_domain);
+    gw_sbuf_puts(&b, "><presence xmlns='" NS_COMPANION "'");
+    attr(&b, "user", user);
+    attr(&b, "available", available ? "true" : "false");
+    gw_sbuf_puts(&b, "/></iq>");
+    send_stanza_text(l, &b);
+}
+
+/*
+ * The whole list, after each handshake and when the companion asks: the first
+ * request resets the instance's set, later ones add. The checksum is
+ * recomputed from the list, which is the truth.
+ */
+static void send_full_web_list(gw_link_t *l)
+{
+    if (l->cfg->mode_value != GW_MODE_SAMEJID || l->state != L_UP || l->cbs.list_web_users == NULL)
+        return;
+    /* Deltas are covered by the full list. */
+    gw_sbuf_free(&l->web_delta);
+    gw_sbuf_init(&l->web_delta, 1u << 20);
+    l->web_ndelta = 0;
+    gw_sbuf_init(&l->web_full, 1u << 20);
+    l->web_nfull = 0;
+    l->web_first_chunk = 1;
+    l->web_count = 0;
+    l->web_sum = 0;
+    l->cbs.list_web_users(l->ud, l);
+    if (l->companion == C_V1 && (l->web_nfull > 0 || l->web_first_chunk))
+        send_web_request(l, &l->web_full, l->web_first_chunk);
+    gw_sbuf_free(&l->web_full);
+    l->web_nfull = 0;
+    l->web_first_chunk = 0;
+}
+
+void gw_link_web_list(gw_link_t *l, const char *user)
+{
+    l->web_count++;
+    l->web_sum ^= fnv1a64(user);
+    if (l->companion == C_V0) {
+        send_presence_v0(l, user, 1);
+        return;
+    }
+    if (l->companion != C_V1)
+        return;
+    web_child(&l->web_full, "on", user);
+    if (++l->web_nfull >= 1000) {
+        send_web_request(l, &l->web_full, l->web_first_chunk);
+        l->web_first_chunk = 0;
+        gw_sbuf_free(&l->web_full);
+        gw_sbuf_init(&l->web_full, 1u << 20);
+        l->web_nfull = 0;
+    }
+}
+
+void gw_link_web_user(gw_link_t *l, const char *user, int on)
+{
+    if (l->cfg->mode_value != GW_MODE_SAMEJID)
+        return;
+    /* The count and checksum follow every change, sent or not: they describe the set. */
+    if (on)
+        l->web_count++;
+    else if (l->web_count > 0)
+        l->web_count--;
+    l->web_sum ^= fnv1a64(user);
+    if (l->state != L_UP)
+        return; /* the full list goes after the next handshake */
+    if (l->companion == C_V0) {
+        send_presence_v0(l, user, on);
+        return;
+    }
+    if (l->companion != C_V1)
+        return; /* disco pending: the full list follows its answer */
+    web_child(&l->web_delta, on ? "on" : "off", user);
+    if (++l->web_ndelta >= 1000)
+        flush_web_delta(l);
+    else if (!uv_is_active((uv_handle_t *)&l->web_timer))
+        uv_timer_start(&l->web_timer, on_web_timer, 0, 0);
+}
+
+/* Section 9: acknowledgements, batched. */
+static void flush_acks(gw_link_t *l)
+{
+    gw_sbuf_t b;
+
+    if (l->nacks == 0 || l->companion != C_V1 || l->state != L_UP)
+        return;
+    gw_sbuf_init(&b, l->acks.len + 1024);
+    v1_iq_open(l, &b);
+    gw_sbuf_puts(&b, "<acks xmlns='" NS_COMPANION1 "'>");
+    gw_sbuf_append(&b, l->acks.data, l->acks.len);
+    gw_sbuf_puts(&b, "</acks></iq>");
+    send_stanza_text(l, &b);
+    gw_sbuf_free(&l->acks);
+    gw_sbuf_init(&l->acks, 16384);
+    l->nacks = 0;
+}
+
+static void on_ack_timer(uv_timer_t *t)
+{
+    flush_acks(t->data);
+}
+
+void gw_link_ack(gw_link_t *l, uint64_t seq)
+{
+    if (seq == 0)
+        return;
+    if (l->nacks >= 400) {
+        flush_acks(l);
+        if (l->nacks >= 400) {
+            /* Cannot send now (link down): the companion will send these copies again. */
+            gw_sbuf_free(&l->acks);
+            gw_sbuf_init(&l->acks, 16384);
+            l->nacks = 0;
+        }
+    }
+    gw_sbuf_printf(&l->acks, "%s%llu", l->nacks ? " " : "", (unsigned long long)seq);
+    l->nacks++;
+    if (l->nacks >= 400)
+        flush_acks(l);
+    else if (!uv_is_active((uv_handle_t *)&l->ack_timer))
+        uv_timer_start(&l->ack_timer, on_ack_timer, 50, 0);
+}
+
+int gw_link_companion_v1(const gw_link_t *l)
+{
+    return l->companion == C_V1;
 }
 
 /* Completes the pending request answered by st; returns 1 when there was one. */
@@ -399,6 +715,23 @@ static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         check_companion(l, st, type);
         return 1;
     }
+    if (type && l->state == L_UP && xmpp_stanza_get_from(st) &&
+        strcmp(xmpp_stanza_get_from(st), l->cfg->xmpp_domain) == 0 &&
+        (strcmp(type, "result") == 0 || strcmp(type, "error") == 0)) {
+        xmpp_stanza_t *status = xmpp_stanza_get_child_by_name_and_ns(st, "status", NS_COMPANION1);
+        const char *id = xmpp_stanza_get_id(st);
+        char prefix[48];
+        if (status != NULL && strcmp(type, "result") == 0) {
+            handle_status(l, status);
+            return 1;
+        }
+        snprintf(prefix, sizeof(prefix), "v1-%s-", l->boot);
+        if (id && strncmp(id, prefix, strlen(prefix)) == 0) {
+            if (strcmp(type, "error") == 0 && l->companion == C_V1)
+                v1_refused(l, st, id);
+            return 1;
+        }
+    }
     if (type && (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) &&
         finish_iq(l, st, type))
         return 1;
@@ -442,7 +775,7 @@ static xmpp_stanza_t *child_ns(xmpp_stanza_t *st, const char *name, const char *
     return xmpp_stanza_get_child_by_name_and_ns(st, name, ns);
 }
 
-static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied)
+static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied, uint64_t seq)
 {
     const char *type = xmpp_stanza_get_type(msg);
     xmpp_stanza_t *body;
@@ -457,11 +790,13 @@ static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied)
                     xmpp_stanza_get_to(msg) ?: "?");
         else
             gw_debug("link", "dropped %s message", type);
+        gw_link_ack(l, seq);
         return;
     }
     body = xmpp_stanza_get_child_by_name(msg, "body");
     if (body == NULL) {
         gw_debug("link", "dropped message without body from %s", xmpp_stanza_get_from(msg) ?: "?");
+        gw_link_ack(l, seq);
         return;
     }
     text = xmpp_stanza_get_text(body);
@@ -477,6 +812,7 @@ static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied)
     m.body = text ? text : "";
     m.body_len = text ? strlen(text) : 0;
     m.copied = copied;
+    m.seq = seq;
     {
         /* XEP-0066: a picture is a message whose body is the out-of-band URL. */
         xmpp_stanza_t *oob = xmpp_stanza_get_child_by_name_and_ns(msg, "x", NS_OOB);
@@ -489,6 +825,7 @@ static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied)
     }
     if (m.from == NULL || m.to == NULL || m.body_len == 0) {
         gw_debug("link", "dropped message without from, to or body text");
+        gw_link_ack(l, seq); /* nothing to store: handled */
     } else {
         l->cbs.on_message(l->ud, &m);
     }
@@ -510,14 +847,26 @@ static int on_message(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         xmpp_stanza_t *fwd = child_ns(copy, "forwarded", NS_FORWARD);
         xmpp_stanza_t *inner = fwd ? xmpp_stanza_get_child_by_name(fwd, "message") : NULL;
         /* Only the companion on our own XMPP domain may hand us copies. */
+        const char *seqtext = xmpp_stanza_get_attribute(copy, "seq");
+        uint64_t seq = 0;
+        /* Only the companion on our own XMPP domain may hand us copies. */
         if (from == NULL || strcmp(from, l->cfg->xmpp_domain) != 0 || inner == NULL) {
             gw_warn("link", "dropped companion copy from %s", from ?: "?");
             return 1;
         }
-        deliver(l, inner, 1);
+        if (seqtext != NULL) {
+            char *end;
+            size_t n = strlen(seqtext);
+            if (n > 0 && n <= 20 && seqtext[0] >= '0' && seqtext[0] <= '9') {
+                seq = strtoull(seqtext, &end, 10);
+                if (*end != '\0')
+                    seq = 0;
+            }
+        }
+        deliver(l, inner, 1, seq);
         return 1;
     }
-    deliver(l, st, 0);
+    deliver(l, st, 0, 0);
     return 1;
 }
 
@@ -549,6 +898,20 @@ static int on_stream_error(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     return 1;
 }
 
+/* A server that never answers disco gets version 0 treatment rather than none. */
+static void on_disco_timeout(uv_timer_t *t)
+{
+    gw_link_t *l = t->data;
+
+    if (l->state != L_UP || l->companion != C_UNKNOWN)
+        return;
+    gw_warn("link", "%s did not answer disco#info within %d ms; assuming no version-1 companion",
+            l->cfg->xmpp_domain, l->cfg->handshake_timeout_ms);
+    l->companion = C_V0;
+    send_full_web_list(l);
+    l->dirty = 1;
+}
+
 static int on_handshake(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 {
     gw_link_t *l = ud;
@@ -562,7 +925,8 @@ static int on_handshake(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     l->attempt = 0;
     gw_info("link", "component %s connected to %s:%d", l->cfg->component_domain, l->cfg->xmpp_host,
             l->cfg->xmpp_port);
-    queue_flush(l);
+    /* Same-JID mode learns the companion's version from disco; component mode has none. */
+    l->companion = l->cfg->mode_value == GW_MODE_SAMEJID ? C_UNKNOWN : C_V0;
     if (l->cfg->mode_value == GW_MODE_SAMEJID) {
         gw_sbuf_t b;
         gw_sbuf_init(&b, 1024);
@@ -571,6 +935,8 @@ static int on_handshake(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         attr(&b, "to", l->cfg->xmpp_domain);
         gw_sbuf_puts(&b, "><query xmlns='" NS_DISCO_INFO "'/></iq>");
         send_stanza_text(l, &b);
+        uv_timer_start(&l->handshake_timer, on_disco_timeout,
+                       (uint64_t)l->cfg->handshake_timeout_ms, 0);
     }
     l->cbs.on_up(l->ud);
     return 1;
@@ -653,8 +1019,11 @@ static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error, xmpp_str
     case XMPP_CONN_FAIL: {
         int was_up = l->state == L_UP;
         uv_timer_stop(&l->handshake_timer);
-        reclaim_unsent(l, conn);
+        uv_timer_stop(&l->heartbeat_timer);
+        uv_timer_stop(&l->mark_timer);
+        drop_unsent(l, conn);
         expire_iqs(l, 1);
+        l->companion = C_UNKNOWN;
         close_poll(l);
         if (conn == l->conn) {
             l->dead = conn;
@@ -840,6 +1209,25 @@ int gw_link_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_link_cbs_t *cb
     uv_timer_init(loop, &l->handshake_timer);
     uv_timer_init(loop, &l->iq_timer);
     l->iq_timer.data = l;
+    uv_timer_init(loop, &l->heartbeat_timer);
+    uv_timer_init(loop, &l->mark_timer);
+    uv_timer_init(loop, &l->ack_timer);
+    uv_timer_init(loop, &l->web_timer);
+    l->heartbeat_timer.data = l->mark_timer.data = l->ack_timer.data = l->web_timer.data = l;
+    gw_sbuf_init(&l->web_delta, 1u << 20);
+    gw_sbuf_init(&l->web_full, 1u << 20);
+    gw_sbuf_init(&l->acks, 16384);
+    {
+        /* The instance's boot: random, so a restarted process is a new instance. */
+        unsigned char r[16];
+        if (uv_random(NULL, NULL, r, sizeof(r), 0, NULL) != 0) {
+            uint64_t t = gw_now_ms() ^ ((uint64_t)random() << 20);
+            memcpy(r, &t, sizeof(t));
+            memcpy(r + 8, &t, sizeof(t));
+        }
+        for (size_t i = 0; i < sizeof(r); i++)
+            snprintf(l->boot + 2 * i, 3, "%02x", r[i]);
+    }
     uv_prepare_init(loop, &l->flush);
     l->reconnect_timer.data = l->keepalive_timer.data = l->handshake_timer.data = l;
     l->flush.data = l;
@@ -898,51 +1286,28 @@ static int build_chat(gw_link_t *l, gw_sbuf_t *b, const char *user, const char *
 }
 
 int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char *id,
-                      const char *origin_id, const char *kind, const char *body, size_t body_len)
+                      const char *origin_id, const char *kind, const char *body, size_t body_len,
+                      uint64_t *mark)
 {
     gw_sbuf_t b;
     int rc;
 
-    if (l->state != L_UP && l->qlen >= (size_t)l->cfg->link_queue_max)
-        return GW_EFULL;
+    if (l->state != L_UP || l->conn == NULL)
+        return GW_ELINK;
     gw_sbuf_init(&b, (size_t)l->cfg->max_body_bytes * 6 + 2048);
     rc = build_chat(l, &b, user, to, id, origin_id, kind, body, body_len);
     if (rc != 0) {
         gw_sbuf_free(&b);
         return rc;
     }
-    if (l->state == L_UP && l->conn) {
-        xmpp_send_raw(l->conn, b.data, b.len);
-        l->dirty = 1;
-        rc = 0;
-    } else {
-        rc = queue_push(l, b.data, b.len, 0);
-        if (rc == 0)
-            rc = 1;
-    }
+    xmpp_send_raw(l->conn, b.data, b.len);
+    l->dirty = 1;
     gw_sbuf_free(&b);
-    return rc;
-}
-
-void gw_link_send_web_presence(gw_link_t *l, const char *user, int available)
-{
-    gw_sbuf_t b;
-    static unsigned long seq;
-    char id[32];
-
-    if (l->cfg->mode_value != GW_MODE_SAMEJID || l->state != L_UP)
-        return;
-    snprintf(id, sizeof(id), "wp%lu", ++seq);
-    gw_sbuf_init(&b, 4096);
-    gw_sbuf_puts(&b, "<iq type='set'");
-    attr(&b, "id", id);
-    attr(&b, "from", l->cfg->component_domain);
-    attr(&b, "to", l->cfg->xmpp_domain);
-    gw_sbuf_puts(&b, "><presence xmlns='" NS_COMPANION "'");
-    attr(&b, "user", user);
-    attr(&b, "available", available ? "true" : "false");
-    gw_sbuf_puts(&b, "/></iq>");
-    send_stanza_text(l, &b);
+    *mark = ++l->mark_written;
+    /* Version 1 (or not yet known): a mark follows soon, so the companion can confirm it. */
+    if (l->companion != C_V0 && !uv_is_active((uv_handle_t *)&l->mark_timer))
+        uv_timer_start(&l->mark_timer, on_mark_timer, 100, 0);
+    return 0;
 }
 
 static void on_iq_timer(uv_timer_t *t)
@@ -995,15 +1360,16 @@ int gw_link_is_up(const gw_link_t *l)
     return l->state == L_UP;
 }
 
-size_t gw_link_queue_len(const gw_link_t *l)
-{
-    return l->qlen;
-}
-
 void gw_link_stop(gw_link_t *l)
 {
     int was = l->state;
 
+    if (was == L_UP) {
+        flush_acks(l);
+        flush_web_delta(l);
+        /* Lease 0: the companion releases this instance's web users now, not in 30 s. */
+        send_gateway(l, 0);
+    }
     l->state = L_STOPPED;
     if (l->conn && (was == L_UP || was == L_HANDSHAKE)) {
         /* Queues </stream:stream>; one step writes it and what was pending.
@@ -1011,20 +1377,21 @@ void gw_link_stop(gw_link_t *l)
         xmpp_disconnect(l->conn);
         xmpp_run_once(l->ctx, 0);
     }
-    if (l->qlen)
-        gw_warn("link", "%zu queued message(s) not sent at shutdown", l->qlen);
     expire_iqs(l, 1);
     close_poll(l);
     uv_close((uv_handle_t *)&l->reconnect_timer, NULL);
     uv_close((uv_handle_t *)&l->keepalive_timer, NULL);
     uv_close((uv_handle_t *)&l->handshake_timer, NULL);
     uv_close((uv_handle_t *)&l->iq_timer, NULL);
+    uv_close((uv_handle_t *)&l->heartbeat_timer, NULL);
+    uv_close((uv_handle_t *)&l->mark_timer, NULL);
+    uv_close((uv_handle_t *)&l->ack_timer, NULL);
+    uv_close((uv_handle_t *)&l->web_timer, NULL);
     uv_close((uv_handle_t *)&l->flush, NULL);
 }
 
 void gw_link_free(gw_link_t *l)
 {
-    qitem_t *q;
     xmpp_conn_t *c;
 
     if (l == NULL)
@@ -1041,10 +1408,9 @@ void gw_link_free(gw_link_t *l)
     }
     if (c)
         xmpp_conn_release(c);
-    while ((q = l->qhead) != NULL) {
-        l->qhead = q->next;
-        free(q);
-    }
+    gw_sbuf_free(&l->web_delta);
+    gw_sbuf_free(&l->web_full);
+    gw_sbuf_free(&l->acks);
     if (sockopt_link == l)
         sockopt_link = NULL;
     xmpp_ctx_free(l->ctx);

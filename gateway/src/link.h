@@ -6,8 +6,14 @@
  * stepped with xmpp_run_once(ctx, 0) when it is readable or has output.
  * Only this module includes strophe.h.
  *
- * While the link is down, outgoing messages wait in a bounded FIFO and are
- * written in order after the next successful handshake.
+ * Outgoing chat messages are not queued here: the caller (router.c through
+ * outbox.c) keeps every message until the link reports it routed, and writes
+ * again whatever a lost connection may have swallowed.
+ *
+ * With a version-1 companion (docs/companion-protocol.md sections 7-10) the
+ * link also keeps the gateway instance's lease (heartbeats carrying a mark),
+ * tells the companion which users have web sessions here, and acknowledges
+ * copies once the router says they are durable.
  */
 #ifndef GW_LINK_H
 #define GW_LINK_H
@@ -15,6 +21,7 @@
 #include "config.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 typedef struct gw_link gw_link_t;
@@ -29,16 +36,33 @@ typedef struct gw_link_msg {
     const char *type;      /* "chat" or "normal" */
     const char *body;      /* UTF-8, NUL-terminated */
     size_t body_len;
-    int copied; /* 1 when it came as a companion copy (same-JID mode) */
+    int copied;   /* 1 when it came as a companion copy (same-JID mode) */
+    uint64_t seq; /* the copy's sequence number to acknowledge (gw_link_ack), or 0 */
 } gw_link_msg_t;
 
 typedef struct gw_link_cbs {
-    /* The handshake succeeded; queued messages have been written. */
+    /* The handshake succeeded: chats may be written again. */
     void (*on_up)(void *ud);
-    /* The link went down; a reconnect is scheduled. */
+    /*
+     * The link went down; a reconnect is scheduled. Chats written and not yet
+     * reported routed may be lost with the connection: write them again after
+     * the next on_up.
+     */
     void (*on_down)(void *ud);
     /* A message for a web user. Pointers are valid until the callback returns. */
     void (*on_message)(void *ud, const gw_link_msg_t *m);
+    /*
+     * Every chat written with a mark up to `mark` has been routed by the
+     * server (version-1 companion: confirmed by its status; otherwise: handed
+     * to the kernel, which is all XEP-0114 can tell).
+     */
+    void (*on_routed)(void *ud, uint64_t mark);
+    /*
+     * The companion wants this instance's full list of web users: call
+     * gw_link_web_list(l, user) for each user announced with
+     * gw_link_web_user(l, user, 1) and not taken back, from inside this call.
+     */
+    void (*list_web_users)(void *ud, gw_link_t *l);
 } gw_link_cbs_t;
 
 /*
@@ -52,16 +76,39 @@ int gw_link_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_link_cbs_t *cb
 int gw_link_start(gw_link_t *l);
 
 /*
- * Sends a chat message from user (a user id of ours) to the bare JID to with
+ * Writes a chat message from user (a user id of ours) to the bare JID to with
  * the given stanza id and XEP-0359 origin-id (the browser's client id, so a
  * copy of the message coming back can be matched; NULL for none). The body
  * must be XML-safe text (gw_xml_text_ok). A message of kind "image" carries its
  * URL as the body and as an XEP-0066 out-of-band URL, which apps display.
- * Returns 0 when handed to the socket, 1 when queued because the link is down,
- * GW_EFULL when the queue is full (the message was NOT accepted), GW_ENOMEM.
+ * Returns 0 when handed to libstrophe, with *mark set to the number this write
+ * got (increasing; on_routed reports it), GW_ELINK when the link is not up
+ * (nothing written), GW_ENOMEM.
  */
 int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char *id,
-                      const char *origin_id, const char *kind, const char *body, size_t body_len);
+                      const char *origin_id, const char *kind, const char *body, size_t body_len,
+                      uint64_t *mark);
+
+/*
+ * Web users of this instance (same-JID mode): user has a browser session here
+ * (on = 1) or no more (on = 0). Each user is announced at most once and taken
+ * back at most once; the link tells the companion (version 1: batched <web>
+ * requests and a checksum in every heartbeat; version 0: one presence IQ each).
+ */
+void gw_link_web_user(gw_link_t *l, const char *user, int on);
+
+/* One user of the full list, from inside the list_web_users callback only. */
+void gw_link_web_list(gw_link_t *l, const char *user);
+
+/*
+ * Acknowledges a companion copy (gw_link_msg_t.seq) once it is durable.
+ * Batched (50 ms or 400 numbers); acknowledgements that cannot be sent are
+ * dropped, which only makes the companion send the copy again.
+ */
+void gw_link_ack(gw_link_t *l, uint64_t seq);
+
+/* 1 when the companion announced version 1 on this connection. */
+int gw_link_companion_v1(const gw_link_t *l);
 
 /*
  * Called with the outcome of a companion request: status 0 for a result,
@@ -78,19 +125,14 @@ typedef void (*gw_link_iq_cb)(void *ud, int status, const char *condition);
  */
 int gw_link_register_user(gw_link_t *l, const char *user, gw_link_iq_cb cb, void *ud);
 
-/* Tells the companion whether user has web sessions (same-JID mode; no-op otherwise). */
-void gw_link_send_web_presence(gw_link_t *l, const char *user, int available);
-
 /* 1 when the handshake has completed and the stream is open. */
 int gw_link_is_up(const gw_link_t *l);
 
-/* Number of messages waiting for the link. */
-size_t gw_link_queue_len(const gw_link_t *l);
-
 /*
- * Closes the stream cleanly (</stream:stream>) and stops reconnecting. The
- * link's handles are closed when the loop runs; call gw_link_free() after
- * the loop has finished.
+ * Closes the stream cleanly (a version-1 companion first hears lease 0, which
+ * releases this instance's web users at once; then </stream:stream>) and stops
+ * reconnecting. The link's handles are closed when the loop runs; call
+ * gw_link_free() after the loop has finished.
  */
 void gw_link_stop(gw_link_t *l);
 

@@ -9,6 +9,7 @@
 #include "link.h"
 #include "log.h"
 #include "metrics.h"
+#include "outbox.h"
 #include "proto.h"
 #include "relay.h"
 #include "session.h"
@@ -34,7 +35,10 @@ struct gw_router {
     gw_store_t *store; /* history (PostgreSQL); may be disabled */
     gw_cache_t *cache; /* hot state (Redis); may be disabled */
     gw_history_t *history;
-    gw_relay_t *relay;        /* other gateways' users (Redis); may be disabled */
+    gw_relay_t *relay;      /* other gateways' users (Redis); may be disabled */
+    gw_outbox_t *outbox;    /* browser sends until the XMPP server has routed them */
+    uv_timer_t drain_timer; /* shutdown: waiting for the outbox */
+    uint64_t drain_deadline;
     gw_cidmap_t *cids;        /* recent client ids, for retried sends */
     const char *users_domain; /* domain of web users' JIDs */
     uint64_t last_ms, seq;    /* message id generator */
@@ -116,9 +120,11 @@ static void on_close(void *ud, gw_session_t *s)
     char user[80];
 
     if (s->user != NULL) {
+        int announced = s->user->web_announced;
         snprintf(user, sizeof(user), "%s", s->user->id);
         if (gw_registry_detach(r->reg, s) == 1) {
-            gw_link_send_web_presence(r->link, user, 0);
+            if (announced)
+                gw_link_web_user(r->link, user, 0);
             gw_cache_web_user(r->cache, user, 0);
             gw_relay_user_here(r->relay, user, 0);
             gw_debug("router", "user %s has no more sessions", user);
@@ -149,7 +155,7 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
                      "\"link_queue\":%zu,\"version\":\"%s\"}\n",
                      gw_link_is_up(r->link) ? "ok" : "degraded",
                      gw_link_is_up(r->link) ? "up" : "down", st.sessions, st.users,
-                     gw_link_queue_len(r->link), GW_VERSION);
+                     gw_outbox_waiting(r->outbox), GW_VERSION);
         return n < 0 || (size_t)n >= len ? -1 : n;
     }
     if (strcmp(path, "/metrics") == 0) {
@@ -159,6 +165,7 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
                      "# TYPE imgw_sessions gauge\nimgw_sessions %zu\n"
                      "# TYPE imgw_users gauge\nimgw_users %zu\n"
                      "# TYPE imgw_link_queue gauge\nimgw_link_queue %zu\n"
+                     "# TYPE imgw_outbox gauge\nimgw_outbox %zu\n"
                      "# TYPE imgw_sent_total counter\nimgw_sent_total %" PRIu64 "\n"
                      "# TYPE imgw_sent_queued_total counter\nimgw_sent_queued_total %" PRIu64 "\n"
                      "# TYPE imgw_sends_refused_total counter\nimgw_sends_refused_total %" PRIu64
@@ -167,8 +174,9 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
                      "# TYPE imgw_frames_out_total counter\nimgw_frames_out_total %" PRIu64 "\n"
                      "# TYPE imgw_dropped_no_session_total counter\n"
                      "imgw_dropped_no_session_total %" PRIu64 "\n",
-                     gw_link_is_up(r->link), st.sessions, st.users, gw_link_queue_len(r->link),
-                     st.sent, st.queued, st.refused, st.delivered, st.frames_out, st.dropped);
+                     gw_link_is_up(r->link), st.sessions, st.users, gw_outbox_waiting(r->outbox),
+                     gw_outbox_len(r->outbox), st.sent, st.queued, st.refused, st.delivered,
+                     st.frames_out, st.dropped);
         if (n < 0 || (size_t)n >= len)
             return -1;
         if (gw_store_enabled(r->store)) {
@@ -206,6 +214,14 @@ static void welcome(gw_router_t *r, gw_session_t *s)
     snprintf(jid, sizeof(jid), "%s@%s", s->user->id, r->users_domain);
     snprintf(sid, sizeof(sid), "%" PRIx64 "-%" PRIu64, (uint64_t)r->cfg->node_id, s->id);
     s->welcomed = 1;
+    if (!s->user->web_announced) {
+        /*
+         * Online on the XMPP server from the first welcomed session on: never
+         * before the account exists (same-JID registration comes first).
+         */
+        s->user->web_announced = 1;
+        gw_link_web_user(r->link, s->user->id, 1);
+    }
     if (s->tp->welcomed)
         s->tp->welcomed(s->tp_ctx, s);
     send_payload(s, gw_proto_welcome(s->user->id, jid, sid));
@@ -302,7 +318,6 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     if (f->last_id)
         s->recover_after = gw_proto_parse_id(f->last_id);
     if (rc == 1) {
-        gw_link_send_web_presence(r->link, user, 1);
         gw_cache_web_user(r->cache, user, 1);
         gw_relay_user_here(r->relay, user, 1);
     }
@@ -337,7 +352,8 @@ typedef struct pending_send {
     gw_router_t *r;
     uint64_t session_id; /* the session to acknowledge (the latest that sent this cid) */
     uint64_t id, ts;
-    uint64_t t0_ns; /* for imgw_send_ack_seconds */
+    uint64_t t0_ns;           /* for imgw_send_ack_seconds */
+    gw_outbox_entry_t *entry; /* in the outbox until routed */
     char user[72];
     char to[JID_MAX];
     char cid[72];
@@ -368,22 +384,24 @@ static void echo_to_tabs(gw_session_t *sender, const gw_msg_t *m)
 
 /*
  * The message is durable (stored, spooled, or there is no store) or was
- * refused: send it to XMPP, acknowledge it and show it in the other tabs.
+ * refused: hand it to the outbox (which writes it to XMPP and keeps it until
+ * routed), acknowledge it and show it in the other tabs.
  */
 static void complete_send(pending_send_t *p, int status)
 {
     gw_router_t *r = p->r;
     gw_session_t *s = gw_registry_find_session(r->reg, p->user, p->session_id);
     gw_cid_entry_t *e = gw_cidmap_get(r->cids, p->user, p->cid);
-    char from[JID_MAX], idtext[24];
+    char from[JID_MAX];
     gw_msg_t m;
-    int rc = 0;
+    int queued;
 
     if (e && e->pending == p)
         e->pending = NULL;
     if (status < 0) {
         r->st.refused++;
         gw_cidmap_del(r->cids, p->user, p->cid);
+        gw_outbox_cancel(r->outbox, p->entry);
         if (s)
             send_error(s, "store_unavailable",
                        "the message could not be stored (history database unavailable and the "
@@ -392,24 +410,18 @@ static void complete_send(pending_send_t *p, int status)
         free(p);
         return;
     }
-    snprintf(idtext, sizeof(idtext), "%" PRIu64, p->id);
-    /* status 1: the store already had this client id (a retry after a restart). */
-    if (status != 1)
-        rc = gw_link_send_chat(r->link, p->user, p->to, idtext, p->cid, p->kind, p->body,
-                               p->body_len);
-    if (rc < 0) {
-        /* Checked before storing, so only a race with the queue filling gets here. */
-        r->st.refused++;
-        gw_cidmap_del(r->cids, p->user, p->cid);
-        if (s)
-            send_error(s, "queue_full",
-                       "the XMPP server is unreachable and the send queue is full; retry later",
-                       p->cid);
-        free(p);
-        return;
-    }
+    /*
+     * status 1: the store already had this client id (a retry after a
+     * restart). The first send is in the outbox journal of the run that took
+     * it, or was routed: never write it twice.
+     */
+    if (status == 1)
+        gw_outbox_cancel(r->outbox, p->entry);
+    else
+        gw_outbox_ready(r->outbox, p->entry);
+    queued = status != 1 && !gw_link_is_up(r->link);
     r->st.sent++;
-    if (rc == 1)
+    if (queued)
         r->st.queued++;
     snprintf(from, sizeof(from), "%s@%s", p->user, r->users_domain);
     m.id = p->id;
@@ -423,7 +435,7 @@ static void complete_send(pending_send_t *p, int status)
     if (status == 0 && gw_store_enabled(r->store))
         gw_history_stored(r->history, &m);
     if (s) {
-        send_payload(s, gw_proto_ack(p->cid, p->id, p->ts, rc == 1));
+        send_payload(s, gw_proto_ack(p->cid, p->id, p->ts, queued));
         gw_hist_since(&gw_metrics.send_ack, p->t0_ns);
         echo_to_tabs(s, &m);
     }
@@ -435,12 +447,32 @@ static void on_send_stored(void *ud, int status)
     complete_send(ud, status);
 }
 
+/* Writes one outbox send to XMPP (the outbox's write hook). */
+static int outbox_write(void *ud, const gw_outbox_msg_t *m, uint64_t *mark)
+{
+    gw_router_t *r = ud;
+    char idtext[24];
+
+    snprintf(idtext, sizeof(idtext), "%" PRIu64, m->id);
+    return gw_link_send_chat(r->link, m->user, m->to, idtext, m->cid, m->kind, m->body, m->body_len,
+                             mark);
+}
+
+/* The key a send is stored under: <sender JID>/<cid>, which its copy comes back with. */
+static void send_key(const gw_router_t *r, const char *user, const char *cid, char *from,
+                     size_t from_len, char *key, size_t key_len)
+{
+    snprintf(from, from_len, "%s@%s", user, r->users_domain);
+    snprintf(key, key_len, "%s/%s", from, cid ? cid : "");
+}
+
 static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
 {
     char to[JID_MAX], from[JID_MAX], stanza_id[JID_MAX + 80];
     gw_cid_entry_t *e;
     pending_send_t *p;
     gw_store_msg_t sm;
+    gw_outbox_msg_t om;
 
     if (gw_jid_resolve(f->to, r->users_domain, to, sizeof(to)) != 0) {
         r->st.refused++;
@@ -457,7 +489,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
             send_payload(s, gw_proto_ack(f->cid, e->id, e->ts, 0));
         return;
     }
-    if (!gw_link_is_up(r->link) && gw_link_queue_len(r->link) >= (size_t)r->cfg->link_queue_max) {
+    if (!gw_link_is_up(r->link) && gw_outbox_waiting(r->outbox) >= (size_t)r->cfg->link_queue_max) {
         r->st.refused++;
         send_error(s, "queue_full",
                    "the XMPP server is unreachable and the send queue is full; retry later",
@@ -483,6 +515,23 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     memcpy(p->body, f->body, f->body_len);
     p->body[f->body_len] = '\0';
     p->body_len = f->body_len;
+    /* Journalled before anything else: from here on a crash cannot lose it. */
+    om.id = p->id;
+    om.ts = p->ts;
+    om.user = p->user;
+    om.to = p->to;
+    om.cid = p->cid;
+    om.kind = p->kind;
+    om.body = p->body;
+    om.body_len = p->body_len;
+    p->entry = gw_outbox_add(r->outbox, &om);
+    if (p->entry == NULL) {
+        gw_cidmap_del(r->cids, s->user->id, f->cid);
+        free(p);
+        r->st.refused++;
+        send_error(s, "store_unavailable", "the message could not be kept; retry later", f->cid);
+        return;
+    }
     e->id = p->id;
     e->ts = p->ts;
     e->pending = p;
@@ -490,9 +539,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
         complete_send(p, 0);
         return;
     }
-    /* The same key comes back with the server's copy: <sender>/<origin-id = cid>. */
-    snprintf(from, sizeof(from), "%s@%s", p->user, r->users_domain);
-    snprintf(stanza_id, sizeof(stanza_id), "%s/%s", from, p->cid);
+    send_key(r, p->user, p->cid, from, sizeof(from), stanza_id, sizeof(stanza_id));
     sm.id = p->id;
     sm.ts = p->ts;
     sm.sender = from;
@@ -503,6 +550,81 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     sm.stanza_id = stanza_id;
     if (gw_store_write(r->store, &sm, on_send_stored, p) != 0)
         complete_send(p, GW_ENOMEM);
+}
+
+/* ---- sends an earlier run left unconfirmed (outbox journal) -------------- */
+
+typedef struct replay_send {
+    gw_router_t *r;
+    gw_outbox_entry_t *entry;
+    uv_timer_t retry;
+} replay_send_t;
+
+static void replay_store(replay_send_t *rs);
+
+static void free_replay(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_replay_retry(uv_timer_t *t)
+{
+    replay_store(t->data);
+}
+
+static void on_replay_stored(void *ud, int status)
+{
+    replay_send_t *rs = ud;
+
+    if (status < 0) {
+        /* Not durable yet (database down and spool full): try again later, calmly. */
+        uv_timer_start(&rs->retry, on_replay_retry, 5000, 0);
+        return;
+    }
+    /* Stored now, or it was already (status 1): either way it may go out. */
+    gw_outbox_ready(rs->r->outbox, rs->entry);
+    uv_close((uv_handle_t *)&rs->retry, free_replay);
+}
+
+static void replay_store(replay_send_t *rs)
+{
+    const gw_outbox_msg_t *m = gw_outbox_msg(rs->entry);
+    char from[JID_MAX], key[JID_MAX + 80];
+    gw_store_msg_t sm;
+
+    send_key(rs->r, m->user, m->cid, from, sizeof(from), key, sizeof(key));
+    sm.id = m->id;
+    sm.ts = m->ts;
+    sm.sender = from;
+    sm.recipient = m->to;
+    sm.body = m->body;
+    sm.kind = m->kind;
+    sm.cid = m->cid;
+    sm.stanza_id = key;
+    if (gw_store_write(rs->r->store, &sm, on_replay_stored, rs) != 0)
+        uv_timer_start(&rs->retry, on_replay_retry, 5000, 0);
+}
+
+static void replay_one(void *ud, gw_outbox_entry_t *e, const gw_outbox_msg_t *m)
+{
+    gw_router_t *r = ud;
+    replay_send_t *rs;
+
+    GW_UNUSED(m);
+    if (!gw_store_enabled(r->store)) {
+        gw_outbox_ready(r->outbox, e);
+        return;
+    }
+    rs = calloc(1, sizeof(*rs));
+    if (rs == NULL) {
+        gw_outbox_ready(r->outbox, e); /* better sent without history than lost */
+        return;
+    }
+    rs->r = r;
+    rs->entry = e;
+    uv_timer_init(r->loop, &rs->retry);
+    rs->retry.data = rs;
+    replay_store(rs);
 }
 
 static void handle_open(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
@@ -575,11 +697,20 @@ static void on_frame(void *ud, gw_session_t *s, const char *data, size_t len)
 
 /* ---- link callbacks ------------------------------------------------------ */
 
-static void announce_user(void *ud, gw_user_t *u)
+static void list_one_user(void *ud, gw_user_t *u)
 {
     gw_router_t *r = ud;
 
-    gw_link_send_web_presence(r->link, u->id, 1);
+    if (u->web_announced)
+        gw_link_web_list(r->link, u->id);
+}
+
+static void list_web_users(void *ud, gw_link_t *l)
+{
+    gw_router_t *r = ud;
+
+    GW_UNUSED(l);
+    gw_registry_foreach(r->reg, list_one_user, r);
 }
 
 static void on_link_up(void *ud)
@@ -587,10 +718,10 @@ static void on_link_up(void *ud)
     gw_router_t *r = ud;
 
     gw_metrics.link_ups++;
-    gw_info("router", "XMPP link up; %zu session(s) here", gw_registry_session_count(r->reg));
-    /* The companion keeps web presence in memory: after a reconnect (or a server
-     * restart) tell it again who is on the web. */
-    gw_registry_foreach(r->reg, announce_user, r);
+    gw_info("router", "XMPP link up; %zu session(s) here, %zu send(s) to write",
+            gw_registry_session_count(r->reg), gw_outbox_waiting(r->outbox));
+    /* Older sends first: what a lost connection may have swallowed, then what waited. */
+    gw_outbox_link_up(r->outbox);
 }
 
 static void on_link_down(void *ud)
@@ -598,39 +729,105 @@ static void on_link_down(void *ud)
     gw_router_t *r = ud;
 
     gw_metrics.link_downs++;
-    gw_warn("router", "XMPP link down; browser sends are queued (limit %d)",
+    gw_outbox_link_down(r->outbox);
+    gw_warn("router", "XMPP link down; browser sends wait in the outbox (limit %d)",
             r->cfg->link_queue_max);
 }
 
-/* A message from XMPP waiting for the store, to update the cache once it is stored. */
+static void on_link_routed(void *ud, uint64_t mark)
+{
+    gw_router_t *r = ud;
+
+    gw_outbox_routed(r->outbox, mark);
+}
+
+/* A message from XMPP: stored first, then shown (live only what history has). */
 typedef struct pending_in {
     gw_router_t *r;
-    uint64_t id, ts;
+    uint64_t id, ts, seq;
     char *from, *to, *body;
+    size_t body_len;
     const char *kind; /* static: "text" or "image" */
+    char user[72];
 } pending_in_t;
 
-static void on_incoming_stored(void *ud, int status)
+static void pending_in_free(pending_in_t *p)
 {
-    pending_in_t *p = ud;
-
-    /* 1 is a duplicate (our own send coming back, a retry): the cache has it already. */
-    if (status == 0) {
-        gw_msg_t m = {p->id, p->ts, p->from, p->to, p->body, strlen(p->body), p->kind, NULL};
-        gw_history_stored(p->r->history, &m);
-    }
     free(p->from);
     free(p->to);
     free(p->body);
     free(p);
 }
 
+/* Shows a message from XMPP to the user's sessions here and forwards it to other gateways. */
+static void push_incoming(gw_router_t *r, const char *user, const gw_msg_t *m)
+{
+    gw_user_t *u = gw_registry_find(r->reg, user);
+    gw_payload_t *closed = NULL, *opened = NULL;
+
+    if (u == NULL) {
+        /* Maybe another gateway holds the user's browsers (allow_multiple). */
+        gw_payload_t *p = gw_proto_msg(m, m->from, 0);
+        if (p)
+            gw_relay_forward(r->relay, user, (const char *)gw_payload_data(p), p->len);
+        gw_payload_unref(p);
+        r->st.dropped++;
+        gw_debug("router", "no session for %s here; message from %s not pushed", m->to, m->from);
+        return;
+    }
+    for (gw_session_t *s = u->sessions; s; s = s->next) {
+        int open = s->open_conv && strcmp(s->open_conv, m->from) == 0;
+        gw_payload_t **slot = open ? &opened : &closed;
+        if (!s->welcomed)
+            continue;
+        if (*slot == NULL)
+            *slot = gw_proto_msg(m, m->from, open);
+        gw_session_send(s, *slot);
+        r->st.frames_out++;
+    }
+    /* Other gateways may hold more of the user's browsers (allow_multiple). */
+    if (closed == NULL)
+        closed = gw_proto_msg(m, m->from, 0);
+    if (closed != NULL)
+        gw_relay_forward(r->relay, user, (const char *)gw_payload_data(closed), closed->len);
+    gw_payload_unref(closed);
+    gw_payload_unref(opened);
+    r->st.delivered++;
+}
+
+static void on_incoming_stored(void *ud, int status)
+{
+    pending_in_t *p = ud;
+    gw_router_t *r = p->r;
+    gw_msg_t m = {p->id, p->ts, p->from, p->to, p->body, p->body_len, p->kind, NULL};
+
+    if (status < 0) {
+        /*
+         * Not durable (database down and the spool full): shown nowhere and not
+         * acknowledged, so a version-1 companion sends it again later.
+         */
+        r->st.in_refused++;
+        gw_warn("router", "message from %s to %s could not be stored; not shown%s", p->from, p->to,
+                p->seq ? " (the companion will send it again)" : "");
+        pending_in_free(p);
+        return;
+    }
+    /* 1 is a duplicate (our own send coming back, a resent copy): the cache has it already. */
+    if (status == 0)
+        gw_history_stored(r->history, &m);
+    push_incoming(r, p->user, &m);
+    gw_link_ack(r->link, p->seq);
+    pending_in_free(p);
+}
+
 /*
- * Stores a message from XMPP, whether or not its recipient is online here.
- * The de-duplication key is <sender>/<origin-id or id>, which is also the key
- * a browser send is stored under, so our own sends coming back are skipped.
+ * Stores a message from XMPP, whether or not its recipient is online here,
+ * and shows it once it is durable. The de-duplication key is
+ * <sender>/<origin-id or id>, which is also the key a browser send is stored
+ * under, so our own sends coming back are stored once.
  */
-static void store_incoming(gw_router_t *r, const gw_link_msg_t *lm, const gw_msg_t *m)
+static void store_incoming(gw_router_t *r, const gw_link_msg_t *lm, const gw_msg_t *m,
+                           const char *user)
 {
     char stanza_id[JID_MAX + 160];
     gw_store_msg_t sm;
@@ -642,18 +839,23 @@ static void store_incoming(gw_router_t *r, const gw_link_msg_t *lm, const gw_msg
     else
         snprintf(stanza_id, sizeof(stanza_id), "gw-%" PRIu64, m->id);
     if (p == NULL)
-        return;
+        return; /* not acknowledged: a version-1 companion sends it again */
     p->r = r;
     p->id = m->id;
     p->ts = m->ts;
+    p->seq = lm->seq;
     p->kind = strcmp(m->kind, "image") == 0 ? "image" : "text";
+    snprintf(p->user, sizeof(p->user), "%s", user);
     p->from = strdup(m->from);
     p->to = strdup(m->to);
-    p->body = strdup(m->body);
+    p->body = malloc(m->body_len + 1);
     if (!p->from || !p->to || !p->body) {
-        on_incoming_stored(p, GW_ENOMEM);
+        pending_in_free(p);
         return;
     }
+    memcpy(p->body, m->body, m->body_len);
+    p->body[m->body_len] = '\0';
+    p->body_len = m->body_len;
     sm.id = m->id;
     sm.ts = m->ts;
     sm.sender = m->from;
@@ -663,7 +865,7 @@ static void store_incoming(gw_router_t *r, const gw_link_msg_t *lm, const gw_msg
     sm.cid = NULL;
     sm.stanza_id = stanza_id;
     if (gw_store_write(r->store, &sm, on_incoming_stored, p) != 0)
-        on_incoming_stored(p, GW_ENOMEM);
+        pending_in_free(p);
 }
 
 static void on_link_message(void *ud, const gw_link_msg_t *lm)
@@ -673,12 +875,13 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     const char *at, *dom;
     char user[72];
     size_t ulen;
-    gw_user_t *u;
     gw_msg_t m;
-    gw_payload_t *closed = NULL, *opened = NULL;
 
-    if (gw_jid_bare(lm->to, to, sizeof(to)) != 0 || gw_jid_bare(lm->from, from, sizeof(from)) != 0)
+    if (gw_jid_bare(lm->to, to, sizeof(to)) != 0 ||
+        gw_jid_bare(lm->from, from, sizeof(from)) != 0) {
+        gw_link_ack(r->link, lm->seq); /* nothing to keep: handled */
         return;
+    }
     for (char *p = to; *p; p++)
         *p = (char)tolower((unsigned char)*p);
     for (char *p = from; *p; p++)
@@ -686,18 +889,22 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     at = strchr(to, '@');
     if (at == NULL) {
         gw_debug("router", "dropped message to the bare domain %s", to);
+        gw_link_ack(r->link, lm->seq);
         return;
     }
     dom = at + 1;
     ulen = (size_t)(at - to);
     if (strcmp(dom, r->users_domain) != 0 || ulen >= sizeof(user)) {
         gw_debug("router", "dropped message to %s: not a web user's JID", to);
+        gw_link_ack(r->link, lm->seq);
         return;
     }
     memcpy(user, to, ulen);
     user[ulen] = '\0';
-    if (!gw_utf8_valid(lm->body, lm->body_len))
+    if (!gw_utf8_valid(lm->body, lm->body_len)) {
+        gw_link_ack(r->link, lm->seq);
         return;
+    }
     m.id = 0;
     if (lm->id && strcmp(strchr(from, '@') ? strchr(from, '@') + 1 : "", r->users_domain) == 0)
         m.id = own_id(lm->id);
@@ -710,37 +917,13 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     m.body_len = lm->body_len;
     m.kind = lm->kind && strcmp(lm->kind, "image") == 0 ? "image" : "text";
     m.cid = NULL;
-    if (gw_store_enabled(r->store))
-        store_incoming(r, lm, &m);
-    u = gw_registry_find(r->reg, user);
-    if (u == NULL) {
-        /* Maybe another gateway holds the user's browsers (allow_multiple). */
-        gw_payload_t *p = gw_proto_msg(&m, from, 0);
-        if (p)
-            gw_relay_forward(r->relay, user, (const char *)gw_payload_data(p), p->len);
-        gw_payload_unref(p);
-        r->st.dropped++;
-        gw_debug("router", "no session for %s here; message from %s not pushed", to, from);
+    if (gw_store_enabled(r->store)) {
+        store_incoming(r, lm, &m, user);
         return;
     }
-    for (gw_session_t *s = u->sessions; s; s = s->next) {
-        int open = s->open_conv && strcmp(s->open_conv, from) == 0;
-        gw_payload_t **slot = open ? &opened : &closed;
-        if (!s->welcomed)
-            continue;
-        if (*slot == NULL)
-            *slot = gw_proto_msg(&m, from, open);
-        gw_session_send(s, *slot);
-        r->st.frames_out++;
-    }
-    /* Other gateways may hold more of the user's browsers (allow_multiple). */
-    if (closed == NULL)
-        closed = gw_proto_msg(&m, from, 0);
-    if (closed != NULL)
-        gw_relay_forward(r->relay, user, (const char *)gw_payload_data(closed), closed->len);
-    gw_payload_unref(closed);
-    gw_payload_unref(opened);
-    r->st.delivered++;
+    /* No history configured: nothing to wait for. */
+    push_incoming(r, user, &m);
+    gw_link_ack(r->link, lm->seq);
 }
 
 /* A msg frame another gateway forwarded for one of our users. */
@@ -766,7 +949,8 @@ static void on_relayed(void *ud, const char *user, const char *frame, size_t len
 int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
 {
     static const gw_front_cbs_t fcbs = {on_open, on_frame, on_close, session_count, http_get};
-    static const gw_link_cbs_t lcbs = {on_link_up, on_link_down, on_link_message};
+    static const gw_link_cbs_t lcbs = {on_link_up, on_link_down, on_link_message, on_link_routed,
+                                       list_web_users};
     gw_router_t *r = calloc(1, sizeof(*r));
     int rc;
 
@@ -789,6 +973,12 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
         goto fail;
     if ((rc = gw_link_new(loop, cfg, &lcbs, r, &r->link)) != 0)
         goto fail;
+    /* Without a store, the outbox journal is what makes an accepted send durable. */
+    if ((rc = gw_outbox_new(cfg->spool_dir, !gw_store_enabled(r->store),
+                            (size_t)cfg->link_queue_max, outbox_write, r, &r->outbox)) != 0)
+        goto fail;
+    uv_timer_init(loop, &r->drain_timer);
+    r->drain_timer.data = r;
     if ((rc = gw_front_new(loop, cfg, &fcbs, r, &r->front)) != 0)
         goto fail;
     {
@@ -796,6 +986,7 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
         if ((rc = gw_history_new(&env, &r->history)) != 0)
             goto fail;
     }
+    gw_outbox_replay(r->outbox, replay_one, r);
     gw_link_start(r->link);
     *out = r;
     return 0;
@@ -805,17 +996,51 @@ fail:
     return rc;
 }
 
-static void on_front_closed(void *ud)
+static void finish_stop(gw_router_t *r)
 {
-    gw_router_t *r = ud;
+    size_t left = gw_outbox_len(r->outbox);
 
-    gw_front_destroy(r->front);
+    if (left)
+        gw_warn("router",
+                "%zu accepted send(s) not confirmed by the XMPP server; "
+                "they stay in the outbox%s",
+                left,
+                r->cfg->spool_dir[0] ? " journal for the next start"
+                                     : " and are LOST (no spool_dir)");
+    uv_close((uv_handle_t *)&r->drain_timer, NULL);
     gw_link_stop(r->link);
     gw_store_stop(r->store);
     gw_cache_stop(r->cache);
     gw_relay_stop(r->relay);
     if (r->done)
         r->done(r->done_ud);
+}
+
+/* Shutdown: wait (bounded) until what browsers were told is accepted has been routed. */
+static void on_drain(uv_timer_t *t)
+{
+    gw_router_t *r = t->data;
+    size_t left = gw_outbox_len(r->outbox);
+
+    if (left == 0 || !gw_link_is_up(r->link) || gw_now_ms() >= r->drain_deadline) {
+        uv_timer_stop(t);
+        finish_stop(r);
+    }
+}
+
+static void on_front_closed(void *ud)
+{
+    gw_router_t *r = ud;
+
+    gw_front_destroy(r->front);
+    r->drain_deadline = gw_now_ms() + (uint64_t)r->cfg->drain_timeout_ms;
+    if (gw_outbox_len(r->outbox) > 0 && gw_link_is_up(r->link) && r->cfg->drain_timeout_ms > 0) {
+        gw_info("router", "waiting up to %d ms for %zu send(s) to be confirmed",
+                r->cfg->drain_timeout_ms, gw_outbox_len(r->outbox));
+        uv_timer_start(&r->drain_timer, on_drain, 10, 10);
+        return;
+    }
+    finish_stop(r);
 }
 
 void gw_router_stop(gw_router_t *r, void (*done)(void *ud), void *ud)
@@ -833,6 +1058,7 @@ void gw_router_free(gw_router_t *r)
     gw_front_free(r->front);
     r->front = NULL;
     gw_link_free(r->link);
+    gw_outbox_free(r->outbox);
     gw_registry_free(r->reg);
     gw_strset_free(r->known);
     gw_cidmap_free(r->cids);

@@ -25,6 +25,7 @@ typedef struct gw_router_stats {
     uint64_t frames_out; /* msg frames queued to sessions */
     uint64_t dropped;    /* XMPP messages for users without sessions */
     uint64_t retries;    /* sends repeated with a client id already seen */
+    uint64_t in_refused; /* XMPP messages the store could not keep (not shown) */
     size_t sessions, users;
 } gw_router_stats_t;
 
@@ -34,7 +35,11 @@ typedef struct gw_router_stats {
  */
 int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out);
 
-/* Closes browser sessions with 1001, then the XMPP stream; done(ud) runs when finished. */
+/*
+ * Closes browser sessions with 1001, waits up to drain_timeout_ms for accepted
+ * sends to be routed by the XMPP server, then closes the XMPP stream; done(ud)
+ * runs when finished. Sends still unconfirmed stay in the outbox journal.
+ */
 void gw_router_stop(gw_router_t *r, void (*done)(void *ud), void *ud);
 
 /* Frees everything; call after the loop has run the stop to completion. */

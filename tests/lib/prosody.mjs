@@ -7,6 +7,7 @@
 //     components: [{ domain: 'gw.shop.test', secret: 's3cret' }],
 //     users: [['alice', 'pw']],
 //     companion: { gateway: 'gw.shop.test' },  // loads prosody-plugin/mod_imgw_companion.lua
+//                                            // (gateway: [a, b] for several gateway domains)
 //   });
 //   ... p.c2sPort, p.componentPort, p.httpPort (websocket: true) ...
 //   await p.register('bob', 'pw');
@@ -88,7 +89,10 @@ function configText(o) {
     `VirtualHost ${lua(o.domain)}`,
     `  modules_enabled = { ${hostModules.map(lua).join(', ')} }`,
   ];
-  if (o.companion) lines.push(`  imgw_gateway = ${lua(o.companion.gateway)}`);
+  if (o.companion) {
+    const g = o.companion.gateway;
+    lines.push(`  imgw_gateway = ${Array.isArray(g) ? `{ ${g.map(lua).join(', ')} }` : lua(g)}`);
+  }
   if (o.hostConfig) lines.push(o.hostConfig);
   for (const c of o.components) {
     lines.push('', `Component ${lua(c.domain)}`, `  component_secret = ${lua(c.secret)}`);
