@@ -246,7 +246,7 @@ end
 ---------------------------------------------------------------------------
 
 local stats = {
-	copies = 0, resent = 0, acked = 0, spilled = 0, web_unknown = 0,
+	copies = 0, resent = 0, acked = 0, spilled = 0, web_unknown = 0, given_up = 0,
 	sendas_dup = 0, displaced = 0,
 };
 
@@ -499,6 +499,10 @@ module:hook("iq-set/host/" .. NS1 .. ":gateway", function (event)
 			module:log("info", "gateway instance %d (boot %s) registered", node, boot);
 		end
 		inst.expires = now() + lease;
+		if inst.stale then
+			for username in pairs(inst.stale) do inst_remove(inst, username); end
+			inst.stale = nil;
+		end
 	end
 	local sync = (inst and inst.count == users and hex64(inst.sum) == sum) and "ok" or "resync";
 	if lease == 0 then sync = "ok"; end
@@ -548,15 +552,13 @@ module:hook("iq-set/host/" .. NS1 .. ":web", function (event)
 		end
 	end
 	if reset == "true" then
-		local keep = {};
-		for _, op in ipairs(ops) do if op[1] then keep[op[2]] = true; end end
-		local drop = {};
-		for username in pairs(inst.users) do
-			if not keep[username] then drop[#drop + 1] = username; end
-		end
-		for _, username in ipairs(drop) do inst_remove(inst, username); end
+		-- Users not listed again are dropped at the instance's next <gateway>, not now: a
+		-- full list comes in several requests, and a user of a later one must not flap.
+		inst.stale = {};
+		for username in pairs(inst.users) do inst.stale[username] = true; end
 	end
 	for _, op in ipairs(ops) do
+		if inst.stale then inst.stale[op[2]] = nil; end
 		if op[1] then inst_add(inst, op[2]); else inst_remove(inst, op[2]); end
 	end
 	origin.send(st.reply(stanza));
@@ -690,6 +692,14 @@ local function spill_oldest()
 		local chunk = { key = "c" .. id.medium():gsub("[^%w]", ""), seqs = seqs, live = #seqs };
 		local ok, err = spill_store:set(chunk.key, { items = items });
 		if not ok then
+			-- The database failing: keep them in memory, but never more than twice the
+			-- backlog; past that the oldest are given up (logged, counted).
+			if pending_count + #seqs > 2 * ack_backlog then
+				stats.given_up = stats.given_up + #seqs;
+				module:log("error", "cannot store %d copies (%s) and memory holds twice the backlog: "
+					.. "giving them up (oldest seq %s)", #seqs, tostring(err), tostring(seqs[1]));
+				return;
+			end
 			module:log("error", "cannot store %d copies: %s; they stay in memory", #items, tostring(err));
 			for i, seq in ipairs(seqs) do
 				moved[i].resent = nil;
@@ -1024,6 +1034,8 @@ end);
 ---------------------------------------------------------------------------
 
 function module.unload()
+	-- Across a reload or restart, sequence numbers keep increasing even if the clock went back.
+	save_spill_index();
 	local users = 0;
 	for _ in pairs(web_sessions) do users = users + 1; end
 	module:log("info", "imgw companion unloading: %d web user(s), %d pending copies in memory, %d stored; "

@@ -142,6 +142,24 @@ describe('version 1: web users (section 8)', () => {
     assert.equal((await nextPresence(seller, fromWeb, 5000)).attrs.type, 'unavailable');
   });
 
+  it('a full list in several requests does not make a user of a later request flap', async () => {
+    const fromWeb = (x) => x.attrs.from === `dave@${DOMAIN}/web`;
+    const boot = newBoot();
+    await gatewayIq({ node: '7', boot });
+    await webIq('7', boot, [['on', 'dave']]);
+    await nextPresence(seller, (x) => fromWeb(x) && !x.attrs.type, 5000);
+    // A new full list: the first request names alice only, the second dave.
+    await webIq('7', boot, [['on', 'alice']], 'true');
+    await webIq('7', boot, [['on', 'dave']], 'false');
+    assert.equal(statusOf(await gatewayIq({ node: '7', boot, users: '2', sum: sumOf(['alice', 'dave']) })).attrs.sync, 'ok');
+    await assert.rejects(nextPresence(seller, fromWeb, 500), /no matching stanza/, 'dave never went offline');
+    // A reset that leaves someone out drops them at the next <gateway>.
+    await webIq('7', boot, [['on', 'alice']], 'true');
+    assert.equal(statusOf(await gatewayIq({ node: '7', boot, users: '1', sum: sumOf(['alice']) })).attrs.sync, 'ok');
+    assert.equal((await nextPresence(seller, fromWeb, 5000)).attrs.type, 'unavailable');
+    await gatewayIq({ node: '7', boot, lease: '0' });
+  });
+
   it('an instance whose lease runs out loses its users within the lease', async () => {
     const fromWeb = (x) => x.attrs.from === `dave@${DOMAIN}/web`;
     const boot = newBoot();
