@@ -39,6 +39,13 @@ final class Fixtures {
     static final class FakeSettings implements Settings {
         String secret = "";
         boolean copy = true;
+        String acks = "auto";
+        boolean acksSeen;
+        int acksSeenMarks;
+        int backlog = 10000;
+        long backlogChars = 64L * 1024 * 1024;
+        long timeout = 10000;
+        int window = 1000;
 
         @Override
         public String serverDomain() {
@@ -58,6 +65,42 @@ final class Fixtures {
         @Override
         public boolean copyEnabled() {
             return copy;
+        }
+
+        @Override
+        public String acksMode() {
+            return acks;
+        }
+
+        @Override
+        public boolean acksSeen() {
+            return acksSeen;
+        }
+
+        @Override
+        public void markAcksSeen() {
+            acksSeen = true;
+            acksSeenMarks++;
+        }
+
+        @Override
+        public int ackBacklog() {
+            return backlog;
+        }
+
+        @Override
+        public long ackBacklogChars() {
+            return backlogChars;
+        }
+
+        @Override
+        public long ackTimeoutMillis() {
+            return timeout;
+        }
+
+        @Override
+        public int ackWindow() {
+            return window;
         }
     }
 
