@@ -199,7 +199,7 @@ public final class CopyLedger {
                         n++;
                     }
                 }
-                if (r[0] <= dbMaxSeq && pendingDeletes.size() < MAX_PENDING_DELETES) {
+                if (dbMaxSeq > 0 && r[0] <= dbMaxSeq && pendingDeletes.size() < MAX_PENDING_DELETES) {
                     pendingDeletes.add(new long[] { r[0], r[1] });
                 }
             }
