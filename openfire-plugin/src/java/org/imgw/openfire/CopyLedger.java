@@ -167,19 +167,23 @@ public final class CopyLedger {
      */
     public long track(Message envelope, long now) {
         Element copy = Stanzas.child(envelope.getElement(), "copy", Companion.NS);
+        long seq;
         synchronized (lock) {
-            long seq = nextSeq++;
-            copy.addAttribute("seq", Long.toString(seq));
-            Entry e = new Entry(seq, now, envelope.toXML());
-            e.lastSent = now;
-            e.interval = settings.ackTimeoutMillis();
-            e.due = now + e.interval;
+            seq = nextSeq++;
+        }
+        copy.addAttribute("seq", Long.toString(seq));
+        // Serialized outside the lock: routing threads only contend for the map insert.
+        Entry e = new Entry(seq, now, envelope.toXML());
+        e.lastSent = now;
+        e.interval = settings.ackTimeoutMillis();
+        e.due = now + e.interval;
+        synchronized (lock) {
             memory.put(seq, e);
             dueSet.add(e);
             chars += e.xml.length();
             enforceHardCapLocked();
-            return seq;
         }
+        return seq;
     }
 
     /**
