@@ -5,12 +5,14 @@
 #
 # Compiles the compile-only stand-ins in stubs/ (Openfire and Tinder classes), compiles the
 # plugin against them with javac --release 8, and assembles OUTDIR/userregister.jar (plugin.xml,
-# readme.html, changelog.html, logos, lib/userregister.jar, web/WEB-INF/web.xml). The stand-ins
-# are never packaged. With --test it also compiles and runs the JUnit 4 tests, including a test
-# of the finished jar's layout. Everything it writes goes under OUTDIR.
+# readme.html, changelog.html, logos, lib/userregister.jar, web/WEB-INF/web.xml, database/*.sql).
+# The stand-ins are never packaged. With --test it also compiles and runs the JUnit 4 tests,
+# including a test of the finished jar's layout and a test of the install script and the copy
+# table on a real HSQLDB 2 (Openfire's embedded database: 2.3 in 4.1.6, 2.7 in 5.x).
+# Everything it writes goes under OUTDIR.
 #
 # Needs only Debian packages: openjdk-17-jdk-headless junit4 libdom4j-java libslf4j-java
-# libservlet-api-java.
+# libservlet-api-java, and for --test libhsqldb-java.
 set -eu
 
 usage() {
@@ -60,7 +62,7 @@ SLF4J=$(need_jar slf4j-api.jar libslf4j-java)
 SERVLET=$(need_jar servlet-api.jar libservlet-api-java)
 
 rm -rf "$OUT/stubs-classes" "$OUT/classes" "$OUT/plugin" "$OUT/test-classes" "$OUT/userregister.jar"
-mkdir -p "$OUT/stubs-classes" "$OUT/classes" "$OUT/plugin/lib" "$OUT/plugin/web/WEB-INF"
+mkdir -p "$OUT/stubs-classes" "$OUT/classes" "$OUT/plugin/lib" "$OUT/plugin/web/WEB-INF" "$OUT/plugin/database"
 
 JAVAC="javac --release 8 -encoding UTF-8 -Xlint:all,-options -Werror"
 
@@ -78,6 +80,7 @@ for f in plugin.xml readme.html changelog.html logo_small.gif logo_large.gif; do
     cp "$HERE/$f" "$OUT/plugin/$f"
 done
 cp "$HERE/src/web/WEB-INF/web.xml" "$OUT/plugin/web/WEB-INF/web.xml"
+cp "$HERE"/database/*.sql "$OUT/plugin/database/"
 jar --create --file "$OUT/userregister.jar" --no-manifest -C "$OUT/plugin" .
 echo "built $OUT/userregister.jar"
 
@@ -86,6 +89,7 @@ echo "built $OUT/userregister.jar"
 echo "== tests"
 JUNIT=$(need_jar junit4.jar junit4)
 HAMCREST=$(need_jar hamcrest-core.jar junit4)
+HSQLDB=$(need_jar hsqldb.jar libhsqldb-java)
 mkdir -p "$OUT/test-classes"
 find "$HERE/src/test/java" -name '*.java' | sort >"$OUT/test.list"
 TEST_CP="$OUT/classes:$OUT/stubs-classes:$DOM4J:$SLF4J:$SERVLET:$JUNIT:$HAMCREST"
@@ -95,4 +99,4 @@ CLASSES=$(cd "$OUT/test-classes" && find . -name '*Test.class' | sed 's|^\./||; 
 NOP=""
 [ -f "$JAVA_LIB/slf4j-nop.jar" ] && NOP=":$JAVA_LIB/slf4j-nop.jar"
 java -Dimgw.pluginJar="$OUT/userregister.jar" -Dimgw.sourceDir="$HERE" \
-    -cp "$OUT/test-classes:$TEST_CP$NOP" org.junit.runner.JUnitCore $CLASSES
+    -cp "$OUT/test-classes:$TEST_CP:$HSQLDB$NOP" org.junit.runner.JUnitCore $CLASSES

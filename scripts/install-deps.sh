@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS="build-essential cmake pkg-config git ca-certificates curl
   libstrophe-dev libwebsockets-dev libhiredis-dev libjson-c-dev libpq-dev libuv1-dev libssl-dev
   postgresql redis-server prosody
-  openjdk-17-jdk-headless junit4 libdom4j-java libslf4j-java libservlet-api-java
+  openjdk-17-jdk-headless junit4 libdom4j-java libslf4j-java libservlet-api-java libhsqldb-java
   chromium clang-format
   systemd man-db docker-compose nginx-light prometheus openssl"
 

@@ -27,6 +27,18 @@ public class Presence extends Packet {
         return getType() == null;
     }
 
+    public int getPriority() {
+        String p = element.elementTextTrim("priority");
+        if (p == null) {
+            return 0;
+        }
+        try {
+            return Integer.parseInt(p);
+        } catch (NumberFormatException e) {
+            return 0;
+        }
+    }
+
     public Type getType() {
         String t = element.attributeValue("type");
         return t == null ? null : Type.valueOf(t);

@@ -15,7 +15,8 @@ import org.jivesoftware.util.JiveGlobals;
 
 /**
  * The admin console page (Server → Server Settings → imgw companion): whether the gateway
- * component is connected, the counters, and the settings. Behind the admin login; form posts
+ * component is connected, the live gateway instances and web users, the acknowledged copies, the
+ * counters, and the settings. Behind the admin login; form posts
  * carry a per-session CSRF token. Rendered as plain HTML, which the console decorates.
  */
 public final class AdminServlet extends HttpServlet {
@@ -63,6 +64,10 @@ public final class AdminServlet extends HttpServlet {
         }
         JiveGlobals.setProperty(Companion.PROP_COPY_ENABLED,
                 Boolean.toString("on".equals(request.getParameter("copyEnabled"))));
+        String acks = trim(request.getParameter("acks"));
+        if ("auto".equals(acks) || "true".equals(acks) || "false".equals(acks)) {
+            JiveGlobals.setProperty(Companion.PROP_ACKS, acks);
+        }
         response.sendRedirect(request.getRequestURI() + "?saved=1");
     }
 
@@ -106,10 +111,12 @@ public final class AdminServlet extends HttpServlet {
         row(w, "Duplicate copies suppressed", Long.toString(s.duplicates.get()));
         row(w, "Messages sent as a user", Long.toString(s.sentAs.get()));
         row(w, "Send-as requests refused", Long.toString(s.sendAsRefused.get()));
-        row(w, "Web presence updates", Long.toString(s.presenceUpdates.get()));
+        row(w, "Send-as requests routed once (duplicates dropped)", Long.toString(s.sendAsDuplicates.get()));
+        row(w, "Web presence requests (version 0)", Long.toString(s.presenceUpdates.get()));
         row(w, "HTTP user endpoint", "/plugins/" + rt.pluginName + CompanionPlugin.API_PATH
                 + (rt.settings.secret().isEmpty() ? " (disabled: no secret)" : " (enabled)"));
         w.println("</table></div>");
+        renderVersion1(w, rt.web, rt.ledger, rt.stats, rt.settings, System.currentTimeMillis());
 
         w.println("<form method=\"post\" action=\"\">");
         w.println("<input type=\"hidden\" name=\"csrf\" value=\"" + Html.escape(hex.toString()) + "\"/>");
@@ -127,10 +134,61 @@ public final class AdminServlet extends HttpServlet {
         w.println("<tr><td><label for=\"copyEnabled\">Copy messages to the gateway</label><br/><small>"
                 + Html.escape(Companion.PROP_COPY_ENABLED) + "</small></td><td><input type=\"checkbox\" id=\"copyEnabled\""
                 + " name=\"copyEnabled\"" + (rt.settings.copyEnabled() ? " checked=\"checked\"" : "") + "/></td></tr>");
+        String mode = rt.settings.acksMode();
+        StringBuilder options = new StringBuilder();
+        for (String m : new String[] { "auto", "true", "false" }) {
+            options.append("<option value=\"").append(m).append('"').append(m.equals(mode) ? " selected=\"selected\"" : "")
+                    .append('>').append(m).append("</option>");
+        }
+        w.println("<tr><td><label for=\"acks\">Acknowledged copies</label><br/><small>"
+                + Html.escape(Companion.PROP_ACKS) + ": auto turns them on once a version-1 gateway registers</small></td>"
+                + "<td><select id=\"acks\" name=\"acks\">" + options + "</select></td></tr>");
         w.println("</table></div><input type=\"submit\" value=\"Save\"/></form>");
         w.println("<p><small>De-duplication window " + rt.settings.dedupSeconds() + " s ("
                 + Html.escape(Companion.PROP_DEDUP_SECONDS) + ", read at plugin start).</small></p>");
         w.println("</body></html>");
+    }
+
+    /** Sections 7-9: instances, web users, acknowledged copies. */
+    static void renderVersion1(PrintWriter w, WebUsers web, CopyLedger ledger, CompanionStats s, Settings settings,
+            long now) {
+        java.util.List<WebUsers.InstanceView> instances = web.instances(now);
+        w.println("<div class=\"jive-contentBoxHeader\">Gateway instances (version 1)</div><div class=\"jive-contentBox\">");
+        if (instances.isEmpty()) {
+            w.println("<p>No version-1 gateway instance is registered.</p>");
+        } else {
+            w.println("<table class=\"jive-table\"><tr><th>Node</th><th>Boot</th><th>Lease left</th><th>Users</th>"
+                    + "<th>Waiting for the rest of a list</th><th>Last mark</th></tr>");
+            for (WebUsers.InstanceView in : instances) {
+                w.println("<tr><td>" + in.node + "</td><td><code>" + Html.escape(in.boot) + "</code></td><td>"
+                        + (in.leaseLeftMillis / 1000) + " s</td><td>" + in.users + "</td><td>" + in.pendingOff
+                        + "</td><td>" + Html.escape(in.mark == null ? "" : in.mark) + "</td></tr>");
+            }
+            w.println("</table>");
+        }
+        w.println("<table>");
+        row(w, "Web-online users (any instance, or a version-0 announcement)", Integer.toString(web.webOnlineCount()));
+        row(w, "Messages kept out of offline storage", Long.toString(s.offlineAvoided.get()));
+        row(w, "Instances registered / ended / of which lease ran out", s.instancesRegistered.get() + " / "
+                + s.instancesEnded.get() + " / " + s.leasesExpired.get());
+        row(w, "Full lists asked for (resync)", Long.toString(s.resyncs.get()));
+        row(w, "Listed users without an account", Long.toString(s.webUnknownUsers.get()));
+        row(w, "Web presence broadcasts / sent to one contact", s.webPresenceBroadcasts.get() + " / "
+                + s.webPresenceDirected.get());
+        w.println("</table></div>");
+
+        w.println("<div class=\"jive-contentBoxHeader\">Acknowledged copies</div><div class=\"jive-contentBox\"><table>");
+        row(w, "Acknowledgements", (ledger.enabled() ? "on" : "off") + " (" + Companion.PROP_ACKS + " = "
+                + settings.acksMode() + (settings.acksSeen() ? ", a version-1 gateway has registered" : "") + ")");
+        row(w, "Unacknowledged copies in memory / in the database", ledger.inMemory() + " / " + ledger.inDatabase());
+        row(w, "Resent copies outstanding (window " + settings.ackWindow() + ")", Integer.toString(ledger.outstanding()));
+        row(w, "Copies acknowledged", Long.toString(s.copiesAcked.get()));
+        row(w, "Copies resent", Long.toString(s.copiesResent.get()));
+        row(w, "Copies moved to the database / read back", s.copiesSpilled.get() + " / " + s.copiesLoaded.get());
+        row(w, "Copies given up (memory full, database failing)", Long.toString(s.copiesDropped.get()));
+        row(w, "Backlog in memory / resend timeout", settings.ackBacklog() + " copies, "
+                + (settings.ackBacklogChars() / (1024 * 1024)) + " MiB / " + (settings.ackTimeoutMillis() / 1000) + " s");
+        w.println("</table></div>");
     }
 
     private static void row(PrintWriter w, String label, String value) {

@@ -16,4 +16,25 @@ public interface Settings {
 
     /** Whether messages are copied to the gateway. */
     boolean copyEnabled();
+
+    /** Acknowledged copies (section 9): "auto" (the default), "true" or "false". */
+    String acksMode();
+
+    /** True once a version-1 gateway has registered on this server (remembered across restarts). */
+    boolean acksSeen();
+
+    /** Remembers that a version-1 gateway registered; called at most once per plugin start. */
+    void markAcksSeen();
+
+    /** Most unacknowledged copies kept in memory (at least 100). */
+    int ackBacklog();
+
+    /** Most characters of unacknowledged copies kept in memory. */
+    long ackBacklogChars();
+
+    /** Milliseconds after which an unacknowledged copy is sent again (at least 1000). */
+    long ackTimeoutMillis();
+
+    /** Most resent copies outstanding at once (at least 1). */
+    int ackWindow();
 }

@@ -225,7 +225,12 @@ public class CompanionIqTest {
 
     @Test
     public void theOpenfireHandlerServesTheNamespace() {
-        CompanionIQHandler handler = new CompanionIQHandler(logic);
+        CompanionIQHandler handler = new CompanionIQHandler("user", Companion.NS, new CompanionIQHandler.Logic() {
+            @Override
+            public IQ handle(IQ iq) {
+                return logic.handle(iq);
+            }
+        });
         assertEquals(Companion.NS, handler.getInfo().getNamespace());
         assertEquals("user", handler.getInfo().getName());
         IQ request = userIq(GW, "create", BUYER);

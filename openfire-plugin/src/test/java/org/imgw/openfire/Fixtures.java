@@ -1,14 +1,19 @@
 package org.imgw.openfire;
 
+import java.sql.SQLException;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
 import org.dom4j.DocumentException;
 import org.dom4j.DocumentHelper;
 import org.dom4j.Element;
 import org.xmpp.packet.IQ;
+import org.xmpp.packet.JID;
 import org.xmpp.packet.Message;
 import org.xmpp.packet.Packet;
 
@@ -39,6 +44,13 @@ final class Fixtures {
     static final class FakeSettings implements Settings {
         String secret = "";
         boolean copy = true;
+        String acks = "auto";
+        boolean acksSeen;
+        int acksSeenMarks;
+        int backlog = 10000;
+        long backlogChars = 64L * 1024 * 1024;
+        long timeout = 10000;
+        int window = 1000;
 
         @Override
         public String serverDomain() {
@@ -58,6 +70,42 @@ final class Fixtures {
         @Override
         public boolean copyEnabled() {
             return copy;
+        }
+
+        @Override
+        public String acksMode() {
+            return acks;
+        }
+
+        @Override
+        public boolean acksSeen() {
+            return acksSeen;
+        }
+
+        @Override
+        public void markAcksSeen() {
+            acksSeen = true;
+            acksSeenMarks++;
+        }
+
+        @Override
+        public int ackBacklog() {
+            return backlog;
+        }
+
+        @Override
+        public long ackBacklogChars() {
+            return backlogChars;
+        }
+
+        @Override
+        public long ackTimeoutMillis() {
+            return timeout;
+        }
+
+        @Override
+        public int ackWindow() {
+            return window;
         }
     }
 
@@ -176,6 +224,124 @@ final class Fixtures {
         @Override
         public void publish(String username, boolean available) {
             published.add(username + "=" + available);
+        }
+    }
+
+    /** A CopyStore in a sorted map that can be told to fail. */
+    static final class MemoryStore implements CopyStore {
+        final TreeMap<Long, Row> rows = new TreeMap<Long, Row>();
+        boolean failing;
+        int inserts;
+        int loads;
+        int deletes;
+
+        private void check() throws SQLException {
+            if (failing) {
+                throw new SQLException("database down (test)");
+            }
+        }
+
+        @Override
+        public long maxSeq() throws SQLException {
+            check();
+            return rows.isEmpty() ? 0 : rows.lastKey();
+        }
+
+        @Override
+        public long count() throws SQLException {
+            check();
+            return rows.size();
+        }
+
+        @Override
+        public void insert(List<Row> batch) throws SQLException {
+            check();
+            inserts++;
+            for (Row r : batch) {
+                if (rows.containsKey(r.seq)) {
+                    throw new SQLException("duplicate key " + r.seq);
+                }
+            }
+            for (Row r : batch) {
+                rows.put(r.seq, r);
+            }
+        }
+
+        @Override
+        public List<Row> load(long fromSeq, int max) throws SQLException {
+            check();
+            loads++;
+            List<Row> out = new ArrayList<Row>();
+            for (Row r : rows.tailMap(fromSeq, true).values()) {
+                if (out.size() >= max) {
+                    break;
+                }
+                out.add(r);
+            }
+            return out;
+        }
+
+        @Override
+        public int delete(long first, long last) throws SQLException {
+            check();
+            deletes++;
+            Map<Long, Row> hit = rows.subMap(first, true, last, true);
+            int n = hit.size();
+            hit.clear();
+            return n;
+        }
+    }
+
+    /** Rosters in maps: user → (contact bare JID → "from" | "to" | "both" | "none"). */
+    static final class MapRosters implements Rosters {
+        final Map<String, Map<String, String>> items = new HashMap<String, Map<String, String>>();
+
+        /** Makes a and b subscribed to each other. */
+        MapRosters both(String a, String b) {
+            item(a, b + "@" + DOMAIN, "both");
+            item(b, a + "@" + DOMAIN, "both");
+            return this;
+        }
+
+        MapRosters item(String user, String contact, String sub) {
+            Map<String, String> r = items.get(user);
+            if (r == null) {
+                r = new LinkedHashMap<String, String>();
+                items.put(user, r);
+            }
+            r.put(contact, sub);
+            return this;
+        }
+
+        @Override
+        public boolean isSubscriber(String username, JID contact) {
+            Map<String, String> r = items.get(username);
+            String sub = r == null ? null : r.get(contact.toBareJID());
+            return "from".equals(sub) || "both".equals(sub);
+        }
+
+        @Override
+        public List<JID> subscriptions(String username) {
+            List<JID> out = new ArrayList<JID>();
+            Map<String, String> r = items.get(username);
+            if (r != null) {
+                for (Map.Entry<String, String> e : r.entrySet()) {
+                    if ("to".equals(e.getValue()) || "both".equals(e.getValue())) {
+                        out.add(new JID(e.getKey()));
+                    }
+                }
+            }
+            return out;
+        }
+    }
+
+    /** Users with an available real session. */
+    static final class SetSessions implements RealSessions {
+        final Set<String> online = new HashSet<String>();
+
+        @Override
+        public boolean hasAvailable(String username) {
+            return online.contains(username);
         }
     }
 }

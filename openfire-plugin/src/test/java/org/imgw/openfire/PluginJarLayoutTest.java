@@ -119,6 +119,30 @@ public class PluginJarLayoutTest {
     }
 
     @Test
+    public void databaseScriptsArePackagedForEveryDatabaseOpenfireSupports() {
+        Element plugin = Fixtures.xml(new String(outer.get("plugin.xml"), java.nio.charset.StandardCharsets.UTF_8));
+        String key = plugin.elementTextTrim("databaseKey");
+        String version = plugin.elementTextTrim("databaseVersion");
+        assertEquals("imgwcompanion", key);
+        assertEquals("1", version);
+        // Openfire refuses to load a plugin whose schema it cannot install on its database type.
+        for (String type : new String[] { "hsqldb", "postgresql", "mysql", "mariadb", "oracle", "sqlserver", "db2",
+            "cockroachdb", "firebird" }) {
+            String name = "database/" + key + "_" + type + ".sql";
+            assertTrue(name, outer.containsKey(name));
+            String sql = new String(outer.get(name), java.nio.charset.StandardCharsets.UTF_8);
+            assertTrue(name, sql.contains("CREATE TABLE ofImgwCopy ("));
+            assertTrue(name, sql.contains("INSERT INTO ofVersion (name, version) VALUES ('" + key + "', " + version + ");"));
+            for (String line : sql.split("\n")) {
+                String t = line.trim();
+                if (t.startsWith("--")) {
+                    assertTrue("a comment ending in ';' would end a statement for Openfire: " + line, !t.endsWith(";"));
+                }
+            }
+        }
+    }
+
+    @Test
     public void webXmlServletsArePackagedAndMatchTheExclude() {
         Element web = Fixtures.xml(new String(outer.get("web/WEB-INF/web.xml"), java.nio.charset.StandardCharsets.UTF_8));
         List<String> patterns = new ArrayList<String>();
