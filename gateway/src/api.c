@@ -303,6 +303,7 @@ static void api_tp_close(void *ctx, gw_session_t *s, int code, const char *reaso
     if (s->closing)
         return;
     /* on_close runs from the module's timer, never inside the router's call. */
+    release_pending((api_sess_t *)s);
     s->closing = 1;
     s->close_code = (uint16_t)code;
     s->close_reason = reason;

@@ -417,6 +417,17 @@ static void sjs_tp_send(void *ctx, gw_session_t *s, gw_payload_t *p)
         gw_http_wake(x->recv);
 }
 
+static void sjs_tp_welcomed(void *ctx, gw_session_t *s)
+{
+    sjs_t *x = (sjs_t *)s;
+
+    GW_UNUSED(ctx);
+    if (x->pending) {
+        x->pending = 0;
+        gw_pending_release(gw_http_env(x->m->h)->pending, x->addr);
+    }
+}
+
 static void sjs_tp_close(void *ctx, gw_session_t *s, int code, const char *reason)
 {
     sjs_t *x = (sjs_t *)s;
@@ -427,20 +438,10 @@ static void sjs_tp_close(void *ctx, gw_session_t *s, int code, const char *reaso
     s->closing = 1;
     s->close_code = (uint16_t)code;
     s->close_reason = reason;
+    sjs_tp_welcomed(ctx, s); /* a closing session holds no pending place */
     /* on_close runs from the timer (not inside the router's call); the receiver gets c[...]. */
     if (x->recv)
         gw_http_wake(x->recv);
-}
-
-static void sjs_tp_welcomed(void *ctx, gw_session_t *s)
-{
-    sjs_t *x = (sjs_t *)s;
-
-    GW_UNUSED(ctx);
-    if (x->pending) {
-        x->pending = 0;
-        gw_pending_release(gw_http_env(x->m->h)->pending, x->addr);
-    }
 }
 
 static const gw_transport_t sjs_transport = {sjs_tp_send, sjs_tp_close, sjs_tp_welcomed};

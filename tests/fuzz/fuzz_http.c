@@ -39,9 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 1; i < size; i += step) {
             size_t n = size - i < step ? size - i : step;
             int rc = gw_chunked_feed(&c, data + i, n, count_sink, &total);
+            in += n;
             if (rc != 0)
                 break;
-            in += n;
         }
         if (total > in)
             abort(); /* more data out than went in */
