@@ -65,6 +65,7 @@ typedef struct gw_config {
     int upload_max_bytes;
     char *public_url;
     char *sockjs_client_url;
+    char *sockjs_client_file; /* served at /sockjs/sockjs.min.js; "" = the installed copy */
     int http_session_idle_s;
     int max_post_bytes;            /* a SockJS POST or framed WebSocket message (many messages) */
     int max_pending_sessions;      /* not yet authenticated, all transports */

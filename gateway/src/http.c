@@ -198,6 +198,17 @@ int gw_http_cors(const gw_http_req_t *r, gw_http_hdr_t *hdrs, int credentials)
     return n;
 }
 
+/*
+ * The gateway's own pages (iframe.html, the demo) are same-origin: their
+ * origin's host[:port] is the Host the browser sent the request to.
+ */
+static int same_origin(const gw_http_req_t *r, const char *origin)
+{
+    const char *host = strstr(origin, "://");
+
+    return host && r->host[0] && strcasecmp(host + 3, r->host) == 0;
+}
+
 int gw_http_origin_ok(const gw_http_req_t *r, int jsonp)
 {
     const gw_http_env_t *e = &r->h->env;
@@ -205,9 +216,9 @@ int gw_http_origin_ok(const gw_http_req_t *r, int jsonp)
     if (r->origin_bad)
         return 0;
     if (r->origin[0])
-        return e->origin_allowed(e->fud, r->origin);
+        return same_origin(r, r->origin) || e->origin_allowed(e->fud, r->origin);
     if (jsonp && r->referer[0])
-        return e->origin_allowed(e->fud, r->referer);
+        return same_origin(r, r->referer) || e->origin_allowed(e->fud, r->referer);
     return 1;
 }
 

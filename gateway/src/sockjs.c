@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* ---- framing (pure) ---------------------------------------------------------------- */
@@ -1012,11 +1013,50 @@ static int send_msgs(gw_http_req_t *r, gw_sockjs_t *m, const char *sid, int json
     }
 }
 
+#ifndef IMGW_SOCKJS_CLIENT_INSTALLED
+#define IMGW_SOCKJS_CLIENT_INSTALLED "/usr/local/share/imgw/sockjs.min.js"
+#endif
+#ifndef IMGW_SOCKJS_CLIENT_BUILT
+#define IMGW_SOCKJS_CLIENT_BUILT ""
+#endif
+
+/*
+ * sockjs-client's bundle for iframe.html (the default sockjs_client_url):
+ * sockjs_client_file, else the installed copy, else the build tree's.
+ */
+static int client_bundle(gw_http_req_t *r)
+{
+    const char *cfgf = gw_http_env(r->h)->cfg->sockjs_client_file;
+    const char *cands[] = {cfgf, IMGW_SOCKJS_CLIENT_INSTALLED, IMGW_SOCKJS_CLIENT_BUILT};
+    gw_http_hdr_t hdrs[] = {{"cache-control:", "public, max-age=86400"},
+                            {"x-content-type-options:", "nosniff"},
+                            {"access-control-allow-origin:", "*"},
+                            {NULL, NULL}};
+
+    if (r->method != GW_HTTP_GET)
+        return text_reply(r, 405, "Method not allowed");
+    for (size_t i = cfgf[0] ? 0 : 1; i < GW_ARRAY_SIZE(cands); i++) {
+        struct stat st;
+        if (cands[i][0] && stat(cands[i], &st) == 0 && S_ISREG(st.st_mode))
+            return gw_http_serve_file(r, cands[i], "application/javascript; charset=UTF-8", hdrs);
+        if (i == 0)
+            break; /* a configured file that is missing is not replaced silently */
+    }
+    gw_log_limited(GW_LOG_WARNING, "sockjs",
+                   "sockjs.min.js not found (sockjs_client_file, or run the build with "
+                   "node_modules installed)");
+    return text_reply(r, 404, "Not found");
+}
+
 static int sjs_request(gw_http_req_t *r)
 {
     gw_sockjs_t *m = r->ctx;
     char sid[72], tp[32];
-    int kind = gw_sockjs_parse_path(r->path, sid, sizeof(sid), tp, sizeof(tp));
+    int kind;
+
+    if (strcmp(r->path, "/sockjs/sockjs.min.js") == 0)
+        return client_bundle(r);
+    kind = gw_sockjs_parse_path(r->path, sid, sizeof(sid), tp, sizeof(tp));
 
     switch (kind) {
     case GW_SOCKJS_P_GREETING:

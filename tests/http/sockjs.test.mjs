@@ -109,7 +109,10 @@ describe('SockJS server', { skip: !gatewayBuilt() && 'build/gateway/imgw is not 
     assert.equal(fr.status, 200);
     const etag = fr.headers.get('etag');
     assert.ok(etag);
-    assert.match(await fr.text(), /\/client\/sockjs\.min\.js/);
+    assert.match(await fr.text(), /src="\/sockjs\/sockjs\.min\.js"/);
+    const js = await fetch(`${gw.httpUrl}/sockjs/sockjs.min.js`);
+    assert.equal(js.status, 200);
+    assert.match(await js.text(), /SockJS/);
     const again = await fetch(`${base}/iframe-1.6.1.html`, { headers: { 'If-None-Match': etag } });
     assert.equal(again.status, 304);
   });
