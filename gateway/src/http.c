@@ -306,7 +306,15 @@ static gw_http_req_t *req_new(gw_http_t *h, struct lws *wsi, const char *path)
         r->method = GW_HTTP_OPTIONS;
     else
         r->method = GW_HTTP_OTHER;
-    r->http10 = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP1_0) > 0;
+    {
+        /*
+         * lws 4.1 keeps the request's HTTP version to itself, but writes it in
+         * the status line: HTTP/1.0 answers close (no chunked framing there).
+         */
+        unsigned char probe[256], *p = probe;
+        r->http10 = lws_add_http_header_status(wsi, 200, &p, probe + sizeof(probe)) == 0 &&
+                    p - probe >= 8 && memcmp(probe, "HTTP/1.0", 8) == 0;
+    }
     if (copy_hdr(wsi, r->origin, sizeof(r->origin), WSI_TOKEN_ORIGIN) < 0)
         r->origin_bad = 1;
     /* "null" (sandboxed frames, file: pages) is an origin like any other: never allowed by "*". */
