@@ -107,7 +107,9 @@ static int origin_allowed(gw_front_t *f, const char *origin)
         n = strcspn(list, ", ");
         if (n == 0)
             break;
-        if ((n == 1 && list[0] == '*') || (n == olen && strncmp(list, origin, n) == 0))
+        /* "null" (sandboxed frames, file: pages) only when listed by name, never by "*". */
+        if ((n == 1 && list[0] == '*' && strcmp(origin, "null") != 0) ||
+            (n == olen && strncmp(list, origin, n) == 0))
             return 1;
         list += n;
     }
