@@ -81,6 +81,7 @@ static const centry_t table[] = {
     {"sockjs_client_file", T_STR, O(sockjs_client_file), 0, 0, "", 0},
     {"http_session_idle_s", T_INT, O(http_session_idle_s), 5, 3600, "60", 0},
     {"max_post_bytes", T_INT, O(max_post_bytes), 1024, 16777216, "1048576", 0},
+    {"sockjs_response_limit", T_INT, O(sockjs_response_limit), 4096, 16777216, "131072", 0},
     {"max_pending_sessions", T_INT, O(max_pending_sessions), 1, 10000000, "10000", 0},
     {"max_pending_per_addr", T_INT, O(max_pending_per_addr), 1, 10000000, "256", 0},
     {"client_address_header", T_STR, O(client_address_header), 0, 0, "", 0},

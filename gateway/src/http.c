@@ -750,23 +750,31 @@ int gw_http_callback(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t
  * so a browser that closes a waiting receiver would be noticed only at the
  * next write. A peek finds the end of stream without consuming anything.
  */
+int gw_http_peer_gone(gw_http_req_t *r)
+{
+    char c;
+    int fd;
+    ssize_t n;
+
+    if (r->wsi == NULL)
+        return 1;
+    fd = (int)lws_get_socket_fd(r->wsi);
+    if (fd < 0)
+        return 0;
+    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        set_waiting(r, 0);
+        lws_set_timeout(r->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        return 1;
+    }
+    return 0;
+}
+
 static void peek_waiting(gw_http_t *h)
 {
     for (gw_http_req_t *r = h->waiting, *next; r; r = next) {
-        char c;
-        int fd;
-        ssize_t n;
         next = r->wnext;
-        if (r->wsi == NULL)
-            continue;
-        fd = (int)lws_get_socket_fd(r->wsi);
-        if (fd < 0)
-            continue;
-        n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-            set_waiting(r, 0);
-            lws_set_timeout(r->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-        }
+        (void)gw_http_peer_gone(r);
     }
 }
 

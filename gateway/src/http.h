@@ -197,6 +197,12 @@ int gw_http_origin_ok(const gw_http_req_t *r, int jsonp);
 int gw_http_serve_file(gw_http_req_t *r, const char *path, const char *mime,
                        const gw_http_hdr_t *hdrs);
 
+/*
+ * 1 when r's peer has closed its connection (checked now, without reading
+ * anything); r's connection is then closed from the loop (on_gone follows).
+ */
+int gw_http_peer_gone(gw_http_req_t *r);
+
 /* Request headers the endpoints read beyond the ones copied into gw_http_req_t. */
 enum { GW_HTTP_H_AC_REQUEST_HEADERS = 1, GW_HTTP_H_IF_NONE_MATCH };
 

@@ -300,12 +300,10 @@ int gw_sockjs_parse_path(const char *path, char *session, size_t slen, char *tra
     if (!id_ok(rest, n1, 1) || !id_ok(a + 1, n2, 1) || n3 == 0 || strchr(b + 1, '/') ||
         n2 >= slen || n3 >= tlen)
         return GW_SOCKJS_P_BAD;
-    if (n2 < GW_SOCKJS_SID_MIN)
-        return GW_SOCKJS_P_SHORT_ID;
     memcpy(session, a + 1, n2);
     session[n2] = '\0';
     memcpy(transport, b + 1, n3 + 1);
-    return GW_SOCKJS_P_SESSION;
+    return n2 < GW_SOCKJS_SID_MIN ? GW_SOCKJS_P_SHORT_ID : GW_SOCKJS_P_SESSION;
 }
 
 /* ---- sessions ------------------------------------------------------------------------- */
@@ -518,19 +516,21 @@ static void prelude(gw_sbuf_t *out, const gw_http_req_t *r)
     case R_EVENTSOURCE: gw_sbuf_puts(out, "\r\n"); break;
     case R_HTMLFILE: {
         size_t start = out->len;
-        gw_sbuf_printf(out,
-                       "<!doctype html>\n<html><head>\n"
-                       "<meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n"
-                       "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n"
-                       "</head><body><h2>imgw SockJS htmlfile transport</h2>\n"
-                       "<script>\n"
-                       "  document.domain = document.domain;\n"
-                       "  var c = parent.%s;\n"
-                       "  c.start();\n"
-                       "  function p(d) { c.message(d); };\n"
-                       "  window.onload = function () { c.stop(); };\n"
-                       "</script>\n",
-                       r->cb);
+        /* The protocol's page, as its documentation gives it. */
+        gw_sbuf_printf(
+            out,
+            "<!doctype html>\n<html><head>\n"
+            "  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n"
+            "  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n"
+            "</head><body><h2>Don't panic!</h2>\n"
+            "  <script>\n"
+            "    document.domain = document.domain;\n"
+            "    var c = parent.%s;\n"
+            "    c.start();\n"
+            "    function p(d) {c.message(d);};\n"
+            "    window.onload = function() {c.stop();};\n"
+            "  </script>\n",
+            r->cb);
         /* Old browsers render nothing of a streamed page before 1 KiB. */
         while (out->len - start < 1024 && !out->overflow)
             gw_sbuf_append(out, " ", 1);
@@ -606,7 +606,7 @@ static int pump(gw_http_req_t *r)
         return rc;
     }
     x->sent += out.len;
-    if (closing_now || x->sent >= GW_SOCKJS_STREAM_LIMIT) {
+    if (closing_now || x->sent >= (size_t)gw_http_env(x->m->h)->cfg->sockjs_response_limit) {
         /* The client opens a new receiver after this one ends. */
         x->recv = NULL;
         x->gone_ms = gw_now_ms();
@@ -826,15 +826,22 @@ static int one_frame(gw_http_req_t *r, int code, const char *reason)
     std_headers(r, hdrs, NULL);
     gw_sbuf_init(&out, 65536);
     if (streaming(r->kind)) {
+        gw_sbuf_t fr;
+        /* Prelude and close frame in chunks of their own, as a live stream sends them. */
         prelude(&out, r);
-        wrap_close(&out, r, code, reason);
-        if (out.overflow) {
+        gw_sbuf_init(&fr, 4096);
+        wrap_close(&fr, r, code, reason);
+        if (out.overflow || fr.overflow) {
             gw_sbuf_free(&out);
+            gw_sbuf_free(&fr);
             return text_reply(r, 500, "internal error");
         }
         rc = gw_http_stream_begin(r, 200, ctype_of(r->kind), hdrs, out.data, out.len);
         gw_sbuf_free(&out);
-        return rc == 0 ? gw_http_stream_end(r, "", 0) : rc;
+        if (rc == 0)
+            rc = gw_http_stream_end(r, fr.data, fr.len);
+        gw_sbuf_free(&fr);
+        return rc;
     }
     wrap_close(&out, r, code, reason);
     rc = gw_http_reply(r, 200, ctype_of(r->kind), hdrs, out.data, out.len);
@@ -856,10 +863,10 @@ static int bound_to(const sjs_t *x, const gw_http_req_t *r)
     return 1;
 }
 
-static int receive(gw_http_req_t *r, gw_sockjs_t *m, const char *sid, int kind)
+static int receive(gw_http_req_t *r, gw_sockjs_t *m, const char *sid, int kind, int short_id)
 {
     const gw_http_env_t *e = gw_http_env(m->h);
-    sjs_t *x = find(m, sid);
+    sjs_t *x = short_id ? NULL : find(m, sid);
 
     r->kind = kind;
     if (kind == R_JSONP || kind == R_HTMLFILE) {
@@ -872,8 +879,16 @@ static int receive(gw_http_req_t *r, gw_sockjs_t *m, const char *sid, int kind)
     }
     if (!gw_http_origin_ok(r, kind == R_JSONP || kind == R_HTMLFILE))
         return text_reply(r, 403, "Origin not allowed");
+    if (short_id)
+        return text_reply(r, 404, "Not found (session id too short)");
     if (x != NULL && !bound_to(x, r))
         return text_reply(r, 404, "Not found");
+    /* A receiver whose browser just went away is noticed now, not at the next peek. */
+    if (x != NULL && x->recv != NULL && gw_http_peer_gone(x->recv)) {
+        gw_http_req_t *old = x->recv;
+        sjs_gone(old);
+        old->owner = NULL;
+    }
     if (x == NULL) {
         if (m->shutting_down || e->cbs->session_count(e->ud) >= (size_t)e->cfg->max_sessions)
             return text_reply(r, 503, "too many sessions");
@@ -959,10 +974,10 @@ static void dispatch(void *ud, const char *msg, size_t len)
     d->e->cbs->on_frame(d->e->ud, &d->x->s, msg, len);
 }
 
-static int send_msgs(gw_http_req_t *r, gw_sockjs_t *m, const char *sid, int jsonp)
+static int send_msgs(gw_http_req_t *r, gw_sockjs_t *m, const char *sid, int jsonp, int short_id)
 {
     const gw_http_env_t *e = gw_http_env(m->h);
-    sjs_t *x = find(m, sid);
+    sjs_t *x = short_id ? NULL : find(m, sid);
     const char *data = r->body;
     size_t len = r->blen;
     char *form = NULL;
@@ -1009,7 +1024,7 @@ static int send_msgs(gw_http_req_t *r, gw_sockjs_t *m, const char *sid, int json
     {
         gw_http_hdr_t hdrs[8];
         std_headers(r, hdrs, NULL);
-        return gw_http_reply(r, 204, NULL, hdrs, "", 0);
+        return gw_http_reply(r, 204, "text/plain; charset=UTF-8", hdrs, "", 0);
     }
 }
 
@@ -1052,11 +1067,12 @@ static int sjs_request(gw_http_req_t *r)
 {
     gw_sockjs_t *m = r->ctx;
     char sid[72], tp[32];
-    int kind;
+    int kind, short_id;
 
     if (strcmp(r->path, "/sockjs/sockjs.min.js") == 0)
         return client_bundle(r);
     kind = gw_sockjs_parse_path(r->path, sid, sizeof(sid), tp, sizeof(tp));
+    short_id = kind == GW_SOCKJS_P_SHORT_ID;
 
     switch (kind) {
     case GW_SOCKJS_P_GREETING:
@@ -1071,7 +1087,7 @@ static int sjs_request(gw_http_req_t *r)
             return gw_http_reply(r, 405, NULL, hdrs, "", 0);
         }
         return text_reply(r, 400, "Can \"Upgrade\" only to \"WebSocket\".");
-    case GW_SOCKJS_P_SHORT_ID: return text_reply(r, 404, "Not found (session id too short)");
+    case GW_SOCKJS_P_SHORT_ID: /* refused at the session, after the checks every request gets */
     case GW_SOCKJS_P_SESSION: break;
     default: return text_reply(r, 404, "Not found");
     }
@@ -1088,25 +1104,25 @@ static int sjs_request(gw_http_req_t *r)
         if (r->method != GW_HTTP_POST)
             return text_reply(r, 405, "Method not allowed");
         if (tp[3] == '\0')
-            return receive(r, m, sid, R_XHR);
+            return receive(r, m, sid, R_XHR, short_id);
         if (tp[4] == 's' && tp[5] == 't')
-            return receive(r, m, sid, R_XHR_STREAM);
-        return send_msgs(r, m, sid, 0);
+            return receive(r, m, sid, R_XHR_STREAM, short_id);
+        return send_msgs(r, m, sid, 0, short_id);
     }
     if (strcmp(tp, "jsonp_send") == 0) {
         if (r->method != GW_HTTP_POST)
             return text_reply(r, 405, "Method not allowed");
-        return send_msgs(r, m, sid, 1);
+        return send_msgs(r, m, sid, 1, short_id);
     }
     if (strcmp(tp, "jsonp") != 0 && strcmp(tp, "eventsource") != 0 && strcmp(tp, "htmlfile") != 0)
         return text_reply(r, 404, "Not found");
     if (r->method != GW_HTTP_GET)
         return text_reply(r, 405, "Method not allowed");
     if (strcmp(tp, "jsonp") == 0)
-        return receive(r, m, sid, R_JSONP);
+        return receive(r, m, sid, R_JSONP, short_id);
     if (strcmp(tp, "eventsource") == 0)
-        return receive(r, m, sid, R_EVENTSOURCE);
-    return receive(r, m, sid, R_HTMLFILE);
+        return receive(r, m, sid, R_EVENTSOURCE, short_id);
+    return receive(r, m, sid, R_HTMLFILE, short_id);
 }
 
 /* Many messages per POST: each is bounded by max_frame_bytes, the POST by max_post_bytes. */

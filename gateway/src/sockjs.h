@@ -18,10 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Heartbeat period, session timeout after the last receiver left, streaming byte limit. */
+/* Heartbeat period, session timeout after the last receiver left (the streaming byte
+ * limit is sockjs_response_limit, 128 KiB by default). */
 #define GW_SOCKJS_HEARTBEAT_MS  25000
 #define GW_SOCKJS_DISCONNECT_MS 5000
-#define GW_SOCKJS_STREAM_LIMIT  131072
 /* The shortest session id accepted: sockjs-client makes 8 random characters. */
 #define GW_SOCKJS_SID_MIN 8
 
@@ -55,7 +55,8 @@ enum {
     GW_SOCKJS_P_IFRAME,   /* .../iframe.html, .../iframe-VERSION.html */
     GW_SOCKJS_P_RAW_WS,   /* .../websocket */
     GW_SOCKJS_P_SESSION,  /* .../SERVER/SESSION/TRANSPORT */
-    GW_SOCKJS_P_SHORT_ID, /* the same with a session id shorter than GW_SOCKJS_SID_MIN */
+    GW_SOCKJS_P_SHORT_ID, /* the same (filled too) with a session id shorter than GW_SOCKJS_SID_MIN
+                           */
 };
 
 /*
