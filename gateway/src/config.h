@@ -67,11 +67,8 @@ typedef struct gw_config {
     char *sockjs_client_url;
     char *sockjs_client_file; /* served at /sockjs/sockjs.min.js; "" = the installed copy */
     int http_session_idle_s;
-    int max_post_bytes;
-    int sockjs_response_limit;
-        /* bytes a SockJS streaming response carries before it ends */ /* a SockJS POST or framed
-                                                                          WebSocket message (many
-                                                                          messages) */
+    int max_post_bytes;            /* a SockJS POST or framed WebSocket message (many messages) */
+    int sockjs_response_limit;     /* bytes a SockJS streaming response carries before it ends */
     int max_pending_sessions;      /* not yet authenticated, all transports */
     int max_pending_per_addr;      /* the same, per client address */
     char *client_address_header;   /* "", "x-forwarded-for" or "x-real-ip" (behind a proxy) */
