@@ -62,6 +62,11 @@ static void test_parse_bad(void)
     ASSERT_STR(code, "bad_frame");
     ASSERT(parse("{\"op\":\"hello\"}", &f, &code) != 0);
     ASSERT_STR(code, "bad_hello");
+    /* A numeric read id is named as such, not as a missing 'with' (issue 11, item 9). */
+    ASSERT(gw_proto_parse("{\"op\":\"read\",\"with\":\"bob\",\"id\":12}", 34, 100, &f, &code,
+                          &reason, cid, sizeof(cid)) != 0);
+    ASSERT_STR(code, "bad_frame");
+    ASSERT(strstr(reason, "'id'") != NULL);
     /* A body over max_body (100) is refused, and the error can name the cid. */
     {
         char big[300];
