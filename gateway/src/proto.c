@@ -225,6 +225,30 @@ fail:
     return GW_EINVAL;
 }
 
+int gw_proto_failed_op(const char *data, size_t len, char *out, size_t outlen)
+{
+    static const char *const ops[] = {"open", "history", "chats", "read"};
+    json_tokener *tok;
+    json_object *root, *v;
+    int rc = GW_ENOTFOUND;
+
+    if (len > INT32_MAX || outlen == 0 || (tok = json_tokener_new_ex(16)) == NULL)
+        return GW_ENOTFOUND;
+    root = json_tokener_parse_ex(tok, data, (int)len);
+    if (root != NULL && json_object_is_type(root, json_type_object) &&
+        json_object_object_get_ex(root, "op", &v) && json_object_is_type(v, json_type_string)) {
+        const char *op = json_object_get_string(v);
+        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+            if (strcmp(op, ops[i]) == 0 && strlen(op) < outlen) {
+                memcpy(out, op, strlen(op) + 1);
+                rc = 0;
+            }
+    }
+    json_object_put(root);
+    json_tokener_free(tok);
+    return rc;
+}
+
 void gw_frame_free(gw_frame_t *f)
 {
     if (f->root_)

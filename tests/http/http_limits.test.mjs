@@ -63,6 +63,24 @@ describe('HTTP transports: errors, message bounds, vanished receivers', { skip: 
     assert.deepEqual(poll.json.frames, []);
   });
 
+  it('over a WebSocket too, bad_frame answers to open/history/chats/read carry "for"', async () => {
+    const ws = await openWs(gw.wsUrl);
+    await ws.hello('errs2');
+    const cases = [
+      [{ op: 'history', with: 'app1', limit: 0 }, 'history'],
+      [{ op: 'chats', limit: 'x' }, 'chats'],
+      [{ op: 'read', with: 'app1', id: 12 }, 'read'],
+      [{ op: 'open', with: 5 }, 'open'],
+    ];
+    for (const [frame, op] of cases) {
+      ws.send(frame);
+      const e = await ws.next((f) => f.op === 'error');
+      assert.equal(e.code, 'bad_frame', JSON.stringify(e));
+      assert.equal(e.for, op, JSON.stringify(e));
+    }
+    ws.ws.close();
+  });
+
   async function sjsSession(prefix, user) {
     const base = `${gw.httpUrl}/sockjs/${prefix}/000/${user}xxxxxxxx`;
     const post = (tp, body = '', headers = {}) => fetch(`${base}/${tp}`, { method: 'POST', body, headers, signal: AbortSignal.timeout(10000) });

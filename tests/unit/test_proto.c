@@ -67,6 +67,14 @@ static void test_parse_bad(void)
                           &reason, cid, sizeof(cid)) != 0);
     ASSERT_STR(code, "bad_frame");
     ASSERT(strstr(reason, "'id'") != NULL);
+    {
+        char op[16];
+        const char *h = "{\"op\":\"history\",\"with\":\"b\",\"limit\":0}";
+        ASSERT_EQ(gw_proto_failed_op(h, strlen(h), op, sizeof(op)), 0);
+        ASSERT_STR(op, "history");
+        ASSERT_EQ(gw_proto_failed_op("{\"op\":\"send\"}", 13, op, sizeof(op)), GW_ENOTFOUND);
+        ASSERT_EQ(gw_proto_failed_op("{", 1, op, sizeof(op)), GW_ENOTFOUND);
+    }
     /* A body over max_body (100) is refused, and the error can name the cid. */
     {
         char big[300];
