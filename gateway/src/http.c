@@ -217,6 +217,8 @@ int gw_http_origin_ok(const gw_http_req_t *r, int jsonp)
         return 0;
     if (r->origin[0])
         return same_origin(r, r->origin) || e->origin_allowed(e->fud, r->origin);
+    if (jsonp && r->referer_bad)
+        return 0;
     if (jsonp && r->referer[0])
         return same_origin(r, r->referer) || e->origin_allowed(e->fud, r->referer);
     return 1;
@@ -288,7 +290,7 @@ static int copy_hdr(struct lws *wsi, char *buf, size_t len, enum lws_token_index
 static gw_http_req_t *req_new(gw_http_t *h, struct lws *wsi, const char *path)
 {
     gw_http_req_t *r = calloc(1, sizeof(*r));
-    char clen[32], ref[1024];
+    char clen[32];
     size_t cap = 0, used = 0;
     int te;
 
@@ -317,11 +319,19 @@ static gw_http_req_t *req_new(gw_http_t *h, struct lws *wsi, const char *path)
     }
     if (copy_hdr(wsi, r->origin, sizeof(r->origin), WSI_TOKEN_ORIGIN) < 0)
         r->origin_bad = 1;
-    /* "null" (sandboxed frames, file: pages) is an origin like any other: never allowed by "*". */
+    /*
+     * Only the Referer's scheme://host[:port] matters, and a page's URL may be
+     * long: copied whole (bounded by lws' header buffer), then cut.
+     */
     {
-        int n = copy_hdr(wsi, ref, sizeof(ref), WSI_TOKEN_HTTP_REFERER);
-        if (n < 0 || (n > 0 && url_origin(ref, r->referer, sizeof(r->referer)) != 0))
-            r->origin_bad = 1;
+        int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_REFERER);
+        if (total > 0) {
+            char *ref = malloc((size_t)total + 1);
+            if (ref == NULL || lws_hdr_copy(wsi, ref, total + 1, WSI_TOKEN_HTTP_REFERER) < 0 ||
+                url_origin(ref, r->referer, sizeof(r->referer)) != 0)
+                r->referer_bad = 1;
+            free(ref);
+        }
     }
     copy_hdr(wsi, r->host, sizeof(r->host), WSI_TOKEN_HOST);
     copy_hdr(wsi, r->ctype, sizeof(r->ctype), WSI_TOKEN_HTTP_CONTENT_TYPE);
@@ -649,7 +659,7 @@ static int handle(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t le
             return 1;
         }
         if (r->origin_bad) {
-            *rc = refuse(r, 403, "Origin or Referer header too long or malformed\n");
+            *rc = refuse(r, 403, "Origin header too long\n");
             return 1;
         }
         if (r->ops->on_body) {

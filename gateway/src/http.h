@@ -113,9 +113,10 @@ struct gw_http_req {
     char host[256];                 /* the Host header, or "" */
     char ctype[256];                /* the Content-Type header, or "" */
     char addr[GW_PENDING_ADDR_MAX]; /* the client's address (gw_http_client_addr) */
-    int origin_bad;                 /* an Origin or Referer header that does not fit or parse */
-    long long clen;                 /* Content-Length, or -1 */
-    char *args;                     /* decoded "name=value" query fragments, NUL separated */
+    int origin_bad;                 /* an Origin header that does not fit */
+    int referer_bad; /* a Referer whose origin does not parse or fit (judged for JSONP) */
+    long long clen;  /* Content-Length, or -1 */
+    char *args;      /* decoded "name=value" query fragments, NUL separated */
     size_t nargs;
     char *body; /* buffered POST body (when ops->on_body is NULL) */
     size_t blen;

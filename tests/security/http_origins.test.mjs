@@ -52,6 +52,9 @@ describe('Origins protect the HTTP transports', { skip: !gatewayBuilt() && 'buil
     const r2 = await get('/api/login?user=bob&callback=cb', { Referer: `${EVIL}/p` });
     assert.match(await r2.text(), /^\/\*\*\/cb\(.*bad_origin/);
     assert.equal((await get('/api/login?user=bob', { Origin: good })).status, 200);
+    // A long page URL in the Referer is fine: only its origin is judged.
+    const r3 = await get('/api/login?user=bob3&callback=cb', { Referer: `${good}/page?${'x'.repeat(3000)}` });
+    assert.match(await r3.text(), /^\/\*\*\/cb\(\{"token"/);
   });
 
   it('iframe.html may be framed only by allowed origins; /info tells the truth', async () => {
