@@ -5,12 +5,14 @@
 #include "gw.h"
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef enum { T_STR, T_INT, T_BOOL } ctype_t;
 
@@ -80,8 +82,18 @@ static const centry_t table[] = {
     {"upload_dir", T_STR, O(upload_dir), 0, 0, "", 0, 0},
     {"upload_max_bytes", T_INT, O(upload_max_bytes), 1024, 104857600, "5242880", 0, 1},
     {"public_url", T_STR, O(public_url), 0, 0, "", 0, 0},
-    {"sockjs_client_url", T_STR, O(sockjs_client_url), 0, 0, "/client/sockjs.min.js", 0, 0},
+    {"sockjs_client_url", T_STR, O(sockjs_client_url), 0, 0, "/sockjs/sockjs.min.js", 0, 0},
     {"http_session_idle_s", T_INT, O(http_session_idle_s), 5, 3600, "60", 0, 1},
+    {"sockjs_client_file", T_STR, O(sockjs_client_file), 0, 0, "", 0, 0},
+    {"max_post_bytes", T_INT, O(max_post_bytes), 1024, 16777216, "1048576", 0, 0},
+    {"sockjs_response_limit", T_INT, O(sockjs_response_limit), 4096, 16777216, "131072", 0, 0},
+    {"max_pending_sessions", T_INT, O(max_pending_sessions), 1, 10000000, "10000", 0, 0},
+    {"max_pending_per_addr", T_INT, O(max_pending_per_addr), 1, 10000000, "256", 0, 0},
+    {"client_address_header", T_STR, O(client_address_header), 0, 0, "", 0, 0},
+    {"upload_rate_per_min", T_INT, O(upload_rate_per_min), 1, 100000, "10", 0, 0},
+    {"upload_expiry_hours", T_INT, O(upload_expiry_hours), 0, 876000, "720", 0, 0},
+    {"upload_user_bytes_per_day", T_INT, O(upload_user_bytes_per_day), 1024, 2000000000,
+     "104857600", 0, 0},
 };
 
 static const centry_t *find(const char *key)
@@ -249,10 +261,22 @@ static int load_env(gw_config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * Parsed, never matched by prefix: "127.0.0.1.nip.io" is a name that resolves
+ * anywhere. "localhost" is taken by its exact name (RFC 6761 reserves it).
+ */
 static int is_loopback(const char *host)
 {
-    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "::1") == 0 ||
-           strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0;
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (strcmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return 0;
 }
 
 int gw_config_validate(gw_config_t *cfg, char *err, size_t errlen)
@@ -299,6 +323,18 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errlen)
     if (!cfg->dev_mode && strlen(cfg->ticket_secret) < 16) {
         snprintf(err, errlen,
                  "key 'ticket_secret': must hold at least 16 characters unless dev_mode is on");
+        return GW_EINVAL;
+    }
+    if (cfg->client_address_header[0] &&
+        strcasecmp(cfg->client_address_header, "x-forwarded-for") != 0 &&
+        strcasecmp(cfg->client_address_header, "x-real-ip") != 0) {
+        snprintf(err, errlen,
+                 "key 'client_address_header': '%s' is not 'x-forwarded-for' or 'x-real-ip'",
+                 cfg->client_address_header);
+        return GW_EINVAL;
+    }
+    if (cfg->max_post_bytes < cfg->max_frame_bytes) {
+        snprintf(err, errlen, "key 'max_post_bytes': smaller than max_frame_bytes");
         return GW_EINVAL;
     }
     if (cfg->reconnect_max_ms < cfg->reconnect_min_ms) {

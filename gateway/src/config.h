@@ -70,7 +70,16 @@ typedef struct gw_config {
     int upload_max_bytes;
     char *public_url;
     char *sockjs_client_url;
+    char *sockjs_client_file; /* served at /sockjs/sockjs.min.js; "" = the installed copy */
     int http_session_idle_s;
+    int max_post_bytes;            /* a SockJS POST or framed WebSocket message (many messages) */
+    int sockjs_response_limit;     /* bytes a SockJS streaming response carries before it ends */
+    int max_pending_sessions;      /* not yet authenticated, all transports */
+    int max_pending_per_addr;      /* the same, per client address */
+    char *client_address_header;   /* "", "x-forwarded-for" or "x-real-ip" (behind a proxy) */
+    int upload_rate_per_min;       /* uploads per user per minute */
+    int upload_user_bytes_per_day; /* bytes per user per 24 h */
+    int upload_expiry_hours;       /* stored files older than this are removed; 0 = never */
 
     gw_mode_t mode_value; /* derived from mode */
 

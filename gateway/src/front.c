@@ -2,10 +2,13 @@
  * front.c - libwebsockets adapter.
  */
 #include "front.h"
+#include "api.h"
 #include "gw.h"
 #include "http.h"
 #include "log.h"
+#include "pending.h"
 #include "sockjs.h"
+#include "upload.h"
 
 #include <libwebsockets.h>
 #include <stdlib.h>
@@ -32,7 +35,12 @@ struct gw_front {
     void *shutdown_ud;
     uv_timer_t shutdown_timer;
     int port;
-    gw_http_t *http; /* HTTP transports: API, upload, SockJS over HTTP */
+    int timer_init;
+    gw_http_t *http;       /* HTTP request plumbing */
+    gw_api_t *api;         /* /api/ */
+    gw_upload_t *upload;   /* /upload, /files/ */
+    gw_sockjs_t *sj;       /* /sockjs/ over HTTP */
+    gw_pending_t *pending; /* not-yet-authenticated sessions of every transport */
 };
 
 /*
@@ -46,9 +54,12 @@ enum { WS_NATIVE = 0, WS_SOCKJS_RAW, WS_SOCKJS_FRAMED };
 typedef struct ws_conn {
     gw_session_t s;
     uint8_t mode;
-    uint8_t need_open;  /* framed: "o" not written yet */
-    uint8_t need_hb;    /* framed: a heartbeat is due */
-    uint8_t close_sent; /* framed: c[...] written, the close frame is next */
+    uint8_t need_open;   /* framed: "o" not written yet */
+    uint8_t need_hb;     /* framed: a heartbeat is due */
+    uint8_t close_sent;  /* framed: c[...] written, the close frame is next */
+    uint8_t pending;     /* holds a place in the front's pending count */
+    uint64_t last_tx_ms; /* framed: the last frame written (heartbeats only after idle) */
+    char addr[GW_PENDING_ADDR_MAX];
 } ws_conn_t;
 
 static int ws_mode_of(const char *path)
@@ -96,7 +107,9 @@ static int origin_allowed(gw_front_t *f, const char *origin)
         n = strcspn(list, ", ");
         if (n == 0)
             break;
-        if ((n == 1 && list[0] == '*') || (n == olen && strncmp(list, origin, n) == 0))
+        /* "null" (sandboxed frames, file: pages) only when listed by name, never by "*". */
+        if ((n == 1 && list[0] == '*' && strcmp(origin, "null") != 0) ||
+            (n == olen && strncmp(list, origin, n) == 0))
             return 1;
         list += n;
     }
@@ -153,11 +166,35 @@ static void tp_close(void *ctx, gw_session_t *s, int code, const char *reason)
     gw_front_close(ctx, s, code, reason);
 }
 
-/* The authentication timer has done its job: a pending lws timer per session costs CPU. */
+static void release_pending(gw_front_t *f, ws_conn_t *c)
+{
+    if (c->pending) {
+        c->pending = 0;
+        gw_pending_release(f->pending, c->addr);
+    }
+}
+
+/* The next heartbeat of a framed SockJS WebSocket: 25 s after the last frame written. */
+static void arm_heartbeat(struct lws *wsi, ws_conn_t *c)
+{
+    uint64_t now = gw_now_ms(), due = c->last_tx_ms + GW_SOCKJS_HEARTBEAT_MS;
+
+    lws_set_timer_usecs(wsi, (lws_usec_t)(due > now ? due - now : 1) * 1000);
+}
+
+/*
+ * The authentication timer has done its job: a pending lws timer per session
+ * costs CPU. Framed SockJS keeps it for heartbeats.
+ */
 static void tp_welcomed(void *ctx, gw_session_t *s)
 {
-    GW_UNUSED(ctx);
-    lws_set_timer_usecs((struct lws *)s->conn, LWS_SET_TIMER_USEC_CANCEL);
+    ws_conn_t *c = (ws_conn_t *)s;
+
+    release_pending(ctx, c);
+    if (c->mode == WS_SOCKJS_FRAMED)
+        arm_heartbeat((struct lws *)s->conn, c);
+    else
+        lws_set_timer_usecs((struct lws *)s->conn, LWS_SET_TIMER_USEC_CANCEL);
 }
 
 static const gw_transport_t ws_transport = {tp_send, tp_close, tp_welcomed};
@@ -217,6 +254,7 @@ static int write_framed(gw_front_t *f, struct lws *wsi, ws_conn_t *c)
     gw_sbuf_free(&fr);
     if (rc != 0)
         return -1;
+    c->last_tx_ms = gw_now_ms();
     if (s->qlen || s->closing || f->shutting_down || c->need_hb)
         lws_callback_on_writable(wsi);
     return 0;
@@ -293,32 +331,40 @@ static void rx_one(void *ud, const char *msg, size_t len)
 static void deliver(gw_front_t *f, gw_session_t *s, const char *data, size_t len)
 {
     rx_ctx_t c = {f, s};
+    int rc;
 
     if (((ws_conn_t *)s)->mode != WS_SOCKJS_FRAMED) {
         f->cbs.on_frame(f->ud, s, data, len);
         return;
     }
+    /* The protocol: an empty message carries nothing and is ignored. */
+    if (len == 0)
+        return;
     /* sockjs-client sends arrays; a bare JSON string is one message too. */
-    if (len && data[0] == '"') {
+    if (data[0] == '"') {
         char *arr = malloc(len + 2);
         if (arr == NULL)
             return;
         arr[0] = '[';
         memcpy(arr + 1, data, len);
         arr[len + 1] = ']';
-        if (gw_sockjs_decode(arr, len + 2, (size_t)f->cfg->max_frame_bytes, rx_one, &c) < 0)
-            gw_front_close(f, s, 1002, "Broken framing.");
+        rc = gw_sockjs_decode(arr, len + 2, (size_t)f->cfg->max_frame_bytes, rx_one, &c);
         free(arr);
-        return;
+    } else {
+        rc = gw_sockjs_decode(data, len, (size_t)f->cfg->max_frame_bytes, rx_one, &c);
     }
-    if (gw_sockjs_decode(data, len, (size_t)f->cfg->max_frame_bytes, rx_one, &c) < 0)
+    /* Each message is bounded by max_frame_bytes, as on /ws; the array by max_post_bytes. */
+    if (rc == GW_ERANGE)
+        gw_front_close(f, s, 1009, "message too large");
+    else if (rc < 0)
         gw_front_close(f, s, 1002, "Broken framing.");
 }
 
 static int on_rx(gw_front_t *f, struct lws *wsi, gw_session_t *s, const char *in, size_t len)
 {
     int final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-    size_t max = (size_t)f->cfg->max_frame_bytes;
+    size_t max = ((ws_conn_t *)s)->mode == WS_SOCKJS_FRAMED ? (size_t)f->cfg->max_post_bytes
+                                                            : (size_t)f->cfg->max_frame_bytes;
 
     if (s->closing)
         return 0;
@@ -426,7 +472,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             gw_info("front", "refused WebSocket upgrade on path '%s'", n > 0 ? buf : "");
             return 1;
         }
-        n = lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_ORIGIN);
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) >= (int)sizeof(buf)) {
+            /* An Origin that does not fit is refused, never taken for "no Origin". */
+            gw_log_limited(GW_LOG_INFO, "front", "refused WebSocket with an over-long Origin");
+            lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "Origin header too long");
+            return 1;
+        }
+        n = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0
+                ? lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_ORIGIN)
+                : 0;
         if (n > 0) {
             if (!origin_allowed(f, buf)) {
                 gw_log_limited(GW_LOG_INFO, "front", "refused WebSocket from origin '%s'", buf);
@@ -442,6 +496,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             f->nsessions >= (size_t)f->cfg->max_sessions) {
             gw_log_limited(GW_LOG_WARNING, "front", "refused WebSocket: max_sessions (%d) reached",
                            f->cfg->max_sessions);
+            return 1;
+        }
+        gw_http_client_addr(f->cfg, wsi, buf, GW_PENDING_ADDR_MAX);
+        if (gw_pending_full(f->pending, buf)) {
+            gw_log_limited(GW_LOG_WARNING, "front",
+                           "refused WebSocket from %s: too many sessions waiting to authenticate",
+                           buf);
+            lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                   "too many sessions waiting to authenticate");
             return 1;
         }
         return 0;
@@ -460,33 +523,52 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         s->conn = wsi;
         s->id = ++f->next_id;
         f->nsessions++;
+        c->last_tx_ms = gw_now_ms();
+        gw_http_client_addr(f->cfg, wsi, c->addr, sizeof(c->addr));
         lws_set_timer_usecs(wsi, (lws_usec_t)f->cfg->auth_timeout_ms * 1000);
         if (c->mode == WS_SOCKJS_FRAMED) {
             c->need_open = 1;
             lws_callback_on_writable(wsi);
         }
         f->cbs.on_open(f->ud, s);
+        /* Checked at the upgrade; another may have taken the last place since. */
+        if (gw_pending_acquire(f->pending, c->addr) == 0)
+            c->pending = 1;
+        else
+            gw_front_close(f, s, 1013, "too many sessions waiting to authenticate");
         return 0;
     }
     case LWS_CALLBACK_RECEIVE: return on_rx(f, wsi, s, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE: return write_next(f, wsi, s);
-    case LWS_CALLBACK_TIMER:
+    case LWS_CALLBACK_TIMER: {
+        ws_conn_t *c = user;
         if (s->user == NULL && !s->closing) {
             gw_info("front", "session %llu: no hello within %d ms", (unsigned long long)s->id,
                     f->cfg->auth_timeout_ms);
             gw_front_close(f, s, 4408, "authentication timeout");
         }
-        if (((ws_conn_t *)s)->mode == WS_SOCKJS_FRAMED && !s->closing) {
-            /* SockJS heartbeat: "h" every 25 s keeps proxies and the client's timer happy. */
-            ((ws_conn_t *)s)->need_hb = 1;
-            lws_callback_on_writable(wsi);
-            lws_set_timer_usecs(wsi, (lws_usec_t)GW_SOCKJS_HEARTBEAT_MS * 1000);
+        if (c->mode == WS_SOCKJS_FRAMED && !s->closing) {
+            /* SockJS heartbeat: "h" after 25 s without a frame keeps proxies and the client happy.
+             */
+            if (gw_now_ms() - c->last_tx_ms >= GW_SOCKJS_HEARTBEAT_MS) {
+                c->need_hb = 1;
+                c->last_tx_ms = gw_now_ms();
+                lws_callback_on_writable(wsi);
+            }
+            arm_heartbeat(wsi, c);
         }
         return 0;
+    }
     case LWS_CALLBACK_HTTP: {
         int rc;
         if (f->http && gw_http_callback(f->http, wsi, (int)reason, in, len, &rc))
             return rc;
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
+            lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+            /* Both framings at once: a request smuggling attempt behind a proxy. */
+            lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "Content-Length with chunked");
+            return -1;
+        }
         return serve_http(f, wsi, (const char *)in);
     }
     case LWS_CALLBACK_HTTP_BODY:
@@ -504,6 +586,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (s == NULL || s->conn != wsi)
             return 0;
         f->cbs.on_close(f->ud, s);
+        release_pending(f, (ws_conn_t *)s);
         free_queue(s);
         f->nsessions--;
         /* Finish the shutdown from the loop, never inside an lws callback. */
@@ -592,26 +675,49 @@ int gw_front_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_front_cbs_t *
     }
     info.ka_time = 0;
 
+    if (gw_pending_new((size_t)cfg->max_pending_sessions, (size_t)cfg->max_pending_per_addr,
+                       &f->pending) != 0) {
+        free(f);
+        return GW_ENOMEM;
+    }
     f->ctx = lws_create_context(&info);
     if (f->ctx == NULL) {
         gw_error("front", "cannot start the WebSocket server on %s:%d", cfg->listen_host,
                  cfg->listen_port);
+        gw_pending_free(f->pending);
+        free(f);
+        return GW_EIO;
+    }
+    /*
+     * lws 4.1 logs a failed bind and still creates the context (without the
+     * vhost's listener): a gateway that serves nothing must not say
+     * "listening".
+     */
+    f->vh = lws_get_vhost_by_name(f->ctx, "imgw");
+    f->port = f->vh ? lws_get_vhost_listen_port(f->vh) : -1;
+    if (f->port <= 0) {
+        gw_error("front",
+                 "cannot listen on %s:%d (address in use, or not an address of this "
+                 "machine)",
+                 cfg->listen_host, cfg->listen_port);
+        lws_context_destroy(f->ctx);
+        gw_pending_free(f->pending);
         free(f);
         return GW_EIO;
     }
     {
-        gw_http_env_t env = {loop,        cfg,           &f->cbs,           ud,
-                             &f->next_id, &f->nsessions, origin_allowed_cb, f};
-        if (gw_http_new(&env, &f->http) != 0) {
-            lws_context_destroy(f->ctx);
-            free(f);
+        gw_http_env_t env = {loop, cfg, &f->cbs, ud, &f->next_id, origin_allowed_cb, f, f->pending};
+        if (gw_http_new(&env, &f->http) != 0 || gw_api_new(f->http, &f->api) != 0 ||
+            gw_upload_new(f->http, f->api, &f->upload) != 0 ||
+            gw_sockjs_new(f->http, &f->sj) != 0) {
+            gw_front_destroy(f);
+            gw_front_free(f);
             return GW_ENOMEM;
         }
     }
-    f->vh = lws_get_vhost_by_name(f->ctx, "imgw");
-    f->port = f->vh ? lws_get_vhost_listen_port(f->vh) : cfg->listen_port;
     uv_timer_init(loop, &f->shutdown_timer);
     f->shutdown_timer.data = f;
+    f->timer_init = 1;
     gw_info("front", "listening on %s:%d (WebSocket at /ws%s)", cfg->listen_host, f->port,
             cfg->web_root[0] ? ", demo at /demo/" : "");
     *out = f;
@@ -628,7 +734,8 @@ void gw_front_shutdown(gw_front_t *f, void (*cb)(void *ud), void *ud)
     f->shutting_down = 1;
     f->shutdown_cb = cb;
     f->shutdown_ud = ud;
-    gw_http_shutdown(f->http);
+    gw_api_shutdown(f->api);
+    gw_sockjs_shutdown(f->sj);
     if (f->nsessions == 0) {
         uv_timer_start(&f->shutdown_timer, on_shutdown_timeout, 0, 0);
         return;
@@ -641,16 +748,24 @@ void gw_front_destroy(gw_front_t *f)
 {
     if (f->ctx == NULL)
         return;
-    uv_close((uv_handle_t *)&f->shutdown_timer, NULL);
+    if (f->timer_init) {
+        uv_close((uv_handle_t *)&f->shutdown_timer, NULL);
+        f->timer_init = 0;
+    }
     lws_context_destroy(f->ctx);
     f->ctx = NULL;
-    gw_http_destroy(f->http);
+    if (f->http)
+        gw_http_destroy(f->http);
 }
 
 void gw_front_free(gw_front_t *f)
 {
     if (f == NULL)
         return;
+    gw_sockjs_free(f->sj);
+    gw_upload_free(f->upload);
+    gw_api_free(f->api);
     gw_http_free(f->http);
+    gw_pending_free(f->pending);
     free(f);
 }

@@ -1,7 +1,7 @@
 /*
  * front.h - the browser front: WebSocket sessions and static files over
- * libwebsockets on the shared libuv loop. Only this module includes
- * libwebsockets.h.
+ * libwebsockets on the shared libuv loop. Only this module and http.c (the
+ * HTTP request plumbing it hands requests to) include libwebsockets.h.
  *
  * The front checks Origin and the session limit at the upgrade, reassembles
  * fragmented frames up to max_frame_bytes, closes sessions that do not
@@ -40,8 +40,9 @@ typedef struct gw_front_cbs {
 
 /*
  * Creates the libwebsockets context on loop and starts listening on
- * listen_host:listen_port. Returns 0, GW_EIO (cannot listen; logged) or
- * GW_ENOMEM.
+ * listen_host:listen_port, with the HTTP transports (api.c, upload.c,
+ * sockjs.c over http.c). Returns 0, GW_EIO (cannot listen, e.g. the address
+ * is in use; logged) or GW_ENOMEM.
  */
 int gw_front_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_front_cbs_t *cbs, void *ud,
                  gw_front_t **out);

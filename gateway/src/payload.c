@@ -86,19 +86,32 @@ void gw_sbuf_puts(gw_sbuf_t *b, const char *s)
 
 void gw_sbuf_printf(gw_sbuf_t *b, const char *fmt, ...)
 {
-    char tmp[256];
+    char tmp[256], *big;
     va_list ap;
     int n;
 
     va_start(ap, fmt);
     n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        /* Formatted pieces are short by construction; longer is a bug. */
+    if (n < 0) {
         b->overflow = 1;
         return;
     }
-    gw_sbuf_append(b, tmp, (size_t)n);
+    if ((size_t)n < sizeof(tmp)) {
+        gw_sbuf_append(b, tmp, (size_t)n);
+        return;
+    }
+    /* Longer than the stack buffer: format again into one that fits, never truncate. */
+    big = malloc((size_t)n + 1);
+    if (big == NULL) {
+        b->overflow = 1;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    gw_sbuf_append(b, big, (size_t)n);
+    free(big);
 }
 
 void gw_sbuf_free(gw_sbuf_t *b)

@@ -174,12 +174,14 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
         }
     } else if (strcmp(op, "history") == 0 || strcmp(op, "chats") == 0 || strcmp(op, "read") == 0) {
         const char *with = NULL, *before = NULL, *id = NULL;
+        int bad_before = 0, bad_id = 0;
         f->op = op[0] == 'h' ? GW_OP_HISTORY : op[0] == 'c' ? GW_OP_CHATS : GW_OP_READ;
         f->limit = 50;
         f->before = UINT64_MAX;
         with = get_str(root, "with", &bad, NULL);
-        before = get_str(root, "before", &bad, NULL);
-        id = get_str(root, "id", &bad, NULL);
+        /* Each member's own message: a numeric id is not a missing 'with'. */
+        before = get_str(root, "before", &bad_before, NULL);
+        id = get_str(root, "id", &bad_id, NULL);
         if (json_object_object_get_ex(root, "limit", &v)) {
             if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) < 1 ||
                 json_object_get_int(v) > 100) {
@@ -195,12 +197,12 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
             goto fail;
         }
         f->with = with;
-        if (before != NULL && (f->before = gw_proto_parse_id(before)) == 0) {
+        if (bad_before || (before != NULL && (f->before = gw_proto_parse_id(before)) == 0)) {
             *code = "bad_frame";
             *reason = "'before' must be a message id (decimal string)";
             goto fail;
         }
-        if (f->op == GW_OP_READ && (id == NULL || (f->id = gw_proto_parse_id(id)) == 0)) {
+        if (f->op == GW_OP_READ && (bad_id || id == NULL || (f->id = gw_proto_parse_id(id)) == 0)) {
             *code = "bad_frame";
             *reason = "read needs 'id', a message id (decimal string)";
             goto fail;
@@ -221,6 +223,30 @@ fail:
     json_object_put(root);
     memset(f, 0, sizeof(*f));
     return GW_EINVAL;
+}
+
+int gw_proto_failed_op(const char *data, size_t len, char *out, size_t outlen)
+{
+    static const char *const ops[] = {"open", "history", "chats", "read"};
+    json_tokener *tok;
+    json_object *root, *v;
+    int rc = GW_ENOTFOUND;
+
+    if (len > INT32_MAX || outlen == 0 || (tok = json_tokener_new_ex(16)) == NULL)
+        return GW_ENOTFOUND;
+    root = json_tokener_parse_ex(tok, data, (int)len);
+    if (root != NULL && json_object_is_type(root, json_type_object) &&
+        json_object_object_get_ex(root, "op", &v) && json_object_is_type(v, json_type_string)) {
+        const char *op = json_object_get_string(v);
+        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+            if (strcmp(op, ops[i]) == 0 && strlen(op) < outlen) {
+                memcpy(out, op, strlen(op) + 1);
+                rc = 0;
+            }
+    }
+    json_object_put(root);
+    json_tokener_free(tok);
+    return rc;
 }
 
 void gw_frame_free(gw_frame_t *f)

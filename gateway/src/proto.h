@@ -59,6 +59,14 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
 
 void gw_frame_free(gw_frame_t *f);
 
+/*
+ * The "op" of a frame gw_proto_parse() refused, when the frame is a JSON
+ * object whose "op" is one of the operations answered without a cid
+ * (open, history, chats, read): copies it into out (size outlen) and returns
+ * 0, else GW_ENOTFOUND. Lets the refusal name the operation ("for").
+ */
+int gw_proto_failed_op(const char *data, size_t len, char *out, size_t outlen);
+
 /* A message as delivered to browsers. Strings need not be NUL-terminated except where noted. */
 typedef struct gw_msg {
     uint64_t id;

@@ -653,7 +653,12 @@ static void on_frame(void *ud, gw_session_t *s, const char *data, size_t len)
 
     if (gw_proto_parse(data, len, (size_t)r->cfg->max_body_bytes, &f, &code, &reason, cid,
                        sizeof(cid)) != 0) {
-        send_error(s, code, reason, cid[0] ? cid : NULL);
+        char op[16];
+        /* Requests answered without a cid are named by their op, so the client knows which. */
+        if (!cid[0] && gw_proto_failed_op(data, len, op, sizeof(op)) == 0)
+            send_payload(s, gw_proto_error_for(code, reason, op));
+        else
+            send_error(s, code, reason, cid[0] ? cid : NULL);
         if (s->user == NULL) {
             gw_session_close(s, 4401, "authentication required");
         }

@@ -18,15 +18,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Heartbeat period, session timeout after the last receiver left, streaming byte limit. */
+/* Heartbeat period, session timeout after the last receiver left (the streaming byte
+ * limit is sockjs_response_limit, 128 KiB by default). */
 #define GW_SOCKJS_HEARTBEAT_MS  25000
 #define GW_SOCKJS_DISCONNECT_MS 5000
-#define GW_SOCKJS_STREAM_LIMIT  131072
+/* The shortest session id accepted: sockjs-client makes 8 random characters. */
+#define GW_SOCKJS_SID_MIN 8
 
 /*
  * Appends s[0..n) as a JSON string literal, escaping what JSON requires and
- * also <, >, &, U+2028 and U+2029, so the text is safe inside a <script>
- * (htmlfile) and in old JavaScript engines (jsonp).
+ * also <, >, &, DEL, U+200C-200F, U+2028-202F, U+2060-206F and U+FFF0-FFFF
+ * (as \uXXXX), so the text is safe inside a <script> (htmlfile), in old
+ * JavaScript engines (jsonp) and through proxies that mangle invisible
+ * characters, as the SockJS protocol asks of servers.
  */
 void gw_sockjs_quote(gw_sbuf_t *b, const char *s, size_t n);
 
@@ -35,10 +39,11 @@ void gw_sockjs_close_frame(gw_sbuf_t *b, int code, const char *reason);
 
 /*
  * Decodes a SockJS client body: a JSON array of strings. Each decoded string
- * (valid UTF-8, at most max_msg bytes) is passed to cb, but only after the
- * whole body was found valid. cb may be NULL (validation only). Returns the
- * number of messages, or GW_EINVAL (not an array of strings, bad escape,
- * invalid UTF-8, a message too long).
+ * (valid UTF-8 without NUL, at most max_msg bytes) is passed to cb, but only
+ * after the whole body was found valid. cb may be NULL (validation only).
+ * Returns the number of messages, GW_ERANGE (a message longer than max_msg),
+ * GW_EINVAL (not an array of strings, bad escape, invalid UTF-8, NUL) or
+ * GW_ENOMEM.
  */
 int gw_sockjs_decode(const char *in, size_t n, size_t max_msg,
                      void (*cb)(void *ud, const char *msg, size_t len), void *ud);
@@ -50,12 +55,14 @@ enum {
     GW_SOCKJS_P_IFRAME,   /* .../iframe.html, .../iframe-VERSION.html */
     GW_SOCKJS_P_RAW_WS,   /* .../websocket */
     GW_SOCKJS_P_SESSION,  /* .../SERVER/SESSION/TRANSPORT */
+    GW_SOCKJS_P_SHORT_ID, /* the same (filled too) with a session id shorter than GW_SOCKJS_SID_MIN
+                           */
 };
 
 /*
- * Splits a request path. For GW_SOCKJS_P_SESSION, session (size slen) and
- * transport (size tlen) are filled; server and session ids may not be empty
- * or hold '.' or '/'. Returns one of GW_SOCKJS_P_*.
+ * Splits a request path (pure). For GW_SOCKJS_P_SESSION, session (size slen)
+ * and transport (size tlen) are filled; server and session ids are printable
+ * UTF-8 of at most 64 bytes without '.' or '/'. Returns one of GW_SOCKJS_P_*.
  */
 int gw_sockjs_parse_path(const char *path, char *session, size_t slen, char *transport,
                          size_t tlen);
@@ -64,20 +71,15 @@ int gw_sockjs_parse_path(const char *path, char *session, size_t slen, char *tra
 
 typedef struct gw_sockjs gw_sockjs_t;
 
+/* Creates the module and routes /sockjs/ of h to it. 0, GW_ENOMEM or GW_EFULL. */
 int gw_sockjs_new(gw_http_t *h, gw_sockjs_t **out);
 
-/* The request handlers for paths under /sockjs/ (r->owner is unused on entry). */
-extern const gw_http_ops_t gw_sockjs_ops;
-
-/* Heartbeats, session timeouts, authentication timeouts. */
-void gw_sockjs_tick(gw_sockjs_t *sj, uint64_t now_ms);
+/* Heartbeats, session timeouts, authentication timeouts (from h's timer; ctx is the module). */
+void gw_sockjs_tick(void *ctx, uint64_t now_ms);
 
 /* Closes every session (router on_close runs for each). */
 void gw_sockjs_shutdown(gw_sockjs_t *sj);
 
 void gw_sockjs_free(gw_sockjs_t *sj);
-
-/* The module of h (http.c keeps it). */
-gw_sockjs_t *gw_http_sockjs(const gw_http_t *h);
 
 #endif

@@ -6,16 +6,15 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+
 import { startProsody } from '../lib/prosody.mjs';
 import { gatewayBuilt, startImgw } from '../lib/imgw.mjs';
+import { makeJpeg, makePng } from '../lib/images.mjs';
 
 const DOMAIN = 'shop.test';
 const GW = `gw.${DOMAIN}`;
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const PNG = fs.readFileSync(path.join(HERE, '..', 'artifacts', 'demo.png'));
-// A minimal JPEG: SOI, an APP0/JFIF segment, EOI (enough for magic detection).
-const JPEG = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10]), Buffer.from('JFIF\0\x01\x01\0\0\x01\0\x01\0\0', 'binary'), Buffer.alloc(2000, 7), Buffer.from([0xff, 0xd9])]);
+const PNG = makePng(40, 40);
+const JPEG = makeJpeg(2000);
 
 /** POST with node:http so an early answer (413) is read even while the body is refused. */
 function rawPost(url, body, headers = {}) {

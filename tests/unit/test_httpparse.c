@@ -5,6 +5,7 @@
  */
 #include "gw.h"
 #include "http.h"
+#include "pending.h"
 #include "sockjs.h"
 #include "task.h"
 
@@ -185,7 +186,8 @@ static void test_sockjs(void)
     ASSERT_EQ(gw_sockjs_decode("[\"a\",1]", 7, 100, on_msg, NULL), GW_EINVAL);
     ASSERT_EQ(nmsgs, 0); /* nothing dispatched from an invalid body */
     ASSERT_EQ(gw_sockjs_decode("[\"\\ud800\"]", 10, 100, on_msg, NULL), GW_EINVAL);
-    ASSERT_EQ(gw_sockjs_decode("[\"abcdef\"]", 10, 3, on_msg, NULL), GW_EINVAL);
+    ASSERT_EQ(gw_sockjs_decode("[\"abcdef\"]", 10, 3, on_msg, NULL), GW_ERANGE);
+    ASSERT_EQ(gw_sockjs_decode("[\"\\u0000\"]", 10, 100, on_msg, NULL), GW_EINVAL);
     ASSERT_EQ(gw_sockjs_decode("[\"a\"", 4, 100, on_msg, NULL), GW_EINVAL);
 
     ASSERT_EQ(gw_sockjs_parse_path("/sockjs/chat", sid, sizeof(sid), tp, sizeof(tp)),
@@ -199,9 +201,15 @@ static void test_sockjs(void)
               GW_SOCKJS_P_RAW_WS);
     ASSERT_EQ(
         gw_sockjs_parse_path("/sockjs/getChatList/123/ab_c/xhr", sid, sizeof(sid), tp, sizeof(tp)),
-        GW_SOCKJS_P_SESSION);
-    ASSERT_STR(sid, "ab_c");
+        GW_SOCKJS_P_SHORT_ID);
+    ASSERT_EQ(gw_sockjs_parse_path("/sockjs/getChatList/1 2/ab_c d-fgh/xhr", sid, sizeof(sid), tp,
+                                   sizeof(tp)),
+              GW_SOCKJS_P_SESSION);
+    ASSERT_STR(sid, "ab_c d-fgh");
     ASSERT_STR(tp, "xhr");
+    ASSERT_EQ(
+        gw_sockjs_parse_path("/sockjs/chat/1/abcdefgh./xhr", sid, sizeof(sid), tp, sizeof(tp)),
+        GW_SOCKJS_P_BAD);
     ASSERT_EQ(gw_sockjs_parse_path("/sockjs/chat/1.2/abc/xhr", sid, sizeof(sid), tp, sizeof(tp)),
               GW_SOCKJS_P_BAD);
     ASSERT_EQ(gw_sockjs_parse_path("/sockjs/chat/1//xhr", sid, sizeof(sid), tp, sizeof(tp)),
@@ -212,8 +220,106 @@ static void test_sockjs(void)
               GW_SOCKJS_P_BAD);
 }
 
+/* Every character SockJS servers must escape comes out as \\uXXXX; others pass. */
+static void test_sockjs_escapes(void)
+{
+    static const unsigned ranges[][2] = {
+        {0x200c, 0x200f}, {0x2028, 0x202f}, {0x2060, 0x206f}, {0xfff0, 0xffff}};
+    gw_sbuf_t b;
+    char in[4], want[16];
+
+    for (size_t k = 0; k < sizeof(ranges) / sizeof(ranges[0]); k++)
+        for (unsigned cp = ranges[k][0] - 1; cp <= ranges[k][1] + 1; cp++) {
+            int esc = cp >= ranges[k][0] && cp <= ranges[k][1];
+            in[0] = (char)(0xE0 | (cp >> 12));
+            in[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            in[2] = (char)(0x80 | (cp & 0x3F));
+            gw_sbuf_init(&b, 64);
+            gw_sockjs_quote(&b, in, 3);
+            if (esc) {
+                snprintf(want, sizeof(want), "\"\\u%04x\"", cp);
+                ASSERT_EQ(b.len, 8);
+                ASSERT(memcmp(b.data, want, 8) == 0);
+            } else if (cp != 0xfeff && cp <= 0xffff) {
+                ASSERT_EQ(b.len, 5);
+            }
+            gw_sbuf_free(&b);
+        }
+}
+
+/* A valid 1x1 PNG, then the same with bytes appended, a bad CRC, HTML after the magic. */
+static void test_image_check(void)
+{
+    static const unsigned char png[] = {
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48,
+        0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00,
+        0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78,
+        0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99,
+        0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
+    static const unsigned char gif[] = {'G', 'I', 'F', '8', '9', 'a', 1,   0,    1,    0, 0x80, 0,
+                                        0,   0,   0,   0,   255, 255, 255, 0x2c, 0,    0, 0,    0,
+                                        1,   0,   1,   0,   0,   2,   2,   0x44, 0x01, 0, 0x3b};
+    static const unsigned char jpg[] = {0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 'J',  'F',  0xff, 0xda,
+                                        0x00, 0x02, 0x12, 0x34, 0xff, 0x00, 0x56, 0xff, 0xd9};
+    unsigned char buf[256];
+
+    ASSERT_EQ(gw_http_image_check(png, sizeof(png), "image/png"), 1);
+    ASSERT_EQ(gw_http_image_check(png, sizeof(png), "image/gif"), 0);
+    memcpy(buf, png, sizeof(png));
+    memcpy(buf + sizeof(png), "<html>", 6);
+    ASSERT_EQ(gw_http_image_check(buf, sizeof(png) + 6, "image/png"), 0);
+    buf[30] ^= 1; /* IHDR CRC */
+    ASSERT_EQ(gw_http_image_check(buf, sizeof(png), "image/png"), 0);
+    memcpy(buf, png, 8);
+    memcpy(buf + 8, "<html><script>alert(1)</script></html>", 38);
+    ASSERT_EQ(gw_http_image_check(buf, 46, "image/png"), 0);
+    ASSERT_EQ(gw_http_image_check(gif, sizeof(gif), "image/gif"), 1);
+    ASSERT_EQ(gw_http_image_check(gif, sizeof(gif) - 1, "image/gif"), 0);
+    ASSERT_EQ(gw_http_image_check(jpg, sizeof(jpg), "image/jpeg"), 1);
+    memcpy(buf, jpg, sizeof(jpg));
+    buf[sizeof(jpg)] = 'x';
+    ASSERT_EQ(gw_http_image_check(buf, sizeof(jpg) + 1, "image/jpeg"), 0);
+    ASSERT_EQ(gw_http_image_check(jpg, 3, "image/jpeg"), 0);
+}
+
+static void test_pending(void)
+{
+    gw_pending_t *p;
+
+    ASSERT_EQ(gw_pending_new(3, 2, &p), 0);
+    ASSERT_EQ(gw_pending_acquire(p, "1.1.1.1"), 0);
+    ASSERT_EQ(gw_pending_acquire(p, "1.1.1.1"), 0);
+    ASSERT_EQ(gw_pending_acquire(p, "1.1.1.1"), GW_EFULL);
+    ASSERT_EQ(gw_pending_full(p, "1.1.1.1"), 1);
+    ASSERT_EQ(gw_pending_acquire(p, "2.2.2.2"), 0);
+    ASSERT_EQ(gw_pending_acquire(p, "3.3.3.3"), GW_EFULL); /* global cap */
+    gw_pending_release(p, "1.1.1.1");
+    ASSERT_EQ(gw_pending_total(p), 2);
+    ASSERT_EQ(gw_pending_acquire(p, "3.3.3.3"), 0);
+    gw_pending_free(p);
+}
+
+/* The builder formats any length: nothing is silently dropped (the htmlfile prelude was). */
+static void test_sbuf_printf(void)
+{
+    gw_sbuf_t b;
+    char big[1000];
+
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    gw_sbuf_init(&b, 4096);
+    gw_sbuf_printf(&b, "<%s>", big);
+    ASSERT_EQ(b.overflow, 0);
+    ASSERT_EQ(b.len, sizeof(big) + 1);
+    gw_sbuf_free(&b);
+}
+
 int main(void)
 {
+    test_sockjs_escapes();
+    test_image_check();
+    test_pending();
+    test_sbuf_printf();
     test_callbacks();
     test_magic();
     test_form();

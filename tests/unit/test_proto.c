@@ -62,6 +62,19 @@ static void test_parse_bad(void)
     ASSERT_STR(code, "bad_frame");
     ASSERT(parse("{\"op\":\"hello\"}", &f, &code) != 0);
     ASSERT_STR(code, "bad_hello");
+    /* A numeric read id is named as such, not as a missing 'with' (issue 11, item 9). */
+    ASSERT(gw_proto_parse("{\"op\":\"read\",\"with\":\"bob\",\"id\":12}", 34, 100, &f, &code,
+                          &reason, cid, sizeof(cid)) != 0);
+    ASSERT_STR(code, "bad_frame");
+    ASSERT(strstr(reason, "'id'") != NULL);
+    {
+        char op[16];
+        const char *h = "{\"op\":\"history\",\"with\":\"b\",\"limit\":0}";
+        ASSERT_EQ(gw_proto_failed_op(h, strlen(h), op, sizeof(op)), 0);
+        ASSERT_STR(op, "history");
+        ASSERT_EQ(gw_proto_failed_op("{\"op\":\"send\"}", 13, op, sizeof(op)), GW_ENOTFOUND);
+        ASSERT_EQ(gw_proto_failed_op("{", 1, op, sizeof(op)), GW_ENOTFOUND);
+    }
     /* A body over max_body (100) is refused, and the error can name the cid. */
     {
         char big[300];
