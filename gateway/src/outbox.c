@@ -668,6 +668,18 @@ size_t gw_outbox_waiting(const gw_outbox_t *ob)
     return ob->pending.len + ob->ready.len;
 }
 
+int gw_outbox_is_waiting(const gw_outbox_t *ob, uint64_t id)
+{
+    /* Linear, and only for a browser retrying a send: at most link_queue_max entries. */
+    for (const gw_outbox_entry_t *e = ob->ready.head; e; e = e->next)
+        if (e->m.id == id)
+            return 1;
+    for (const gw_outbox_entry_t *e = ob->pending.head; e; e = e->next)
+        if (e->m.id == id)
+            return 1;
+    return 0;
+}
+
 int gw_outbox_full(const gw_outbox_t *ob)
 {
     return gw_outbox_waiting(ob) >= ob->max_waiting;

@@ -96,6 +96,9 @@ size_t gw_outbox_len(const gw_outbox_t *ob);
 /* Sends not written on the current connection (waiting for the link or the store). */
 size_t gw_outbox_waiting(const gw_outbox_t *ob);
 
+/* 1 when the send with message id `id` is here and not yet written (it waits for the link). */
+int gw_outbox_is_waiting(const gw_outbox_t *ob, uint64_t id);
+
 /* 1 when max_waiting sends wait already: refuse new sends while the link is down. */
 int gw_outbox_full(const gw_outbox_t *ob);
 

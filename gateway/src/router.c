@@ -486,7 +486,8 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
         if (e->pending)
             ((pending_send_t *)e->pending)->session_id = s->id;
         else
-            send_payload(s, gw_proto_ack(f->cid, e->id, e->ts, 0));
+            send_payload(
+                s, gw_proto_ack(f->cid, e->id, e->ts, gw_outbox_is_waiting(r->outbox, e->id)));
         return;
     }
     if (!gw_link_is_up(r->link) && gw_outbox_waiting(r->outbox) >= (size_t)r->cfg->link_queue_max) {

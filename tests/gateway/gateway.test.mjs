@@ -256,6 +256,9 @@ describe('gateway core', { skip: !gatewayBuilt() && 'build/gateway/imgw is not b
       assert.equal(ack.queued, true);
     }
     assert.equal((await gw.health()).link_queue, N);
+    // A retry of a send that still waits says so.
+    a.send({ op: 'send', to: 'kim', body: 'during 1', cid: 'r1' });
+    assert.equal((await a.next((f) => f.op === 'ack' && f.cid === 'r1')).queued, true, 'retry of a waiting send: queued');
     await prosody.start();
     await gw.waitLink('up', 15000);
     for (let i = 1; i <= N; i++) {

@@ -123,7 +123,10 @@ int main(void)
     ASSERT(!gw_outbox_full(ob));
     e[3] = add(ob, 4, "four");
     gw_outbox_ready(ob, e[3]);
-    ASSERT(gw_outbox_full(ob)); /* 3 waiting: the bound */
+    ASSERT(gw_outbox_full(ob));          /* 3 waiting: the bound */
+    ASSERT(gw_outbox_is_waiting(ob, 2)); /* written before, waits again */
+    ASSERT(gw_outbox_is_waiting(ob, 4));
+    ASSERT(!gw_outbox_is_waiting(ob, 1)); /* confirmed and gone */
     link_.up = 1;
     link_.n = 0;
     gw_outbox_link_up(ob);
@@ -131,6 +134,7 @@ int main(void)
     ASSERT_EQ(link_.ids[0], 2);
     ASSERT_EQ(link_.ids[1], 3);
     ASSERT_EQ(link_.ids[2], 4);
+    ASSERT(!gw_outbox_is_waiting(ob, 4)); /* written now */
 
     /* A refused send is forgotten; a crash (free) keeps the rest in the journal. */
     e[4] = add(ob, 5, "five");
