@@ -8,6 +8,7 @@
 #include "history.h"
 #include "link.h"
 #include "log.h"
+#include "msgid.h"
 #include "proto.h"
 #include "relay.h"
 #include "session.h"
@@ -36,55 +37,33 @@ struct gw_router {
     gw_relay_t *relay;        /* other gateways' users (Redis); may be disabled */
     gw_cidmap_t *cids;        /* recent client ids, for retried sends */
     const char *users_domain; /* domain of web users' JIDs */
-    uint64_t last_ms, seq;    /* message id generator */
+    gw_msgid_gen_t ids;       /* message id generator */
+    gw_msgid_key_t idkey;     /* signs the stanza ids of our sends (msgid.h) */
     gw_router_stats_t st;
     void (*done)(void *);
     void *done_ud;
 };
 
-/*
- * Message ids: 42 bits of milliseconds since 2024-01-01, 10 bits of node id,
- * 12 bits of sequence. They grow with time on one gateway and never collide
- * between gateways with distinct node ids.
- */
-#define ID_EPOCH_MS 1704067200000ull
-
+/* A new message id; its timestamp is gw_msgid_ts(id). */
 static uint64_t next_id(gw_router_t *r)
 {
-    uint64_t now = gw_now_ms();
-
-    if (now <= r->last_ms) {
-        now = r->last_ms;
-        if (++r->seq >= 4096) {
-            /* 4096 ids in one millisecond: borrow the next millisecond. */
-            now++;
-            r->seq = 0;
-        }
-    } else {
-        r->seq = 0;
-    }
-    r->last_ms = now;
-    return ((now - ID_EPOCH_MS) << 22) | ((uint64_t)r->cfg->node_id << 12) | r->seq;
+    return gw_msgid_next(&r->ids, gw_now_ms());
 }
 
 /*
- * A message a web user sent through a gateway comes back with the stanza id
- * that gateway gave it; keeping it lets the sender's ack and the recipient's
- * msg carry the same id. Returns 0 when id is not one of ours.
+ * The id of a message from XMPP. A message a web user sent through a gateway
+ * of this domain comes back with the signed stanza id that gateway gave it
+ * (msgid.h); keeping its id lets the sender's ack and the recipient's msg
+ * carry the same id and ts. Any other stanza id, whoever sent it, is never
+ * used as a key: the message gets a fresh id.
  */
-static uint64_t own_id(const char *id)
+static uint64_t incoming_id(gw_router_t *r, const gw_link_msg_t *lm, const char *from)
 {
-    uint64_t v = 0;
-    size_t n = strlen(id);
+    uint64_t id = 0;
 
-    if (n == 0 || n > 19)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (id[i] < '0' || id[i] > '9')
-            return 0;
-        v = v * 10u + (uint64_t)(id[i] - '0');
-    }
-    return v;
+    if (lm->id != NULL)
+        id = gw_msgid_verify(&r->idkey, lm->id, strlen(lm->id), from, lm->origin_id);
+    return id ? id : next_id(r);
 }
 
 static void send_error(gw_session_t *s, const char *code, const char *reason, const char *cid)
@@ -184,9 +163,16 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
                          "# TYPE imgw_spooled_total counter\nimgw_spooled_total %" PRIu64 "\n"
                          "# TYPE imgw_replayed_total counter\nimgw_replayed_total %" PRIu64 "\n"
                          "# TYPE imgw_store_refused_total counter\n"
-                         "imgw_store_refused_total %" PRIu64 "\n",
+                         "imgw_store_refused_total %" PRIu64 "\n"
+                         "# TYPE imgw_dead_letters_total counter\n"
+                         "imgw_dead_letters_total %" PRIu64 "\n"
+                         "# TYPE imgw_store_batch_failures_total counter\n"
+                         "imgw_store_batch_failures_total %" PRIu64 "\n"
+                         "# TYPE imgw_spool_rejected_total counter\n"
+                         "imgw_spool_rejected_total %" PRIu64 "\n",
                          gw_store_is_up(r->store), ss.queued, ss.spool_bytes, ss.written,
-                         ss.batches, ss.spooled, ss.replayed, ss.refused);
+                         ss.batches, ss.spooled, ss.replayed, ss.refused, ss.dead_letters,
+                         ss.batch_failures, ss.spool_rejected);
             if (m < 0 || (size_t)m >= len - (size_t)n)
                 return -1;
             n += m;
@@ -364,52 +350,75 @@ static void echo_to_tabs(gw_session_t *sender, const gw_msg_t *m)
     gw_payload_unref(enc[1]);
 }
 
+/* Ends a send that was not accepted: the browser gets code, the cid is forgotten. */
+static void refuse_send(pending_send_t *p, gw_session_t *s, const char *code, const char *reason)
+{
+    p->r->st.refused++;
+    gw_cidmap_del(p->r->cids, p->user, p->cid);
+    if (s)
+        send_error(s, code, reason, p->cid);
+    free(p);
+}
+
 /*
  * The message is durable (stored, spooled, or there is no store) or was
  * refused: send it to XMPP, acknowledge it and show it in the other tabs.
+ * A duplicate is a retry of a cid the store already has (after a restart,
+ * when the recent-cid map is gone): it is acknowledged with the id and ts of
+ * the stored message and not sent to XMPP again.
  */
-static void complete_send(pending_send_t *p, int status)
+static void complete_send(pending_send_t *p, int status, uint64_t stored_id, uint64_t stored_ts)
 {
     gw_router_t *r = p->r;
     gw_session_t *s = gw_registry_find_session(r->reg, p->user, p->session_id);
     gw_cid_entry_t *e = gw_cidmap_get(r->cids, p->user, p->cid);
-    char from[JID_MAX], idtext[24];
+    char from[JID_MAX], idtext[GW_MSGID_STANZA_MAX];
     gw_msg_t m;
     int rc = 0;
 
     if (e && e->pending == p)
         e->pending = NULL;
     if (status < 0) {
-        r->st.refused++;
-        gw_cidmap_del(r->cids, p->user, p->cid);
-        if (s)
-            send_error(s, "store_unavailable",
-                       "the message could not be stored (history database unavailable and the "
-                       "spool full); retry later",
-                       p->cid);
-        free(p);
+        refuse_send(p, s, "store_unavailable",
+                    "the message could not be stored (history database unavailable and the "
+                    "spool full); retry later");
         return;
     }
-    snprintf(idtext, sizeof(idtext), "%" PRIu64, p->id);
-    /* status 1: the store already had this client id (a retry after a restart). */
-    if (status != 1)
-        rc = gw_link_send_chat(r->link, p->user, p->to, idtext, p->cid, p->kind, p->body,
-                               p->body_len);
-    if (rc < 0) {
-        /* Checked before storing, so only a race with the queue filling gets here. */
-        r->st.refused++;
-        gw_cidmap_del(r->cids, p->user, p->cid);
-        if (s)
-            send_error(s, "queue_full",
-                       "the XMPP server is unreachable and the send queue is full; retry later",
-                       p->cid);
-        free(p);
+    if (status == GW_STORE_DEAD_LETTER) {
+        refuse_send(p, s, "store_refused",
+                    "the history database refused this message (kept for the operator); it was "
+                    "not sent");
         return;
     }
-    r->st.sent++;
-    if (rc == 1)
-        r->st.queued++;
     snprintf(from, sizeof(from), "%s@%s", p->user, r->users_domain);
+    if (status == GW_STORE_DUPLICATE) {
+        if (stored_id != 0) {
+            p->id = stored_id;
+            p->ts = stored_ts;
+        } else {
+            gw_warn("router", "retry of %s's cid %s: the stored id is unknown; acking %" PRIu64,
+                    p->user, p->cid, p->id);
+        }
+        if (e) {
+            e->id = p->id;
+            e->ts = p->ts;
+        }
+    } else {
+        if (gw_msgid_sign(&r->idkey, p->id, from, p->cid, idtext, sizeof(idtext)) != 0)
+            rc = GW_EINVAL;
+        else
+            rc = gw_link_send_chat(r->link, p->user, p->to, idtext, p->cid, p->kind, p->body,
+                                   p->body_len);
+        if (rc < 0) {
+            /* Checked before storing, so only a race with the queue filling gets here. */
+            refuse_send(p, s, "queue_full",
+                        "the XMPP server is unreachable and the send queue is full; retry later");
+            return;
+        }
+        r->st.sent++;
+        if (rc == 1)
+            r->st.queued++;
+    }
     m.id = p->id;
     m.ts = p->ts;
     m.from = from;
@@ -418,7 +427,7 @@ static void complete_send(pending_send_t *p, int status)
     m.body_len = p->body_len;
     m.kind = p->kind;
     m.cid = p->cid;
-    if (status == 0 && gw_store_enabled(r->store))
+    if (status == GW_STORE_STORED && gw_store_enabled(r->store))
         gw_history_stored(r->history, &m);
     if (s) {
         send_payload(s, gw_proto_ack(p->cid, p->id, p->ts, rc == 1));
@@ -427,9 +436,9 @@ static void complete_send(pending_send_t *p, int status)
     free(p);
 }
 
-static void on_send_stored(void *ud, int status)
+static void on_send_stored(void *ud, int status, uint64_t id, uint64_t ts)
 {
-    complete_send(ud, status);
+    complete_send(ud, status, id, ts);
 }
 
 static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
@@ -471,7 +480,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     p->r = r;
     p->session_id = s->id;
     p->id = next_id(r);
-    p->ts = gw_now_ms();
+    p->ts = gw_msgid_ts(p->id);
     snprintf(p->user, sizeof(p->user), "%s", s->user->id);
     snprintf(p->to, sizeof(p->to), "%s", to);
     snprintf(p->cid, sizeof(p->cid), "%s", f->cid);
@@ -483,7 +492,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     e->ts = p->ts;
     e->pending = p;
     if (!gw_store_enabled(r->store)) {
-        complete_send(p, 0);
+        complete_send(p, GW_STORE_STORED, p->id, p->ts);
         return;
     }
     /* The same key comes back with the server's copy: <sender>/<origin-id = cid>. */
@@ -498,7 +507,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     sm.cid = p->cid;
     sm.stanza_id = stanza_id;
     if (gw_store_write(r->store, &sm, on_send_stored, p) != 0)
-        complete_send(p, GW_ENOMEM);
+        complete_send(p, GW_ENOMEM, 0, 0);
 }
 
 static void handle_open(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
@@ -604,12 +613,15 @@ typedef struct pending_in {
     const char *kind; /* static: "text" or "image" */
 } pending_in_t;
 
-static void on_incoming_stored(void *ud, int status)
+static void on_incoming_stored(void *ud, int status, uint64_t id, uint64_t ts)
 {
     pending_in_t *p = ud;
 
-    /* 1 is a duplicate (our own send coming back, a retry): the cache has it already. */
-    if (status == 0) {
+    GW_UNUSED(id);
+    GW_UNUSED(ts);
+    /* A duplicate (our own send coming back, a retry) is in the cache already; a dead
+     * letter is not in the history, so not in the chat list either. */
+    if (status == GW_STORE_STORED) {
         gw_msg_t m = {p->id, p->ts, p->from, p->to, p->body, strlen(p->body), p->kind, NULL};
         gw_history_stored(p->r->history, &m);
     }
@@ -645,7 +657,7 @@ static void store_incoming(gw_router_t *r, const gw_link_msg_t *lm, const gw_msg
     p->to = strdup(m->to);
     p->body = strdup(m->body);
     if (!p->from || !p->to || !p->body) {
-        on_incoming_stored(p, GW_ENOMEM);
+        on_incoming_stored(p, GW_ENOMEM, 0, 0);
         return;
     }
     sm.id = m->id;
@@ -657,7 +669,7 @@ static void store_incoming(gw_router_t *r, const gw_link_msg_t *lm, const gw_msg
     sm.cid = NULL;
     sm.stanza_id = stanza_id;
     if (gw_store_write(r->store, &sm, on_incoming_stored, p) != 0)
-        on_incoming_stored(p, GW_ENOMEM);
+        on_incoming_stored(p, GW_ENOMEM, 0, 0);
 }
 
 static void on_link_message(void *ud, const gw_link_msg_t *lm)
@@ -692,12 +704,8 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     user[ulen] = '\0';
     if (!gw_utf8_valid(lm->body, lm->body_len))
         return;
-    m.id = 0;
-    if (lm->id && strcmp(strchr(from, '@') ? strchr(from, '@') + 1 : "", r->users_domain) == 0)
-        m.id = own_id(lm->id);
-    if (m.id == 0)
-        m.id = next_id(r);
-    m.ts = gw_now_ms();
+    m.id = incoming_id(r, lm, from);
+    m.ts = gw_msgid_ts(m.id);
     m.from = from;
     m.to = to;
     m.body = lm->body;
@@ -769,6 +777,10 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
     r->loop = loop;
     r->cfg = cfg;
     r->users_domain = cfg->mode_value == GW_MODE_SAMEJID ? cfg->xmpp_domain : cfg->component_domain;
+    r->ids.node = (unsigned)cfg->node_id;
+    if ((rc = gw_msgid_key_derive(&r->idkey, cfg->component_secret,
+                                  strlen(cfg->component_secret))) != 0)
+        goto fail;
     if ((rc = gw_registry_new(&r->reg)) != 0)
         goto fail;
     if ((rc = gw_strset_new(&r->known)) != 0)
