@@ -724,13 +724,18 @@ static int get_u64(json_object *o, const char *key, uint64_t *out)
     return 0;
 }
 
+/* A string member without NUL: json-c keeps "\u0000", which a C string would cut short. */
 static const char *get_str(json_object *o, const char *key)
 {
     json_object *v;
+    const char *s;
+    int n;
 
     if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
         return NULL;
-    return json_object_get_string(v);
+    s = json_object_get_string(v);
+    n = json_object_get_string_len(v);
+    return n >= 0 && memchr(s, '\0', (size_t)n) == NULL ? s : NULL;
 }
 
 static int parse_unread(const redisReply *r, uint32_t *out)

@@ -39,6 +39,7 @@ struct gw_router {
     const char *users_domain; /* domain of web users' JIDs */
     gw_msgid_gen_t ids;       /* message id generator */
     gw_msgid_key_t idkey;     /* signs the stanza ids of our sends (msgid.h) */
+    char *allowed_domains;    /* where web users may send (allowed_domains, or our two domains) */
     gw_router_stats_t st;
     void (*done)(void *);
     void *done_ud;
@@ -272,8 +273,14 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
         gw_session_close(s, 4401, "bad hello");
         return;
     }
-    for (char *p = user; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
+    if (!gw_user_id_canonical(user)) {
+        /* Never folded silently: see gw_user_id_canonical() and docs/protocol.md. */
+        send_error(s, f->ticket ? "bad_ticket" : "bad_hello",
+                   "the user id must be lower case ([a-z0-9_.-], 1-64); it is never case-folded",
+                   NULL);
+        gw_session_close(s, 4401, "user id not lower case");
+        return;
+    }
     rc = gw_registry_attach(r->reg, s, user, (unsigned)r->cfg->max_sessions_per_user);
     if (rc == GW_ELIMIT) {
         send_error(s, "too_many_sessions", "this user has too many open sessions", NULL);
@@ -451,6 +458,13 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     if (gw_jid_resolve(f->to, r->users_domain, to, sizeof(to)) != 0) {
         r->st.refused++;
         send_error(s, "bad_recipient", "'to' is not a user id or a bare JID", f->cid);
+        return;
+    }
+    /* Web users reach the site's own domains only (allowed_domains), never an address. */
+    if (!gw_domain_list_has(r->allowed_domains, strchr(to, '@') + 1)) {
+        r->st.refused++;
+        send_error(s, "domain_not_allowed",
+                   "'to' is on a domain web users cannot send to (see allowed_domains)", f->cid);
         return;
     }
     /* A retried send (same cid): acknowledge it again, never send it twice. */
@@ -778,6 +792,18 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
     r->cfg = cfg;
     r->users_domain = cfg->mode_value == GW_MODE_SAMEJID ? cfg->xmpp_domain : cfg->component_domain;
     r->ids.node = (unsigned)cfg->node_id;
+    if (cfg->allowed_domains[0] != '\0') {
+        r->allowed_domains = strdup(cfg->allowed_domains);
+    } else {
+        size_t n = strlen(cfg->xmpp_domain) + strlen(cfg->component_domain) + 2;
+        r->allowed_domains = malloc(n);
+        if (r->allowed_domains)
+            snprintf(r->allowed_domains, n, "%s %s", cfg->xmpp_domain, cfg->component_domain);
+    }
+    if (r->allowed_domains == NULL) {
+        rc = GW_ENOMEM;
+        goto fail;
+    }
     if ((rc = gw_msgid_key_derive(&r->idkey, cfg->component_secret,
                                   strlen(cfg->component_secret))) != 0)
         goto fail;
@@ -846,6 +872,7 @@ void gw_router_free(gw_router_t *r)
     gw_store_free(r->store);
     gw_cache_free(r->cache);
     gw_relay_free(r->relay);
+    free(r->allowed_domains);
     free(r);
 }
 

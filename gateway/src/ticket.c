@@ -93,7 +93,7 @@ int gw_ticket_make(const char *user, uint64_t expiry, const char *secret, char *
     char hex[65];
     int n;
 
-    if (!gw_user_id_ok(user))
+    if (!gw_user_id_canonical(user))
         return GW_EINVAL;
     n = snprintf(out, outlen, "%s:%" PRIu64, user, expiry);
     if (n < 0 || (size_t)n + 66 > outlen)

@@ -26,7 +26,8 @@ int gw_ticket_verify(const char *ticket, const char *secret, uint64_t now, char 
 
 /*
  * Writes a ticket for user valid until expiry into out (size outlen >= 160).
- * Used by tests and by `imgw ticket`. Returns 0 or GW_EINVAL.
+ * Used by tests and by `imgw ticket`. Returns 0, or GW_EINVAL (also for a
+ * user id that is not in canonical, lower-case form: the gateway refuses it).
  */
 int gw_ticket_make(const char *user, uint64_t expiry, const char *secret, char *out, size_t outlen);
 

@@ -42,7 +42,7 @@ describe('gateway core', { skip: !gatewayBuilt() && 'build/gateway/imgw is not b
     const t1 = await openWs(gw.wsUrl);
     const t2 = await openWs(gw.wsUrl);
     assert.equal((await t1.hello('alice')).op, 'welcome');
-    const w = await t2.hello('Alice');
+    const w = await t2.hello('alice');
     assert.equal(w.jid, `alice@${GW}`);
     await app.send(xml('message', { to: `alice@${GW}`, type: 'chat', id: 'm1' }, xml('body', {}, TRICKY)));
     for (const t of [t1, t2]) {
