@@ -492,6 +492,8 @@ int gw_cache_new(uv_loop_t *loop, const gw_config_t *cfg, gw_cache_t **out)
         .module = "cache",
         .host = cfg->redis_host,
         .port = cfg->redis_port,
+        .user = cfg->redis_user,
+        .password = cfg->redis_password,
         .connect_timeout_ms = CONNECT_TIMEOUT_MS, /* covers the handshake too */
         .command_timeout_ms = COMMAND_TIMEOUT_MS,
         .on_connected = on_connected,

@@ -178,6 +178,24 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
                 return -1;
             n += m;
         }
+        if (r->cfg->redis_host[0] != '\0') {
+            gw_relay_stats_t rs;
+            int m;
+            gw_relay_get_stats(r->relay, &rs);
+            m = snprintf(buf + n, len - (size_t)n,
+                         "# TYPE imgw_relay_forwarded_total counter\n"
+                         "imgw_relay_forwarded_total %" PRIu64 "\n"
+                         "# TYPE imgw_relay_received_total counter\n"
+                         "imgw_relay_received_total %" PRIu64 "\n"
+                         "# TYPE imgw_relay_refused_total counter\n"
+                         "imgw_relay_refused_total %" PRIu64 "\n"
+                         "# TYPE imgw_relay_errors_total counter\n"
+                         "imgw_relay_errors_total %" PRIu64 "\n",
+                         rs.forwarded, rs.received, rs.refused, rs.errors);
+            if (m < 0 || (size_t)m >= len - (size_t)n)
+                return -1;
+            n += m;
+        }
         return n;
     }
     return -1;
@@ -759,22 +777,30 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     r->st.delivered++;
 }
 
-/* A msg frame another gateway forwarded for one of our users. */
-static void on_relayed(void *ud, const char *user, const char *frame, size_t len)
+/*
+ * A message another gateway forwarded for one of our users, checked by
+ * relay.c member by member: encoded here like a local one (at most two
+ * frames: "open" is each session's own), never passed on as it came.
+ */
+static void on_relayed(void *ud, const char *user, const gw_msg_t *m)
 {
     gw_router_t *r = ud;
     gw_user_t *u = gw_registry_find(r->reg, user);
-    gw_payload_t *p;
+    gw_payload_t *enc[2] = {NULL, NULL};
 
     if (u == NULL)
         return;
-    p = gw_payload_from(frame, len);
-    for (gw_session_t *s = u->sessions; s && p; s = s->next)
-        if (s->welcomed) {
-            gw_session_send(s, p);
-            r->st.frames_out++;
-        }
-    gw_payload_unref(p);
+    for (gw_session_t *s = u->sessions; s; s = s->next) {
+        int open = s->open_conv && strcmp(s->open_conv, m->from) == 0;
+        if (!s->welcomed)
+            continue;
+        if (enc[open] == NULL && (enc[open] = gw_proto_msg(m, m->from, open)) == NULL)
+            continue;
+        gw_session_send(s, enc[open]);
+        r->st.frames_out++;
+    }
+    gw_payload_unref(enc[0]);
+    gw_payload_unref(enc[1]);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */

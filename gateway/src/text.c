@@ -250,6 +250,24 @@ int gw_domain_list_has(const char *list, const char *domain)
     return 0;
 }
 
+int gw_jid_bare_ok(const char *s, size_t n)
+{
+    const char *at = memchr(s, '@', n);
+    const char *dom = at ? at + 1 : s;
+    size_t nlen = at ? (size_t)(at - s) : 0, dlen = n - (size_t)(dom - s);
+
+    if (at != NULL) {
+        if (nlen == 0 || nlen > 1023 || !gw_utf8_valid(s, nlen))
+            return 0;
+        for (size_t i = 0; i < nlen; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c <= 0x20 || c == 0x7f || strchr("\"&'/:<>@", c) != NULL)
+                return 0;
+        }
+    }
+    return domain_ok(dom, dlen);
+}
+
 int gw_jid_resolve(const char *in, const char *users_domain, char *out, size_t outlen)
 {
     const char *at = strchr(in, '@');

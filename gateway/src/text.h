@@ -65,6 +65,13 @@ int gw_domain_list_check(const char *list, char *err, size_t errlen);
 int gw_domain_list_has(const char *list, const char *domain);
 
 /*
+ * 1 when s[0..n) is a bare JID: "domain" or "node@domain", the node 1..1023
+ * bytes of UTF-8 without white space, control characters or any of
+ * "&'/:<>@ (RFC 7622 forbids them), the domain a host name (no resource).
+ */
+int gw_jid_bare_ok(const char *s, size_t n);
+
+/*
  * Splits a JID "node@domain/resource" into the bare JID (out) and reports
  * whether it has a node. Returns 0 or GW_EINVAL when it does not fit.
  */
