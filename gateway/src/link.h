@@ -64,10 +64,12 @@ int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char
                       const char *origin_id, const char *kind, const char *body, size_t body_len);
 
 /*
- * Called with the outcome of a companion request: status 0 for a result,
- * GW_EAUTH/GW_EINVAL/GW_EEXIST-like negative codes for an error (condition
- * names the XMPP error, e.g. "conflict"), GW_ELINK when the link went down or
- * the answer did not come within the handshake timeout.
+ * Called with the outcome of a companion request: status 0 for a result
+ * (condition is then the result's status attribute, e.g. "created" or
+ * "exists", or NULL), GW_EINVAL for an error (condition names the XMPP error,
+ * e.g. "conflict"), GW_ELINK when the link went down or the answer did not
+ * come within the handshake timeout. Only an answer carrying the request's
+ * id (unpredictable) from the XMPP server's domain counts.
  */
 typedef void (*gw_link_iq_cb)(void *ud, int status, const char *condition);
 

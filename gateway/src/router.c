@@ -95,8 +95,9 @@ static void on_close(void *ud, gw_session_t *s)
     char user[80];
 
     if (s->user != NULL) {
+        int announced = s->user->announced;
         snprintf(user, sizeof(user), "%s", s->user->id);
-        if (gw_registry_detach(r->reg, s) == 1) {
+        if (gw_registry_detach(r->reg, s) == 1 && announced) {
             gw_link_send_web_presence(r->link, user, 0);
             gw_cache_web_user(r->cache, user, 0);
             gw_relay_user_here(r->relay, user, 0);
@@ -211,6 +212,17 @@ static void welcome(gw_router_t *r, gw_session_t *s)
     s->welcomed = 1;
     if (s->tp->welcomed)
         s->tp->welcomed(s->tp_ctx, s);
+    if (!s->user->announced) {
+        /*
+         * The user's first session in: only now, once the account is known to be usable
+         * (same-JID mode registers it first), do the companion, the cache and the relay hear
+         * of the user: a refused login never shows anyone online.
+         */
+        s->user->announced = 1;
+        gw_link_send_web_presence(r->link, s->user->id, 1);
+        gw_cache_web_user(r->cache, s->user->id, 1);
+        gw_relay_user_here(r->relay, s->user->id, 1);
+    }
     send_payload(s, gw_proto_welcome(s->user->id, jid, sid));
     gw_debug("router", "session %" PRIu64 " is %s", s->id, jid);
     if (s->recover_after)
@@ -235,6 +247,38 @@ typedef struct reg_ctx {
     char user[];
 } reg_ctx_t;
 
+/*
+ * Closes the sessions of user still waiting for their welcome: the account
+ * cannot be used (code, close 4401: retrying the same ticket cannot help) or
+ * cannot be checked now (close 1013, try again later).
+ */
+static void refuse_waiting(gw_router_t *r, const char *user, int retry, const char *code,
+                           const char *reason)
+{
+    gw_user_t *u = gw_registry_find(r->reg, user);
+    gw_session_t *next;
+
+    if (u == NULL)
+        return;
+    u->registering = 0;
+    for (gw_session_t *s = u->sessions; s; s = next) {
+        next = s->next; /* closing may detach s */
+        if (s->welcomed || s->closing)
+            continue;
+        send_error(s, code, reason, NULL);
+        gw_session_close(s, retry ? 1013 : 4401, retry ? "try again later" : code);
+    }
+}
+
+/*
+ * The companion's answer to a registration. Only a result lets the user in:
+ * "created", "exists" (the companion made or adopted this account earlier) or
+ * "adopted" (an existing account, adoption being on), or a bare result from an
+ * older companion, which answered that way only for a fresh account. Any
+ * error, "conflict" included (an account the companion did not create), keeps
+ * the user out: taking it as success once let a ticket for "admin" adopt the
+ * administrator's account.
+ */
 static void on_registered(void *ud, int status, const char *condition)
 {
     reg_ctx_t *ctx = ud;
@@ -242,22 +286,31 @@ static void on_registered(void *ud, int status, const char *condition)
     const char *user = ctx->user;
     gw_user_t *u;
 
-    if (status == 0 || (condition && strcmp(condition, "conflict") == 0)) {
+    if (status == 0) {
         if (gw_strset_count(r->known) >= KNOWN_MAX)
             gw_strset_clear(r->known);
         gw_strset_add(r->known, user);
-        if (status == 0)
-            gw_info("router", "registered %s@%s through the companion", user, r->cfg->xmpp_domain);
-    } else {
-        gw_warn("router", "registration of %s failed (%s); welcoming anyway", user,
+        if (condition == NULL || strcmp(condition, "exists") != 0)
+            gw_info("router", "registered %s@%s through the companion (%s)", user,
+                    r->cfg->xmpp_domain, condition ? condition : "created");
+        u = gw_registry_find(r->reg, user);
+        if (u != NULL) {
+            u->registering = 0;
+            for (gw_session_t *s = u->sessions; s; s = s->next)
+                if (!s->welcomed && !s->closing)
+                    welcome(r, s);
+        }
+    } else if (status == GW_ELINK) {
+        gw_warn("router", "registration of %s not answered (%s); refusing the login for now", user,
                 condition ? condition : "?");
-    }
-    u = gw_registry_find(r->reg, user);
-    if (u != NULL) {
-        u->registering = 0;
-        for (gw_session_t *s = u->sessions; s; s = s->next)
-            if (!s->welcomed && !s->closing)
-                welcome(r, s);
+        refuse_waiting(r, user, 1, "unavailable",
+                       "the XMPP server did not confirm the account; try again later");
+    } else {
+        gw_warn("router", "registration of %s refused by the companion (%s); refusing the login",
+                user, condition ? condition : "?");
+        refuse_waiting(r, user, 0, "account_unavailable",
+                       "this user's XMPP account cannot be used from the web (it exists and was "
+                       "not created by imgw, or it is an administrator's)");
     }
     free(ctx);
 }
@@ -311,16 +364,12 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     }
     if (f->last_id)
         s->recover_after = gw_proto_parse_id(f->last_id);
-    if (rc == 1) {
-        gw_link_send_web_presence(r->link, user, 1);
-        gw_cache_web_user(r->cache, user, 1);
-        gw_relay_user_here(r->relay, user, 1);
-    }
     if (r->cfg->mode_value == GW_MODE_SAMEJID && !known_user(r, user)) {
         /*
-         * Same-JID mode: the XMPP account must exist before the user can chat.
-         * The first session of an unknown user asks the companion to create it
-         * ("conflict" means it exists) and is welcomed when the answer comes.
+         * Same-JID mode: the XMPP account must exist, and be one the companion
+         * manages, before the user can chat. The first session of an unknown user
+         * asks the companion to create it and is welcomed when a result comes
+         * (on_registered); the user's other sessions wait with it.
          */
         if (!s->user->registering) {
             size_t ulen = strlen(user);
@@ -334,7 +383,16 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
                 return;
             }
             free(ud);
-            /* Link down: welcome now; the account is created on a later login. */
+            /*
+             * Link down: the account cannot be checked, and an unchecked user must not act
+             * as an XMPP account it may not own. Known users (checked since start) get in.
+             */
+            send_error(s, "unavailable",
+                       "the XMPP server is unreachable and this account is not confirmed yet; try "
+                       "again later",
+                       NULL);
+            gw_session_close(s, 1013, "try again later");
+            return;
         } else {
             return; /* welcomed with the other sessions of this user */
         }

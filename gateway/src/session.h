@@ -83,6 +83,7 @@ struct gw_user {
     gw_session_t *sessions; /* doubly linked through next/prev */
     unsigned nsessions;
     uint8_t registering; /* a companion registration is in flight */
+    uint8_t announced;   /* web presence, cache and relay were told of this user (router.c) */
     char id[];           /* user id, lower case */
 };
 

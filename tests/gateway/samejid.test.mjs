@@ -19,7 +19,7 @@ describe('same-JID mode', { skip: !gatewayBuilt() && 'build/gateway/imgw is not 
       domain: DOMAIN,
       components: [{ domain: GW, secret: 's3cret' }],
       users: [['seller7', 'pw'], ['buyer42', 'pw']],
-      companion: { gateway: GW },
+      companion: { gateway: GW, adopt: true }, // its users have app accounts from before the web
       modules: ['offline'],
       logLevel: 'info',
     });

@@ -7,6 +7,8 @@
 //     components: [{ domain: 'gw.shop.test', secret: 's3cret' }],
 //     users: [['alice', 'pw']],
 //     companion: { gateway: 'gw.shop.test' },  // loads prosody-plugin/mod_imgw_companion.lua
+//                                              // (adopt: true lets it adopt existing accounts;
+//                                              // extraGateways: more trusted gateway domains)
 //   });
 //   ... p.c2sPort, p.componentPort, p.httpPort (websocket: true) ...
 //   await p.register('bob', 'pw');
@@ -89,6 +91,10 @@ function configText(o) {
     `  modules_enabled = { ${hostModules.map(lua).join(', ')} }`,
   ];
   if (o.companion) lines.push(`  imgw_gateway = ${lua(o.companion.gateway)}`);
+  // Accounts that existed before imgw (registered with prosodyctl) are used from the web only
+  // when the companion may adopt them (docs/companion-protocol.md, section 1).
+  if (o.companion?.adopt) lines.push('  imgw_adopt_existing_accounts = true');
+  if (o.companion?.extraGateways) lines.push(`  imgw_extra_gateways = { ${o.companion.extraGateways.map(lua).join(', ')} }`);
   if (o.hostConfig) lines.push(o.hostConfig);
   for (const c of o.components) {
     lines.push('', `Component ${lua(c.domain)}`, `  component_secret = ${lua(c.secret)}`);

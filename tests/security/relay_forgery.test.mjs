@@ -52,8 +52,10 @@ describe('relay envelopes and Redis AUTH', { skip: !gatewayBuilt() && 'build/gat
     prosody = await startProsody({
       domain: DOMAIN,
       components: [{ domain: GW_A, secret: SECRET }, { domain: GW_B, secret: SECRET }],
-      users: [['seller7', 'pw'], ['alice', 'pw']],
-      companion: { gateway: GW_A },
+      // alice is a web user only: the companion creates her account at her first login.
+      users: [['seller7', 'pw']],
+      // Copies go to A only; B is trusted too, for registering its users.
+      companion: { gateway: GW_A, extraGateways: [GW_B] },
       logLevel: 'info',
     });
     redis = await startRedis();

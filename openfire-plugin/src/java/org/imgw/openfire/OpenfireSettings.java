@@ -31,6 +31,11 @@ final class OpenfireSettings implements Settings {
         return JiveGlobals.getBooleanProperty(Companion.PROP_COPY_ENABLED, true);
     }
 
+    @Override
+    public boolean adoptExisting() {
+        return JiveGlobals.getBooleanProperty(Companion.PROP_ADOPT_EXISTING, false);
+    }
+
     /** Seconds a copied message is remembered; read when the plugin starts. */
     int dedupSeconds() {
         return Math.max(1, JiveGlobals.getIntProperty(Companion.PROP_DEDUP_SECONDS, Companion.DEFAULT_DEDUP_SECONDS));

@@ -16,4 +16,12 @@ public interface Settings {
 
     /** Whether messages are copied to the gateway. */
     boolean copyEnabled();
+
+    /**
+     * Whether a create for an account that already exists and was not made by the companion
+     * adopts it (marks it managed) rather than being refused with conflict. Off by default:
+     * turning it on lets whoever can mint tickets for a name use that pre-existing account.
+     * Administrator accounts are never adopted.
+     */
+    boolean adoptExisting();
 }
