@@ -1094,3 +1094,32 @@ void gw_link_free(gw_link_t *l)
     xmpp_shutdown();
     free(l);
 }
+
+int gw_link_handle_xml(gw_link_t *l, const char *xml, size_t len)
+{
+    char *text = malloc(len + 1);
+    xmpp_stanza_t *st;
+    const char *name;
+    lstate_t saved = l->state;
+
+    if (text == NULL)
+        return GW_ENOMEM;
+    memcpy(text, xml, len);
+    text[len] = '\0';
+    /* libstrophe takes a C string: a NUL inside ends the text, as it would end a parse. */
+    st = xmpp_stanza_new_from_string(l->ctx, text);
+    free(text);
+    if (st == NULL)
+        return GW_EINVAL;
+    name = xmpp_stanza_get_name(st);
+    l->state = L_UP;
+    if (name != NULL && strcmp(name, "message") == 0)
+        on_message(NULL, st, l);
+    else if (name != NULL && strcmp(name, "iq") == 0)
+        on_iq(NULL, st, l);
+    else if (name != NULL && strcmp(name, "error") == 0)
+        on_stream_error(NULL, st, l);
+    l->state = saved;
+    xmpp_stanza_release(st);
+    return 0;
+}

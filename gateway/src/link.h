@@ -98,4 +98,13 @@ void gw_link_stop(gw_link_t *l);
 
 void gw_link_free(gw_link_t *l);
 
+/*
+ * Runs the link's stanza handlers on one stanza given as XML text (len
+ * bytes, parsed by libstrophe's own parser), as if it had arrived on an open
+ * stream, without a socket: for tests and the fuzz target. Answers that would
+ * be sent are dropped; callbacks run as for a real stanza. Returns 0, or
+ * GW_EINVAL when the text is not one well-formed element.
+ */
+int gw_link_handle_xml(gw_link_t *l, const char *xml, size_t len);
+
 #endif
