@@ -29,6 +29,7 @@
 #define RETRY_BASE_MS    100   /* first backoff after a failed batch (server error) */
 #define RETRY_CAP_MS     5000  /* longest backoff between retries */
 #define FAIL_LOG_MS      10000 /* at most one log line per this interval for repeated failures */
+#define DEGRADE_AFTER    3     /* consecutive failed batches before new writes go to the spool */
 
 /* ---- rows ------------------------------------------------------------------- */
 
@@ -847,6 +848,33 @@ static void backoff_start(gw_store_t *s)
     uv_timer_start(&s->backoff, on_backoff, delay, 0);
 }
 
+/*
+ * 1 while the database has failed DEGRADE_AFTER batches in a row and the
+ * writers are waiting out a backoff: new writes then go to the spool (durable,
+ * so acked at once; refused when there is no spool) instead of waiting behind a
+ * database that keeps failing. Writes that arrive between two attempts still
+ * queue, so every attempt also tells whether the database is back.
+ */
+static int degraded(const gw_store_t *s)
+{
+    return s->backing_off && s->backoff_attempt >= DEGRADE_AFTER;
+}
+
+/* Moves the queued rows somebody waits for to the spool (replay rows are durable already). */
+static void spool_waiting(gw_store_t *s)
+{
+    wlist_t keep = {0};
+
+    while (s->queue.head) {
+        wrow_t *w = wlist_pop(&s->queue);
+        if (w->replay)
+            wlist_push(&keep, w);
+        else
+            spool_row(s, w);
+    }
+    s->queue = keep;
+}
+
 static void writer_send_batch(gw_store_t *s, pgc_t *c)
 {
     gw_sbuf_t a[8];
@@ -1163,8 +1191,13 @@ static void writer_failed(gw_store_t *s, pgc_t *c, PGresult *res)
     if (!is_data_error(state)) {
         /* Not the rows' fault: retry them later, after a pause unless the link itself broke. */
         c->finished = F_REQUEUE;
-        if (c->conn != NULL && PQstatus(c->conn) != CONNECTION_BAD)
+        if (c->conn != NULL && PQstatus(c->conn) != CONNECTION_BAD && res != NULL) {
             backoff_start(s);
+        } else {
+            /* Lost with the connection: the commit may have happened before the answer. */
+            for (wrow_t *w = c->batch.head; w; w = w->next)
+                w->uncertain = 1;
+        }
         return;
     }
     if (c->op == W_INSERT && c->batch.len > 1) {
@@ -1229,6 +1262,8 @@ static void writer_done(gw_store_t *s, pgc_t *c, PGresult *res)
     }
     if (c->finished)
         complete_in_order(s);
+    if (degraded(s))
+        spool_waiting(s);
 }
 
 static int writers_up(const gw_store_t *s)
@@ -1272,7 +1307,7 @@ int gw_store_write(gw_store_t *s, const gw_store_msg_t *m, gw_store_write_cb cb,
         return GW_ENOMEM;
     w->cb = cb;
     w->ud = ud;
-    if (!writers_up(s)) {
+    if (!writers_up(s) || degraded(s)) {
         spool_row(s, w);
         return 0;
     }

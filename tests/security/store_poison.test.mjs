@@ -197,9 +197,14 @@ describe('storage survives poisoned rows', { skip: !gatewayBuilt() && 'build/gat
       assert.ok(fails >= 1 && fails <= 10, `${fails} failed statements in 3 s`);
       // Rate-limited: one line per 10 s at most (the previous test may have used this window).
       assert.ok(lines <= 2, `${lines} log lines in 3 s`);
+      // Web sends are not held hostage meanwhile: after a few failed attempts new writes go
+      // to the spool (durable) and are acked.
+      const acks = await webSends('web1', 'app2', 5, `web while broken ${tag}`);
+      assert.equal(acks.filter((f) => f.op === 'ack').length, 5, JSON.stringify(acks));
       await sql('ALTER TABLE message_ids_away RENAME TO message_ids');
       renamed = false;
       await until('caught up', 15000, async () => (await count(`body LIKE ${lit(`while broken ${tag} %`)}`)) === 5, gw.logText);
+      await until('web sends caught up', 15000, async () => (await count(`body LIKE ${lit(`web while broken ${tag} %`)}`)) === 5, gw.logText);
       assert.equal(await sql(`SELECT count(*) FROM dead_letters WHERE body LIKE ${lit(`while broken ${tag} %`)}`), '0',
         'server errors are retried, never dead-lettered');
     } finally {
