@@ -64,11 +64,13 @@ static void fill(long i, uint64_t base, char *from, char *to, char *body, char *
 
 static void submit_more(bench_t *b);
 
-static void on_written(void *ud, int status)
+static void on_written(void *ud, int status, uint64_t id, uint64_t ts)
 {
     one_t *o = ud;
     bench_t *b = o->b;
 
+    (void)id;
+    (void)ts;
     if (status < 0)
         b->failed++;
     b->lat[b->done++] = now_s() - o->t0;

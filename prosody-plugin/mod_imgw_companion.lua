@@ -51,6 +51,9 @@ end
 local gateway_set = {};
 for _, d in ipairs(gateway_list) do gateway_set[d] = true; end
 local gateway = gateway_list[1]; -- nil: not configured
+-- Further component domains trusted like imgw_gateway (their requests are obeyed), but
+-- copies are dealt only over the imgw_gateway list.
+for d in module:get_option_set("imgw_extra_gateways", {}) do gateway_set[d] = true; end
 local props_store = module:open_store("imgw_props");
 -- Name and e-mail live apart from the free-form properties so that a property
 -- called 'name' cannot clobber them.
@@ -135,6 +138,27 @@ local function save_profile(username, user, props, have_props)
 	return true;
 end
 
+-- Accounts this module manages: those it created, and (imgw_adopt_existing_accounts) those
+-- it adopted. It never creates, adopts, updates or deletes any other account, and never an
+-- administrator's, so a ticket minted for "admin" or for an account that predates imgw does
+-- not hand that account to a web user. The mark lives in its own store, which no request
+-- can write.
+local managed_store = module:open_store("imgw_managed");
+local adopt_existing = module:get_option_boolean("imgw_adopt_existing_accounts", false);
+
+local function managed_by(username)
+	local mark = managed_store:get(username);
+	return mark and mark.by or nil;
+end
+
+local function is_admin(username)
+	return usermanager.is_admin(username .. "@" .. host, host);
+end
+
+local function registered(stanza, status)
+	return st.reply(stanza):tag("user", { xmlns = NS, status = status }):up();
+end
+
 module:hook("iq-set/host/" .. NS .. ":user", function (event)
 	local origin, stanza = event.origin, event.stanza;
 	if not from_gateway(stanza) then
@@ -160,40 +184,67 @@ module:hook("iq-set/host/" .. NS .. ":user", function (event)
 	local password = user:get_child_text("password", NS);
 	if password == "" then password = nil; end
 
+	if is_admin(username) then
+		module:log("warn", "imgw gateway asked to %s administrator %s@%s: refused", action, username, host);
+		origin.send(st.error_reply(stanza, "cancel", "not-allowed", "Administrator accounts are never managed by imgw"));
+		return true;
+	end
 	local exists = usermanager.user_exists(username, host);
-	local ok, err;
+	local ok, err, status;
 	if action == "create" then
 		if exists then
-			origin.send(st.error_reply(stanza, "cancel", "conflict"));
-			return true;
+			if managed_by(username) then
+				origin.send(registered(stanza, "exists"));
+				return true;
+			end
+			if not adopt_existing then
+				origin.send(st.error_reply(stanza, "cancel", "conflict",
+					"The account exists and was not created by imgw (imgw_adopt_existing_accounts is off)"));
+				return true;
+			end
+			ok, err = managed_store:set(username, { by = "adopted" });
+			status = "adopted";
+			if ok then
+				module:log("info", "imgw gateway adopted existing user %s@%s", username, host);
+			end
+		else
+			ok, err = usermanager.create_user(username, password or id.long(), host);
+			if ok then
+				module:log("info", "imgw gateway created user %s@%s", username, host);
+				ok, err = managed_store:set(username, { by = "created" });
+			end
+			if ok then
+				ok, err = save_profile(username, user, props, have_props);
+			end
+			status = "created";
 		end
-		ok, err = usermanager.create_user(username, password or id.long(), host);
-		if ok then
-			module:log("info", "imgw gateway created user %s@%s", username, host);
-			ok, err = save_profile(username, user, props, have_props);
-		end
-	elseif action == "update" then
+	else
 		if not exists then
 			origin.send(st.error_reply(stanza, "cancel", "item-not-found"));
 			return true;
 		end
-		ok, err = true, nil;
-		if password then
-			ok, err = usermanager.set_password(username, password, host, nil);
-		end
-		if ok then
-			ok, err = save_profile(username, user, props, have_props);
-		end
-	else -- delete
-		if not exists then
-			origin.send(st.error_reply(stanza, "cancel", "item-not-found"));
+		if not managed_by(username) then
+			origin.send(st.error_reply(stanza, "cancel", "not-allowed", "The account is not managed by imgw"));
 			return true;
 		end
-		props_store:set(username, nil);
-		account_store:set(username, nil);
-		ok, err = usermanager.delete_user(username, host);
-		if ok then
-			module:log("info", "imgw gateway deleted user %s@%s", username, host);
+		if action == "update" then
+			ok, err = true, nil;
+			if password then
+				ok, err = usermanager.set_password(username, password, host, nil);
+			end
+			if ok then
+				ok, err = save_profile(username, user, props, have_props);
+			end
+			status = "updated";
+		else -- delete
+			props_store:set(username, nil);
+			account_store:set(username, nil);
+			ok, err = usermanager.delete_user(username, host);
+			if ok then
+				managed_store:set(username, nil);
+				module:log("info", "imgw gateway deleted user %s@%s", username, host);
+			end
+			status = "deleted";
 		end
 	end
 	if not ok then
@@ -201,7 +252,7 @@ module:hook("iq-set/host/" .. NS .. ":user", function (event)
 		origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 		return true;
 	end
-	origin.send(st.reply(stanza));
+	origin.send(registered(stanza, status));
 	return true;
 end);
 

@@ -492,6 +492,8 @@ int gw_cache_new(uv_loop_t *loop, const gw_config_t *cfg, gw_cache_t **out)
         .module = "cache",
         .host = cfg->redis_host,
         .port = cfg->redis_port,
+        .user = cfg->redis_user,
+        .password = cfg->redis_password,
         .connect_timeout_ms = CONNECT_TIMEOUT_MS, /* covers the handshake too */
         .command_timeout_ms = COMMAND_TIMEOUT_MS,
         .on_connected = on_connected,
@@ -724,13 +726,18 @@ static int get_u64(json_object *o, const char *key, uint64_t *out)
     return 0;
 }
 
+/* A string member without NUL: json-c keeps "\u0000", which a C string would cut short. */
 static const char *get_str(json_object *o, const char *key)
 {
     json_object *v;
+    const char *s;
+    int n;
 
     if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
         return NULL;
-    return json_object_get_string(v);
+    s = json_object_get_string(v);
+    n = json_object_get_string_len(v);
+    return n >= 0 && memchr(s, '\0', (size_t)n) == NULL ? s : NULL;
 }
 
 static int parse_unread(const redisReply *r, uint32_t *out)

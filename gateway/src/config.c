@@ -4,6 +4,7 @@
 #include "config.h"
 #include "gw.h"
 #include "log.h"
+#include "text.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -55,6 +56,7 @@ static const centry_t table[] = {
     {"dev_mode", T_BOOL, O(dev_mode), 0, 1, "no", 0, 0},
     {"allowed_origins", T_STR, O(allowed_origins), 0, 0, "", 0, 1},
     {"allow_no_origin", T_BOOL, O(allow_no_origin), 0, 1, "yes", 0, 1},
+    {"allowed_domains", T_STR, O(allowed_domains), 0, 0, "", 0, 0},
     {"web_root", T_STR, O(web_root), 0, 0, "", 0, 0},
     {"max_frame_bytes", T_INT, O(max_frame_bytes), 256, 16777216, "16384", 0, 0},
     {"max_body_bytes", T_INT, O(max_body_bytes), 1, 1048576, "8192", 0, 0},
@@ -74,6 +76,9 @@ static const centry_t table[] = {
     {"redis_host", T_STR, O(redis_host), 0, 0, "", 0, 0},
     {"redis_port", T_INT, O(redis_port), 1, 65535, "6379", 0, 0},
     {"redis_db", T_INT, O(redis_db), 0, 1000, "0", 0, 0},
+    {"redis_user", T_STR, O(redis_user), 0, 0, "", 0, 0},
+    {"redis_password", T_STR, O(redis_password), 0, 0, "", 1, 0},
+    {"relay_secret", T_STR, O(relay_secret), 0, 0, "", 1, 0},
     {"cache_ttl_s", T_INT, O(cache_ttl_s), 1, 100000000, "604800", 0, 0},
     {"cache_recent", T_INT, O(cache_recent), 0, 1000, "50", 0, 0},
     {"node_id", T_INT, O(node_id), 0, 1023, "0", 0, 0},
@@ -343,6 +348,18 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errlen)
     }
     if (cfg->max_body_bytes > cfg->max_frame_bytes) {
         snprintf(err, errlen, "key 'max_body_bytes': larger than max_frame_bytes");
+        return GW_EINVAL;
+    }
+    if (gw_domain_list_check(cfg->allowed_domains, err, errlen) != 0)
+        return GW_EINVAL;
+    if (cfg->relay_secret[0] != '\0' && strlen(cfg->relay_secret) < 16) {
+        snprintf(err, errlen,
+                 "key 'relay_secret': must hold at least 16 characters (or be empty "
+                 "to derive it from component_secret)");
+        return GW_EINVAL;
+    }
+    if (cfg->redis_user[0] != '\0' && cfg->redis_password[0] == '\0') {
+        snprintf(err, errlen, "key 'redis_user': needs redis_password");
         return GW_EINVAL;
     }
     if (cfg->max_sessions_per_user > cfg->max_sessions) {

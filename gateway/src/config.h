@@ -39,6 +39,7 @@ typedef struct gw_config {
     int dev_mode;
     char *allowed_origins;
     int allow_no_origin;
+    char *allowed_domains; /* where web users may send; "" = xmpp_domain and component_domain */
     char *web_root;
     int max_frame_bytes;
     int max_body_bytes;
@@ -60,6 +61,9 @@ typedef struct gw_config {
     char *redis_host;
     int redis_port;
     int redis_db;
+    char *redis_user;     /* Redis 6+ ACL user for AUTH; "" = the default user */
+    char *redis_password; /* AUTH password; "" = no AUTH */
+    char *relay_secret;   /* signs relay envelopes; "" = derived from component_secret */
     int cache_ttl_s;
     int cache_recent;
     /* misc */

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <strophe.h>
 #include <sys/socket.h>
 
@@ -52,7 +53,8 @@ typedef enum { L_DOWN, L_CONNECTING, L_HANDSHAKE, L_UP, L_STOPPED } lstate_t;
 
 typedef struct pending_iq {
     struct pending_iq *next;
-    char id[24];
+    char id[40];
+    char from[256]; /* the only entity whose answer counts: the server's domain */
     uint64_t deadline_ms;
     gw_link_iq_cb cb;
     void *ud;
@@ -657,6 +659,21 @@ int gw_link_companion_v1(const gw_link_t *l)
 }
 
 /* Completes the pending request answered by st; returns 1 when there was one. */
+/* 1 when st comes from exactly jid (domains compare case-insensitively). */
+static int from_is(xmpp_stanza_t *st, const char *jid)
+{
+    const char *from = xmpp_stanza_get_from(st);
+
+    return from != NULL && strcasecmp(from, jid) == 0;
+}
+
+/*
+ * Completes the pending request answered by st; returns 1 when there was one.
+ * An answer counts only with the request's id (random, see new_iq_id) and
+ * from the entity it was sent to: anyone on the server can send the component
+ * an IQ result, and a guessed id from anyone else must not settle a
+ * registration.
+ */
 static int finish_iq(gw_link_t *l, xmpp_stanza_t *st, const char *type)
 {
     const char *id = xmpp_stanza_get_id(st);
@@ -664,7 +681,7 @@ static int finish_iq(gw_link_t *l, xmpp_stanza_t *st, const char *type)
 
     if (id == NULL)
         return 0;
-    while (*pp && strcmp((*pp)->id, id) != 0)
+    while (*pp && (strcmp((*pp)->id, id) != 0 || !from_is(st, (*pp)->from)))
         pp = &(*pp)->next;
     if (*pp == NULL)
         return 0;
@@ -678,11 +695,33 @@ static int finish_iq(gw_link_t *l, xmpp_stanza_t *st, const char *type)
             while (c && (!xmpp_stanza_is_tag(c) || strcmp(xmpp_stanza_get_name(c), "text") == 0))
                 c = xmpp_stanza_get_next(c);
             cond = c ? xmpp_stanza_get_name(c) : "undefined-condition";
+            p->cb(p->ud, GW_EINVAL, cond);
+        } else {
+            /* A companion's answer to <user/> says what it did: status='created' and so on. */
+            xmpp_stanza_t *u = xmpp_stanza_get_child_by_name_and_ns(st, "user", NS_COMPANION);
+            p->cb(p->ud, 0, u ? xmpp_stanza_get_attribute(u, "status") : NULL);
         }
-        p->cb(p->ud, cond ? GW_EINVAL : 0, cond);
         free(p);
     }
     return 1;
+}
+
+/* A fresh IQ id nobody can predict: prefix and 96 random bits in hex. */
+static int new_iq_id(const char *prefix, char *out, size_t outlen)
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char rnd[12];
+    size_t n = strlen(prefix);
+
+    if (n + 2 * sizeof(rnd) + 1 > outlen || uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0)
+        return GW_EIO;
+    memcpy(out, prefix, n);
+    for (size_t i = 0; i < sizeof(rnd); i++) {
+        out[n + 2 * i] = digits[rnd[i] >> 4];
+        out[n + 2 * i + 1] = digits[rnd[i] & 15];
+    }
+    out[n + 2 * sizeof(rnd)] = '\0';
+    return 0;
 }
 
 /* Fails every pending request (link down or stopping) or only the expired ones. */
@@ -711,7 +750,9 @@ static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     const char *ns;
 
     GW_UNUSED(conn);
-    if (type && xmpp_stanza_get_id(st) && strcmp(xmpp_stanza_get_id(st), DISCO_ID) == 0) {
+    if (type && xmpp_stanza_get_id(st) && strcmp(xmpp_stanza_get_id(st), DISCO_ID) == 0 &&
+        (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) &&
+        from_is(st, l->cfg->xmpp_domain)) {
         check_companion(l, st, type);
         return 1;
     }
@@ -1330,7 +1371,11 @@ int gw_link_register_user(gw_link_t *l, const char *user, gw_link_iq_cb cb, void
     p = calloc(1, sizeof(*p));
     if (p == NULL)
         return GW_ENOMEM;
-    snprintf(p->id, sizeof(p->id), "reg%lu", ++l->iq_seq);
+    if (new_iq_id("reg-", p->id, sizeof(p->id)) != 0) {
+        free(p);
+        return GW_EIO;
+    }
+    snprintf(p->from, sizeof(p->from), "%s", l->cfg->xmpp_domain);
     p->deadline_ms = gw_now_ms() + (uint64_t)l->cfg->handshake_timeout_ms;
     p->cb = cb;
     p->ud = ud;
@@ -1416,4 +1461,33 @@ void gw_link_free(gw_link_t *l)
     xmpp_ctx_free(l->ctx);
     xmpp_shutdown();
     free(l);
+}
+
+int gw_link_handle_xml(gw_link_t *l, const char *xml, size_t len)
+{
+    char *text = malloc(len + 1);
+    xmpp_stanza_t *st;
+    const char *name;
+    lstate_t saved = l->state;
+
+    if (text == NULL)
+        return GW_ENOMEM;
+    memcpy(text, xml, len);
+    text[len] = '\0';
+    /* libstrophe takes a C string: a NUL inside ends the text, as it would end a parse. */
+    st = xmpp_stanza_new_from_string(l->ctx, text);
+    free(text);
+    if (st == NULL)
+        return GW_EINVAL;
+    name = xmpp_stanza_get_name(st);
+    l->state = L_UP;
+    if (name != NULL && strcmp(name, "message") == 0)
+        on_message(NULL, st, l);
+    else if (name != NULL && strcmp(name, "iq") == 0)
+        on_iq(NULL, st, l);
+    else if (name != NULL && strcmp(name, "error") == 0)
+        on_stream_error(NULL, st, l);
+    l->state = saved;
+    xmpp_stanza_release(st);
+    return 0;
 }

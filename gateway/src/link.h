@@ -111,10 +111,12 @@ void gw_link_ack(gw_link_t *l, uint64_t seq);
 int gw_link_companion_v1(const gw_link_t *l);
 
 /*
- * Called with the outcome of a companion request: status 0 for a result,
- * GW_EAUTH/GW_EINVAL/GW_EEXIST-like negative codes for an error (condition
- * names the XMPP error, e.g. "conflict"), GW_ELINK when the link went down or
- * the answer did not come within the handshake timeout.
+ * Called with the outcome of a companion request: status 0 for a result
+ * (condition is then the result's status attribute, e.g. "created" or
+ * "exists", or NULL), GW_EINVAL for an error (condition names the XMPP error,
+ * e.g. "conflict"), GW_ELINK when the link went down or the answer did not
+ * come within the handshake timeout. Only an answer carrying the request's
+ * id (unpredictable) from the XMPP server's domain counts.
  */
 typedef void (*gw_link_iq_cb)(void *ud, int status, const char *condition);
 
@@ -137,5 +139,14 @@ int gw_link_is_up(const gw_link_t *l);
 void gw_link_stop(gw_link_t *l);
 
 void gw_link_free(gw_link_t *l);
+
+/*
+ * Runs the link's stanza handlers on one stanza given as XML text (len
+ * bytes, parsed by libstrophe's own parser), as if it had arrived on an open
+ * stream, without a socket: for tests and the fuzz target. Answers that would
+ * be sent are dropped; callbacks run as for a real stanza. Returns 0, or
+ * GW_EINVAL when the text is not one well-formed element.
+ */
+int gw_link_handle_xml(gw_link_t *l, const char *xml, size_t len);
 
 #endif

@@ -12,19 +12,33 @@
 
 #define ENC_LIMIT (4u * 1024u * 1024u)
 
+/*
+ * A string value read with its length. json-c keeps an escaped "\u0000" in
+ * the value, so a C string would silently end there ("app1\u0000@evil" would
+ * read as "app1"); a string holding a NUL is refused instead. Sets *bad for
+ * a value that is not such a string; returns NULL for one that is absent.
+ */
+static const char *str_value(json_object *v, int *bad, size_t *len)
+{
+    const char *s = json_object_get_string(v);
+    int n = json_object_get_string_len(v);
+
+    if (!json_object_is_type(v, json_type_string) || n < 0 || memchr(s, '\0', (size_t)n)) {
+        *bad = 1;
+        return NULL;
+    }
+    if (len)
+        *len = (size_t)n;
+    return s;
+}
+
 static const char *get_str(json_object *root, const char *key, int *bad, size_t *len)
 {
     json_object *v;
 
     if (!json_object_object_get_ex(root, key, &v) || json_object_is_type(v, json_type_null))
         return NULL;
-    if (!json_object_is_type(v, json_type_string)) {
-        *bad = 1;
-        return NULL;
-    }
-    if (len)
-        *len = (size_t)json_object_get_string_len(v);
-    return json_object_get_string(v);
+    return str_value(v, bad, len);
 }
 
 static int only_space(const char *s, size_t n)
@@ -101,6 +115,12 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
         *reason = "missing string member 'op'";
         goto fail;
     }
+    if (bad) {
+        /* 'cid' was not a string, or held a NUL. */
+        *code = "bad_frame";
+        *reason = "'cid' must be 1-64 printable ASCII characters";
+        goto fail;
+    }
     if (strcmp(op, "hello") == 0) {
         f->op = GW_OP_HELLO;
         if (json_object_object_get_ex(root, "v", &v)) {
@@ -121,7 +141,7 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
         }
         if (bad || (f->ticket == NULL && f->user == NULL)) {
             *code = "bad_hello";
-            *reason = "hello needs a string 'ticket' (or 'user' in development mode)";
+            *reason = "hello needs a string 'ticket' (or 'user' in development mode), without NUL";
             goto fail;
         }
     } else if (strcmp(op, "send") == 0) {
@@ -131,7 +151,7 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
         f->kind = get_str(root, "kind", &bad, NULL);
         if (bad || f->to == NULL || f->body == NULL || f->cid == NULL) {
             *code = "bad_frame";
-            *reason = "send needs string members 'to', 'body' and 'cid'";
+            *reason = "send needs string members 'to', 'body' and 'cid' (none may hold a NUL)";
             goto fail;
         }
         if (!cid_ok(f->cid)) {
@@ -165,11 +185,9 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
         }
         if (json_object_is_type(v, json_type_null))
             f->with_null = 1;
-        else if (json_object_is_type(v, json_type_string))
-            f->with = json_object_get_string(v);
-        else {
+        else if ((f->with = str_value(v, &bad, NULL)) == NULL) {
             *code = "bad_frame";
-            *reason = "'with' must be a string or null";
+            *reason = "'with' must be a string (without NUL) or null";
             goto fail;
         }
     } else if (strcmp(op, "history") == 0 || strcmp(op, "chats") == 0 || strcmp(op, "read") == 0) {
@@ -193,7 +211,7 @@ int gw_proto_parse(const char *data, size_t len, size_t max_body, gw_frame_t *f,
         }
         if (bad || (f->op != GW_OP_CHATS && with == NULL)) {
             *code = "bad_frame";
-            *reason = "'with' (a user id or bare JID) is required";
+            *reason = "'with' (a user id or bare JID, without NUL) is required";
             goto fail;
         }
         f->with = with;

@@ -16,6 +16,13 @@
  *
  * Reconnecting. Capped exponential backoff with full jitter on the upper
  * half, so that gateways restarted together do not reconnect in step.
+ *
+ * AUTH. With a password set, AUTH (with the ACL user, when set) is the first
+ * command on every new connection, for every owner (the cache's connection
+ * and both of the relay's), and the owner's on_connected waits for its
+ * answer: a Redis that requires a password refuses everything else with
+ * NOAUTH anyway, and a refused AUTH must be retried with backoff, not
+ * followed by commands that fail.
  */
 #include "redisconn.h"
 #include "gw.h"
@@ -40,6 +47,8 @@ struct gw_redisconn {
     gw_redisconn_opts_t o; /* host and name point into this struct */
     char host[256];
     char name[32];
+    char user[128];
+    char password[512];
     char label[320]; /* "host:port" or "host:port (name)", for logs */
 
     cstate_t state;
@@ -242,6 +251,40 @@ static void on_watchdog(uv_timer_t *t)
 
 /* ---- connecting --------------------------------------------------------- */
 
+/* The answer to AUTH: the owner's handshake starts only once Redis has let us in. */
+static void on_auth_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    gw_redisconn_t *c = priv;
+    const redisReply *r = reply;
+
+    if (!gw_redisconn_replied(ac, reply) || c->state != C_HANDSHAKE)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* Redis never echoes the password; its message says what is wrong. */
+        gw_error(c->o.module,
+                 "redis %s: AUTH refused: %.200s (check redis_user and redis_password)", c->label,
+                 r->str);
+        gw_redisconn_drop(c, "AUTH failed");
+        return;
+    }
+    c->o.on_connected(c->o.ctx, ac);
+}
+
+static void send_auth(gw_redisconn_t *c)
+{
+    const char *argv[3] = {"AUTH", c->user, c->password};
+    size_t lens[3] = {4, strlen(c->user), strlen(c->password)};
+    int argc = 3;
+
+    if (c->user[0] == '\0') {
+        argv[1] = c->password;
+        lens[1] = lens[2];
+        argc = 2;
+    }
+    if (gw_redisconn_send(c, on_auth_reply, c, argc, argv, lens) != 0)
+        gw_redisconn_drop(c, "cannot send AUTH");
+}
+
 static void on_connect(const redisAsyncContext *cac, int status)
 {
     gw_redisconn_t *c = cac->data;
@@ -262,7 +305,10 @@ static void on_connect(const redisAsyncContext *cac, int status)
     c->state = C_HANDSHAKE;
     if (c->o.handshake_timeout_ms > 0)
         c->deadline_ms = uv_now(c->loop) + c->o.handshake_timeout_ms;
-    c->o.on_connected(c->o.ctx, ac);
+    if (c->password[0] != '\0')
+        send_auth(c);
+    else
+        c->o.on_connected(c->o.ctx, ac);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -369,6 +415,8 @@ int gw_redisconn_new(uv_loop_t *loop, const gw_redisconn_opts_t *opts, gw_redisc
 
     *out = NULL;
     if (opts->host == NULL || opts->host[0] == '\0' || strlen(opts->host) >= sizeof(c->host) ||
+        (opts->user && strlen(opts->user) >= sizeof(c->user)) ||
+        (opts->password && strlen(opts->password) >= sizeof(c->password)) ||
         opts->on_connected == NULL)
         return GW_EINVAL;
     c = calloc(1, sizeof(*c));
@@ -378,6 +426,10 @@ int gw_redisconn_new(uv_loop_t *loop, const gw_redisconn_opts_t *opts, gw_redisc
     c->o = *opts;
     snprintf(c->host, sizeof(c->host), "%s", opts->host);
     c->o.host = c->host;
+    snprintf(c->user, sizeof(c->user), "%s", opts->user ? opts->user : "");
+    snprintf(c->password, sizeof(c->password), "%s", opts->password ? opts->password : "");
+    c->o.user = c->user;
+    c->o.password = c->password;
     if (opts->name != NULL) {
         snprintf(c->name, sizeof(c->name), "%s", opts->name);
         c->o.name = c->name;

@@ -10,7 +10,9 @@
  * this header names hiredis types only as incomplete structs.
  *
  * Life of a connection: gw_redisconn_start() resolves and connects; once the
- * socket is up, on_connected runs and the owner sends its handshake with
+ * socket is up (and, with a password set, AUTH has been accepted: a refused
+ * AUTH is logged and retried with backoff like a failed connect), on_connected
+ * runs and the owner sends its handshake with
  * gw_redisconn_send(); when that is answered the owner calls
  * gw_redisconn_up(). A lost context, a failed connect or a
  * gw_redisconn_drop() schedules a reconnect, which runs on_connected again.
@@ -50,6 +52,8 @@ typedef struct gw_redisconn_opts {
     unsigned connect_timeout_ms;   /* resolve excluded: from connect() to on_connected */
     unsigned handshake_timeout_ms; /* 0: the connect deadline covers the handshake too */
     unsigned command_timeout_ms;   /* no reply this long while commands are outstanding: drop */
+    const char *user;     /* AUTH user (Redis 6+ ACL), or NULL/"" for the default user; copied */
+    const char *password; /* AUTH password, or NULL/"" to send no AUTH; copied */
     gw_redisconn_connected_cb on_connected; /* required */
     gw_redisconn_lost_cb on_lost;           /* or NULL */
     void *ctx;                              /* passed to the callbacks; see gw_redisconn_ctx() */
@@ -57,9 +61,10 @@ typedef struct gw_redisconn_opts {
 
 /*
  * Creates a connection for loop; nothing happens until gw_redisconn_start().
- * opts is copied (host too). Returns 0, GW_ENOMEM, or GW_EINVAL when the host
- * is empty or longer than 255 bytes or on_connected is NULL; *out is NULL on
- * failure.
+ * opts is copied (host, user and password too). Returns 0, GW_ENOMEM, or
+ * GW_EINVAL when the host is empty or longer than 255 bytes, the user longer
+ * than 127 or the password longer than 511 bytes, or on_connected is NULL;
+ * *out is NULL on failure.
  */
 int gw_redisconn_new(uv_loop_t *loop, const gw_redisconn_opts_t *opts, gw_redisconn_t **out);
 

@@ -24,12 +24,16 @@
  * forward that saw it unsubscribed. A gateway that receives a forward for a
  * user it does not hold removes itself from that user's set too.
  *
- * The envelope. A published message is one line of header and the frame:
- *   "imgw1 <from node> <db> <user>\n<msg frame JSON>"
+ * The envelope (format and reasons in relay.h). A published message is one
+ * signed line of header and the frame:
+ *   "imgw2 <tag> <ts> <from node> <db> <user>\n<msg frame JSON>"
  * Pub/sub channels are not per database, so the receiver drops an envelope
  * whose db is not its own. Everything in it is checked before the router
- * sees it: the size, the header, the user id (gw_user_id_ok), and that the
- * frame is a UTF-8 JSON msg frame whose "to" is that user's JID.
+ * sees it: the size, the header, the signature and its age, the user id
+ * (gw_user_id_ok), and every member of the frame, which must be exactly a msg
+ * frame for that user; the router then encodes its own frame from the checked
+ * values. Refused envelopes are counted (imgw_relay_refused_total) and logged
+ * at most once per WARN_EVERY_MS.
  *
  * The connections themselves (resolution, connect, timeouts, backoff) are
  * redisconn.c's; this file sends each one's handshake when it comes up.
@@ -40,6 +44,7 @@
 #include "proto.h"
 #include "redisconn.h"
 #include "text.h"
+#include "ticket.h"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -57,7 +62,8 @@
 #define SWEEP_PENDING_MAX  5000        /* a sweep waits above this, leaving room for forwards */
 #define INFLIGHT_MAX       (32u << 20) /* bytes of forwarded envelopes not yet answered */
 #define FRAME_MAX          (4u << 20)  /* largest frame forwarded or accepted */
-#define HEADER_MAX         96          /* "imgw1 <node> <db> <user>\n" */
+#define HEADER_MAX         160         /* "imgw2 <tag> <ts> <node> <db> <user>\n" */
+#define TAG_HEX            32          /* 128 bits of HMAC-SHA256 */
 #define ENVELOPE_MAX       (FRAME_MAX + HEADER_MAX)
 #define KEY_MAX            96
 #define CONNECT_TIMEOUT_MS 3000
@@ -222,6 +228,8 @@ struct gw_relay {
     int db, node;
     char node_s[8], db_s[8];
     char channel[32];
+    gw_relay_key_t key;       /* signs and checks envelopes */
+    const char *users_domain; /* our web users' domain: the "to" of every relayed msg */
 
     rconn_t cmd, sub;
     uv_timer_t refresh, sweep;
@@ -493,14 +501,15 @@ static void on_forward_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 /* ---- receiving ---------------------------------------------------------------- */
 
-/* Parses a decimal of at most maxdig digits ending at a space; advances *p past it. */
-static int parse_num(const char **p, const char *end, int maxdig, int *out)
+/* Parses a decimal of 1..maxdig digits ending at a space; advances *p past it. */
+static int parse_num(const char **p, const char *end, int maxdig, uint64_t *out)
 {
     const char *s = *p;
-    int v = 0, n = 0;
+    uint64_t v = 0;
+    int n = 0;
 
     while (s < end && *s >= '0' && *s <= '9' && n < maxdig) {
-        v = v * 10 + (*s - '0');
+        v = v * 10u + (uint64_t)(*s - '0');
         s++;
         n++;
     }
@@ -511,42 +520,235 @@ static int parse_num(const char **p, const char *end, int maxdig, int *out)
     return 0;
 }
 
-static const char *json_str(json_object *o, const char *key)
+int gw_relay_key_derive(gw_relay_key_t *key, const char *secret, size_t len)
 {
-    json_object *v;
+    static const char label[] = "imgw relay envelope key v1";
 
-    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-        return NULL;
-    return json_object_get_string(v);
+    return gw_hmac_sha256(secret, len, label, sizeof(label) - 1, key->k);
 }
 
-/* 1 when frame[0..len) is a UTF-8 JSON msg frame with a message id, addressed to user. */
-static int frame_ok(const char *frame, size_t len, const char *user)
+/* The tag of data[0..len) as TAG_HEX hex digits (no NUL). */
+static int tag_hex(const gw_relay_key_t *key, const char *data, size_t len, char hex[TAG_HEX])
 {
+    static const char digits[] = "0123456789abcdef";
+    unsigned char mac[32];
+
+    if (gw_hmac_sha256(key->k, sizeof(key->k), data, len, mac) != 0)
+        return GW_EINVAL;
+    for (unsigned i = 0; i < TAG_HEX / 2; i++) {
+        hex[2 * i] = digits[mac[i] >> 4];
+        hex[2 * i + 1] = digits[mac[i] & 15];
+    }
+    return 0;
+}
+
+void gw_relay_seal(const gw_relay_key_t *key, uint64_t now_ms, int node, int db, const char *user,
+                   const char *frame, size_t len, gw_sbuf_t *b)
+{
+    size_t start, tag_at;
+    char hex[TAG_HEX];
+
+    start = b->len;
+    gw_sbuf_puts(b, "imgw2 ");
+    tag_at = b->len;
+    gw_sbuf_printf(b, "%0*d ", TAG_HEX, 0);
+    gw_sbuf_printf(b, "%" PRIu64 " %d %d %s\n", now_ms, node, db, user);
+    gw_sbuf_append(b, frame, len);
+    if (b->overflow)
+        return;
+    /* Signed: everything after "imgw2 <tag> ". */
+    if (tag_hex(key, b->data + tag_at + TAG_HEX + 1, b->len - tag_at - TAG_HEX - 1, hex) != 0) {
+        b->len = start;
+        b->overflow = 1;
+        return;
+    }
+    memcpy(b->data + tag_at, hex, TAG_HEX);
+}
+
+/* The members of a msg frame, strictly: the right types, no NUL, nothing else. */
+typedef struct fmembers {
+    const char *op, *id, *conv, *from, *to, *body, *kind, *cid;
+    size_t body_len;
+    int64_t ts;
+    int have_ts, have_open;
+} fmembers_t;
+
+static int string_member(json_object *v, const char **out, size_t *len)
+{
+    const char *s;
+    int n;
+
+    if (*out != NULL || !json_object_is_type(v, json_type_string))
+        return GW_EINVAL;
+    s = json_object_get_string(v);
+    n = json_object_get_string_len(v);
+    if (n < 0 || memchr(s, '\0', (size_t)n) != NULL)
+        return GW_EINVAL;
+    *out = s;
+    if (len)
+        *len = (size_t)n;
+    return 0;
+}
+
+static int read_members(json_object *o, fmembers_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    json_object_object_foreach(o, key, v)
+    {
+        int rc = GW_EINVAL;
+        if (strcmp(key, "op") == 0)
+            rc = string_member(v, &f->op, NULL);
+        else if (strcmp(key, "id") == 0)
+            rc = string_member(v, &f->id, NULL);
+        else if (strcmp(key, "conv") == 0)
+            rc = string_member(v, &f->conv, NULL);
+        else if (strcmp(key, "from") == 0)
+            rc = string_member(v, &f->from, NULL);
+        else if (strcmp(key, "to") == 0)
+            rc = string_member(v, &f->to, NULL);
+        else if (strcmp(key, "body") == 0)
+            rc = string_member(v, &f->body, &f->body_len);
+        else if (strcmp(key, "kind") == 0)
+            rc = string_member(v, &f->kind, NULL);
+        else if (strcmp(key, "cid") == 0)
+            rc = string_member(v, &f->cid, NULL);
+        else if (strcmp(key, "ts") == 0 && !f->have_ts && json_object_is_type(v, json_type_int)) {
+            f->ts = json_object_get_int64(v);
+            f->have_ts = 1;
+            rc = 0;
+        } else if (strcmp(key, "open") == 0 && !f->have_open &&
+                   json_object_is_type(v, json_type_boolean)) {
+            f->have_open = 1; /* the receiver decides "open" for each of its sessions */
+            rc = 0;
+        }
+        if (rc != 0)
+            return GW_EINVAL;
+    }
+    return 0;
+}
+
+static int cid_ok(const char *cid)
+{
+    size_t n = strlen(cid);
+
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)cid[i] < 0x21 || (unsigned char)cid[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+int gw_relay_open(const gw_relay_key_t *key, const char *users_domain, int db, uint64_t now_ms,
+                  const char *env, size_t len, gw_relay_env_t *out, const char **why)
+{
+    const char *p = env, *end = env + len, *nl, *frame, *signed_at;
+    char hex[TAG_HEX];
+    uint64_t ts, node, edb;
+    size_t ulen, dlen = strlen(users_domain);
     json_tokener *tok;
     json_object *o;
-    const char *op, *to, *id;
-    size_t ulen = strlen(user);
-    int ok;
+    fmembers_t f;
 
-    if (len == 0 || len > FRAME_MAX || !gw_utf8_valid(frame, len))
-        return 0;
-    tok = json_tokener_new_ex(16);
-    if (tok == NULL)
-        return 0;
-    o = json_tokener_parse_ex(tok, frame, (int)len);
-    ok = o != NULL && json_tokener_get_error(tok) == json_tokener_success &&
-         json_tokener_get_parse_end(tok) == len && json_object_is_type(o, json_type_object);
-    json_tokener_free(tok);
-    if (ok) {
-        op = json_str(o, "op");
-        to = json_str(o, "to");
-        id = json_str(o, "id");
-        ok = op != NULL && strcmp(op, "msg") == 0 && id != NULL && gw_proto_parse_id(id) != 0 &&
-             to != NULL && strncmp(to, user, ulen) == 0 && to[ulen] == '@';
+    memset(out, 0, sizeof(*out));
+    if (len > ENVELOPE_MAX || len < 6 || memcmp(p, "imgw", 4) != 0) {
+        *why = "not an imgw envelope";
+        return GW_EINVAL;
     }
-    json_object_put(o);
-    return ok;
+    if (memcmp(p, "imgw2 ", 6) != 0) {
+        *why = "unsigned or unknown envelope version";
+        return GW_EAUTH;
+    }
+    p += 6;
+    nl = memchr(p, '\n', (size_t)(end - p) < HEADER_MAX ? (size_t)(end - p) : HEADER_MAX);
+    if (nl == NULL || nl - p < TAG_HEX + 1 || p[TAG_HEX] != ' ') {
+        *why = "bad envelope header";
+        return GW_EINVAL;
+    }
+    signed_at = p + TAG_HEX + 1;
+    p = signed_at;
+    if (parse_num(&p, nl, 20, &ts) != 0 || parse_num(&p, nl, 4, &node) != 0 ||
+        parse_num(&p, nl, 4, &edb) != 0 || node > 1023) {
+        *why = "bad envelope header";
+        return GW_EINVAL;
+    }
+    if (edb != (uint64_t)db) {
+        *why = "an envelope for another Redis database";
+        return GW_ENOTFOUND;
+    }
+    ulen = (size_t)(nl - p);
+    if (ulen == 0 || ulen >= sizeof(out->user) || memchr(p, '\0', ulen) != NULL) {
+        *why = "bad user id";
+        return GW_EINVAL;
+    }
+    memcpy(out->user, p, ulen);
+    out->user[ulen] = '\0';
+    if (!gw_user_id_ok(out->user)) {
+        *why = "bad user id";
+        return GW_EINVAL;
+    }
+    if (tag_hex(key, signed_at, (size_t)(end - signed_at), hex) != 0 ||
+        !gw_ct_equal(hex, env + 6, TAG_HEX)) {
+        *why = "bad signature (relay_secret differs, or a forgery)";
+        return GW_EAUTH;
+    }
+    if (ts + GW_RELAY_MAX_SKEW_MS < now_ms || ts > now_ms + GW_RELAY_MAX_SKEW_MS) {
+        *why = "too old or from the future (clocks apart, or a replay)";
+        return GW_EEXPIRED;
+    }
+    out->node = (int)node;
+    frame = nl + 1;
+    *why = "not a msg frame for its user";
+    if (end - frame == 0 || (size_t)(end - frame) > FRAME_MAX)
+        return GW_EINVAL;
+    tok = json_tokener_new_ex(4);
+    if (tok == NULL)
+        return GW_EINVAL;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    o = json_tokener_parse_ex(tok, frame, (int)(end - frame));
+    if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+        (size_t)json_tokener_get_parse_end(tok) != (size_t)(end - frame) ||
+        !json_object_is_type(o, json_type_object)) {
+        json_tokener_free(tok);
+        json_object_put(o);
+        return GW_EINVAL;
+    }
+    json_tokener_free(tok);
+    out->root_ = o;
+    if (read_members(o, &f) != 0 || f.op == NULL || strcmp(f.op, "msg") != 0 || f.id == NULL ||
+        f.from == NULL || f.conv == NULL || f.to == NULL || f.body == NULL || !f.have_ts ||
+        f.ts < 0)
+        goto bad;
+    out->m.id = gw_proto_parse_id(f.id);
+    /* The recipient is exactly the user's JID; the peer is the sender, a bare JID. */
+    if (out->m.id == 0 || strncmp(f.to, out->user, ulen) != 0 || f.to[ulen] != '@' ||
+        strcmp(f.to + ulen + 1, users_domain) != 0 || strlen(f.to) != ulen + 1 + dlen ||
+        !gw_jid_bare_ok(f.from, strlen(f.from)) || strcmp(f.conv, f.from) != 0)
+        goto bad;
+    if (f.body_len == 0 || !gw_xml_text_ok(f.body, f.body_len))
+        goto bad;
+    if (f.kind != NULL && strcmp(f.kind, "text") != 0 && strcmp(f.kind, "image") != 0)
+        goto bad;
+    if (f.cid != NULL && !cid_ok(f.cid))
+        goto bad;
+    out->m.ts = (uint64_t)f.ts;
+    out->m.from = f.from;
+    out->m.to = f.to;
+    out->m.body = f.body;
+    out->m.body_len = f.body_len;
+    out->m.kind = f.kind && strcmp(f.kind, "image") == 0 ? "image" : "text";
+    out->m.cid = f.cid;
+    return 0;
+bad:
+    gw_relay_env_free(out);
+    return GW_EINVAL;
+}
+
+void gw_relay_env_free(gw_relay_env_t *e)
+{
+    if (e->root_)
+        json_object_put((json_object *)e->root_);
+    memset(e, 0, sizeof(*e));
 }
 
 /* Another gateway forwarded to us a user we no longer hold: leave their set. */
@@ -559,46 +761,31 @@ static void forget_here(gw_relay_t *r, const char *user)
 
 static void deliver(gw_relay_t *r, const char *env, size_t len)
 {
-    const char *p = env, *end = env + len, *nl, *frame;
-    char user[HEADER_MAX];
-    int from, db;
-    size_t ulen;
+    gw_relay_env_t e;
+    const char *why = "";
+    char text[160];
+    int rc = gw_relay_open(&r->key, r->users_domain, r->db, gw_now_ms(), env, len, &e, &why);
 
-    if (len > ENVELOPE_MAX || len < 6 || memcmp(p, "imgw1 ", 6) != 0) {
-        drop(r, "ignored a relayed message: not an imgw1 envelope");
-        return;
-    }
-    p += 6;
-    nl = memchr(p, '\n', (size_t)(end - p) < HEADER_MAX ? (size_t)(end - p) : HEADER_MAX);
-    if (nl == NULL || parse_num(&p, nl, 4, &from) != 0 || parse_num(&p, nl, 4, &db) != 0 ||
-        from > 1023) {
-        drop(r, "ignored a relayed message: bad envelope header");
-        return;
-    }
-    if (db != r->db) {
+    if (rc == GW_ENOTFOUND) {
         /* Another deployment on the same Redis server, with an overlapping node id. */
         drop(r, "ignored a relayed message for another Redis database");
         return;
     }
-    ulen = (size_t)(nl - p);
-    memcpy(user, p, ulen);
-    user[ulen] = '\0';
-    if (memchr(p, '\0', ulen) != NULL || !gw_user_id_ok(user)) {
-        drop(r, "ignored a relayed message: bad user id");
+    if (rc != 0) {
+        r->st.refused++;
+        snprintf(text, sizeof(text), "ignored a relayed message: %s", why);
+        drop(r, text);
         return;
     }
-    frame = nl + 1;
-    if (!frame_ok(frame, (size_t)(end - frame), user)) {
-        drop(r, "ignored a relayed message: not a msg frame for its user");
-        return;
-    }
-    if (!uset_has(&r->users, user)) {
-        gw_debug("relay", "relayed message for %s, who has no session here", user);
-        forget_here(r, user);
+    if (!uset_has(&r->users, e.user)) {
+        gw_debug("relay", "relayed message for %s, who has no session here", e.user);
+        forget_here(r, e.user);
+        gw_relay_env_free(&e);
         return;
     }
     r->st.received++;
-    r->cb(r->ud, user, frame, (size_t)(end - frame));
+    r->cb(r->ud, e.user, &e.m);
+    gw_relay_env_free(&e);
 }
 
 static void on_message(redisAsyncContext *ac, void *reply, void *priv)
@@ -645,6 +832,8 @@ static int conn_init(gw_relay_t *r, const gw_config_t *cfg, rconn_t *c, const ch
         .name = name,
         .host = cfg->redis_host,
         .port = cfg->redis_port,
+        .user = cfg->redis_user,
+        .password = cfg->redis_password,
         .connect_timeout_ms = CONNECT_TIMEOUT_MS,
         .handshake_timeout_ms = CONNECT_TIMEOUT_MS,
         .command_timeout_ms = COMMAND_TIMEOUT_MS,
@@ -677,6 +866,16 @@ int gw_relay_new(uv_loop_t *loop, const gw_config_t *cfg, gw_relay_deliver_cb cb
     }
     r->db = cfg->redis_db;
     r->node = cfg->node_id;
+    r->users_domain = cfg->mode_value == GW_MODE_SAMEJID ? cfg->xmpp_domain : cfg->component_domain;
+    {
+        /* Every gateway of a domain shares component_secret; relay_secret overrides it. */
+        const char *secret = cfg->relay_secret[0] ? cfg->relay_secret : cfg->component_secret;
+        if (gw_relay_key_derive(&r->key, secret, strlen(secret)) != 0) {
+            free(r);
+            *out = NULL;
+            return GW_EINVAL;
+        }
+    }
     snprintf(r->node_s, sizeof(r->node_s), "%d", r->node);
     snprintf(r->db_s, sizeof(r->db_s), "%d", r->db);
     snprintf(r->channel, sizeof(r->channel), "imgw:node:%d", r->node);
@@ -735,11 +934,10 @@ void gw_relay_user_here(gw_relay_t *r, const char *user, int here)
 
 void gw_relay_forward(gw_relay_t *r, const char *user, const char *frame, size_t len)
 {
-    char key[KEY_MAX], head[HEADER_MAX];
+    char key[KEY_MAX];
     const char *argv[7];
-    size_t lens[7], hlen;
-    char *env;
-    int n;
+    size_t lens[7];
+    gw_sbuf_t env;
 
     if (r == NULL || !r->enabled || r->stopped || user == NULL || frame == NULL)
         return;
@@ -756,19 +954,13 @@ void gw_relay_forward(gw_relay_t *r, const char *user, const char *frame, size_t
         drop(r, "not forwarded: too many forwards outstanding");
         return;
     }
-    n = snprintf(head, sizeof(head), "imgw1 %d %d %s\n", r->node, r->db, user);
-    if (n < 0 || (size_t)n >= sizeof(head)) {
-        drop(r, "not forwarded: header too long");
+    gw_sbuf_init(&env, ENVELOPE_MAX);
+    gw_relay_seal(&r->key, gw_now_ms(), r->node, r->db, user, frame, len, &env);
+    if (env.overflow) {
+        gw_sbuf_free(&env);
+        drop(r, "not forwarded: envelope too large or out of memory");
         return;
     }
-    hlen = (size_t)n;
-    env = malloc(hlen + len);
-    if (env == NULL) {
-        drop(r, "not forwarded: out of memory");
-        return;
-    }
-    memcpy(env, head, hlen);
-    memcpy(env + hlen, frame, len);
     argv[0] = "EVALSHA";
     lens[0] = 7;
     argv[1] = r->sha;
@@ -779,16 +971,16 @@ void gw_relay_forward(gw_relay_t *r, const char *user, const char *frame, size_t
     lens[3] = strlen(key);
     argv[4] = r->node_s;
     lens[4] = strlen(r->node_s);
-    argv[5] = env;
-    lens[5] = hlen + len;
+    argv[5] = env.data;
+    lens[5] = env.len;
     argv[6] = uset_has(&r->users, user) ? "0" : "1";
     lens[6] = 1;
     /* hiredis copies the command into its output buffer. */
-    if (send_argv(&r->cmd, on_forward_reply, (void *)(uintptr_t)(hlen + len), 7, argv, lens) != 0)
+    if (send_argv(&r->cmd, on_forward_reply, (void *)(uintptr_t)env.len, 7, argv, lens) != 0)
         drop(r, "not forwarded: Redis refused the command");
     else
-        r->inflight += hlen + len;
-    free(env);
+        r->inflight += env.len;
+    gw_sbuf_free(&env);
 }
 
 void gw_relay_get_stats(const gw_relay_t *r, gw_relay_stats_t *st)

@@ -19,17 +19,77 @@
 #define GW_RELAY_H
 
 #include "config.h"
+#include "payload.h"
+#include "proto.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 typedef struct gw_relay gw_relay_t;
 
 /*
- * A frame forwarded by another gateway for user (a user id of ours). frame
- * (a msg frame, JSON text, len bytes) is valid until the callback returns.
+ * A message another gateway forwarded for user (a user id of ours), checked
+ * member by member (see gw_relay_open). m and its strings are valid until the
+ * callback returns; m->from is the conversation's peer.
  */
-typedef void (*gw_relay_deliver_cb)(void *ud, const char *user, const char *frame, size_t len);
+typedef void (*gw_relay_deliver_cb)(void *ud, const char *user, const gw_msg_t *m);
+
+/*
+ * Envelopes. Anyone who can PUBLISH on the Redis server could otherwise put
+ * any message into any browser, so every envelope is signed:
+ *
+ *   "imgw2 <tag> <ts> <node> <db> <user>\n<msg frame JSON>"
+ *
+ * tag is 32 lower-case hex digits: the first 128 bits of HMAC-SHA256 over
+ * everything after "imgw2 <tag> " under a key derived from relay_secret (or,
+ * when that is empty, from component_secret, which the gateways of a domain
+ * share anyway). ts is the sender's clock in ms; an envelope more than
+ * GW_RELAY_MAX_SKEW_MS away from the receiver's clock is refused, which
+ * bounds replays. The frame is not passed on as it came: it is parsed
+ * strictly and re-encoded by the receiver.
+ */
+#define GW_RELAY_MAX_SKEW_MS 300000u
+
+typedef struct gw_relay_key {
+    unsigned char k[32];
+} gw_relay_key_t;
+
+/* Derives the envelope key from secret[0..len). Returns 0 or GW_EINVAL. */
+int gw_relay_key_derive(gw_relay_key_t *key, const char *secret, size_t len);
+
+/*
+ * Appends the signed envelope of frame[0..len) for user, sent by node for
+ * database db at now_ms, to b. Check b->overflow afterwards.
+ */
+void gw_relay_seal(const gw_relay_key_t *key, uint64_t now_ms, int node, int db, const char *user,
+                   const char *frame, size_t len, gw_sbuf_t *b);
+
+/* An opened envelope: m's strings point into it until gw_relay_env_free(). */
+typedef struct gw_relay_env {
+    int node;      /* the sending gateway */
+    char user[65]; /* the recipient, a user id of ours */
+    gw_msg_t m;
+    void *root_; /* owned JSON tree */
+} gw_relay_env_t;
+
+/*
+ * Checks an envelope (len bytes) received at now_ms by a gateway of database
+ * db whose web users live at users_domain. On success returns 0 and fills
+ * out (release with gw_relay_env_free). Otherwise out needs no release and
+ * *why is a static reason: GW_ENOTFOUND for an envelope of another Redis
+ * database (not an attack: pub/sub is server-wide), GW_EAUTH for an unsigned
+ * or wrongly signed one, GW_EEXPIRED when its time is too far from now,
+ * GW_EINVAL for anything malformed: the header, a user id, a frame that is
+ * not exactly a msg frame for that user (unknown or extra members, a member
+ * of the wrong type, a sender that is not a bare JID, a recipient other than
+ * the user's JID, a conversation other than the sender, a body that XMPP
+ * could not carry). Pure: no I/O.
+ */
+int gw_relay_open(const gw_relay_key_t *key, const char *users_domain, int db, uint64_t now_ms,
+                  const char *env, size_t len, gw_relay_env_t *out, const char **why);
+
+void gw_relay_env_free(gw_relay_env_t *e);
 
 /*
  * Creates the relay on loop. Disabled (every call a no-op) when redis_host is
@@ -51,6 +111,7 @@ void gw_relay_forward(gw_relay_t *r, const char *user, const char *frame, size_t
 
 typedef struct gw_relay_stats {
     uint64_t forwarded, received, errors;
+    uint64_t refused; /* envelopes refused: unsigned, badly signed, stale or malformed */
 } gw_relay_stats_t;
 void gw_relay_get_stats(const gw_relay_t *r, gw_relay_stats_t *st);
 

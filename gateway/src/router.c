@@ -9,6 +9,7 @@
 #include "link.h"
 #include "log.h"
 #include "metrics.h"
+#include "msgid.h"
 #include "outbox.h"
 #include "proto.h"
 #include "relay.h"
@@ -41,55 +42,34 @@ struct gw_router {
     uint64_t drain_deadline;
     gw_cidmap_t *cids;        /* recent client ids, for retried sends */
     const char *users_domain; /* domain of web users' JIDs */
-    uint64_t last_ms, seq;    /* message id generator */
+    gw_msgid_gen_t ids;       /* message id generator */
+    gw_msgid_key_t idkey;     /* signs the stanza ids of our sends (msgid.h) */
+    char *allowed_domains;    /* where web users may send (allowed_domains, or our two domains) */
     gw_router_stats_t st;
     void (*done)(void *);
     void *done_ud;
 };
 
-/*
- * Message ids: 42 bits of milliseconds since 2024-01-01, 10 bits of node id,
- * 12 bits of sequence. They grow with time on one gateway and never collide
- * between gateways with distinct node ids.
- */
-#define ID_EPOCH_MS 1704067200000ull
-
+/* A new message id; its timestamp is gw_msgid_ts(id). */
 static uint64_t next_id(gw_router_t *r)
 {
-    uint64_t now = gw_now_ms();
-
-    if (now <= r->last_ms) {
-        now = r->last_ms;
-        if (++r->seq >= 4096) {
-            /* 4096 ids in one millisecond: borrow the next millisecond. */
-            now++;
-            r->seq = 0;
-        }
-    } else {
-        r->seq = 0;
-    }
-    r->last_ms = now;
-    return ((now - ID_EPOCH_MS) << 22) | ((uint64_t)r->cfg->node_id << 12) | r->seq;
+    return gw_msgid_next(&r->ids, gw_now_ms());
 }
 
 /*
- * A message a web user sent through a gateway comes back with the stanza id
- * that gateway gave it; keeping it lets the sender's ack and the recipient's
- * msg carry the same id. Returns 0 when id is not one of ours.
+ * The id of a message from XMPP. A message a web user sent through a gateway
+ * of this domain comes back with the signed stanza id that gateway gave it
+ * (msgid.h); keeping its id lets the sender's ack and the recipient's msg
+ * carry the same id and ts. Any other stanza id, whoever sent it, is never
+ * used as a key: the message gets a fresh id.
  */
-static uint64_t own_id(const char *id)
+static uint64_t incoming_id(gw_router_t *r, const gw_link_msg_t *lm, const char *from)
 {
-    uint64_t v = 0;
-    size_t n = strlen(id);
+    uint64_t id = 0;
 
-    if (n == 0 || n > 19)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (id[i] < '0' || id[i] > '9')
-            return 0;
-        v = v * 10u + (uint64_t)(id[i] - '0');
-    }
-    return v;
+    if (lm->id != NULL)
+        id = gw_msgid_verify(&r->idkey, lm->id, strlen(lm->id), from, lm->origin_id);
+    return id ? id : next_id(r);
 }
 
 static void send_error(gw_session_t *s, const char *code, const char *reason, const char *cid)
@@ -120,11 +100,10 @@ static void on_close(void *ud, gw_session_t *s)
     char user[80];
 
     if (s->user != NULL) {
-        int announced = s->user->web_announced;
+        int announced = s->user->announced;
         snprintf(user, sizeof(user), "%s", s->user->id);
-        if (gw_registry_detach(r->reg, s) == 1) {
-            if (announced)
-                gw_link_web_user(r->link, user, 0);
+        if (gw_registry_detach(r->reg, s) == 1 && announced) {
+            gw_link_web_user(r->link, user, 0);
             gw_cache_web_user(r->cache, user, 0);
             gw_relay_user_here(r->relay, user, 0);
             gw_debug("router", "user %s has no more sessions", user);
@@ -192,9 +171,33 @@ static int http_get(void *ud, const char *path, char *buf, size_t len, const cha
                          "# TYPE imgw_spooled_total counter\nimgw_spooled_total %" PRIu64 "\n"
                          "# TYPE imgw_replayed_total counter\nimgw_replayed_total %" PRIu64 "\n"
                          "# TYPE imgw_store_refused_total counter\n"
-                         "imgw_store_refused_total %" PRIu64 "\n",
+                         "imgw_store_refused_total %" PRIu64 "\n"
+                         "# TYPE imgw_dead_letters_total counter\n"
+                         "imgw_dead_letters_total %" PRIu64 "\n"
+                         "# TYPE imgw_store_batch_failures_total counter\n"
+                         "imgw_store_batch_failures_total %" PRIu64 "\n"
+                         "# TYPE imgw_spool_rejected_total counter\n"
+                         "imgw_spool_rejected_total %" PRIu64 "\n",
                          gw_store_is_up(r->store), ss.queued, ss.spool_bytes, ss.written,
-                         ss.batches, ss.spooled, ss.replayed, ss.refused);
+                         ss.batches, ss.spooled, ss.replayed, ss.refused, ss.dead_letters,
+                         ss.batch_failures, ss.spool_rejected);
+            if (m < 0 || (size_t)m >= len - (size_t)n)
+                return -1;
+            n += m;
+        }
+        if (r->cfg->redis_host[0] != '\0') {
+            gw_relay_stats_t rs;
+            gw_relay_get_stats(r->relay, &rs);
+            m = snprintf(buf + n, len - (size_t)n,
+                         "# TYPE imgw_relay_forwarded_total counter\n"
+                         "imgw_relay_forwarded_total %" PRIu64 "\n"
+                         "# TYPE imgw_relay_received_total counter\n"
+                         "imgw_relay_received_total %" PRIu64 "\n"
+                         "# TYPE imgw_relay_refused_total counter\n"
+                         "imgw_relay_refused_total %" PRIu64 "\n"
+                         "# TYPE imgw_relay_errors_total counter\n"
+                         "imgw_relay_errors_total %" PRIu64 "\n",
+                         rs.forwarded, rs.received, rs.refused, rs.errors);
             if (m < 0 || (size_t)m >= len - (size_t)n)
                 return -1;
             n += m;
@@ -214,16 +217,20 @@ static void welcome(gw_router_t *r, gw_session_t *s)
     snprintf(jid, sizeof(jid), "%s@%s", s->user->id, r->users_domain);
     snprintf(sid, sizeof(sid), "%" PRIx64 "-%" PRIu64, (uint64_t)r->cfg->node_id, s->id);
     s->welcomed = 1;
-    if (!s->user->web_announced) {
-        /*
-         * Online on the XMPP server from the first welcomed session on: never
-         * before the account exists (same-JID registration comes first).
-         */
-        s->user->web_announced = 1;
-        gw_link_web_user(r->link, s->user->id, 1);
-    }
     if (s->tp->welcomed)
         s->tp->welcomed(s->tp_ctx, s);
+    if (!s->user->announced) {
+        /*
+         * The user's first session in: only now, once the account is known to be usable
+         * (same-JID mode registers it first), do the companion (the user becomes online
+         * on the XMPP server), the cache and the relay hear of the user: a refused login
+         * never shows anyone online.
+         */
+        s->user->announced = 1;
+        gw_link_web_user(r->link, s->user->id, 1);
+        gw_cache_web_user(r->cache, s->user->id, 1);
+        gw_relay_user_here(r->relay, s->user->id, 1);
+    }
     send_payload(s, gw_proto_welcome(s->user->id, jid, sid));
     gw_debug("router", "session %" PRIu64 " is %s", s->id, jid);
     if (s->recover_after)
@@ -248,6 +255,38 @@ typedef struct reg_ctx {
     char user[];
 } reg_ctx_t;
 
+/*
+ * Closes the sessions of user still waiting for their welcome: the account
+ * cannot be used (code, close 4401: retrying the same ticket cannot help) or
+ * cannot be checked now (close 1013, try again later).
+ */
+static void refuse_waiting(gw_router_t *r, const char *user, int retry, const char *code,
+                           const char *reason)
+{
+    gw_user_t *u = gw_registry_find(r->reg, user);
+    gw_session_t *next;
+
+    if (u == NULL)
+        return;
+    u->registering = 0;
+    for (gw_session_t *s = u->sessions; s; s = next) {
+        next = s->next; /* closing may detach s */
+        if (s->welcomed || s->closing)
+            continue;
+        send_error(s, code, reason, NULL);
+        gw_session_close(s, retry ? 1013 : 4401, retry ? "try again later" : code);
+    }
+}
+
+/*
+ * The companion's answer to a registration. Only a result lets the user in:
+ * "created", "exists" (the companion made or adopted this account earlier) or
+ * "adopted" (an existing account, adoption being on), or a bare result from an
+ * older companion, which answered that way only for a fresh account. Any
+ * error, "conflict" included (an account the companion did not create), keeps
+ * the user out: taking it as success once let a ticket for "admin" adopt the
+ * administrator's account.
+ */
 static void on_registered(void *ud, int status, const char *condition)
 {
     reg_ctx_t *ctx = ud;
@@ -255,22 +294,31 @@ static void on_registered(void *ud, int status, const char *condition)
     const char *user = ctx->user;
     gw_user_t *u;
 
-    if (status == 0 || (condition && strcmp(condition, "conflict") == 0)) {
+    if (status == 0) {
         if (gw_strset_count(r->known) >= KNOWN_MAX)
             gw_strset_clear(r->known);
         gw_strset_add(r->known, user);
-        if (status == 0)
-            gw_info("router", "registered %s@%s through the companion", user, r->cfg->xmpp_domain);
-    } else {
-        gw_warn("router", "registration of %s failed (%s); welcoming anyway", user,
+        if (condition == NULL || strcmp(condition, "exists") != 0)
+            gw_info("router", "registered %s@%s through the companion (%s)", user,
+                    r->cfg->xmpp_domain, condition ? condition : "created");
+        u = gw_registry_find(r->reg, user);
+        if (u != NULL) {
+            u->registering = 0;
+            for (gw_session_t *s = u->sessions; s; s = s->next)
+                if (!s->welcomed && !s->closing)
+                    welcome(r, s);
+        }
+    } else if (status == GW_ELINK) {
+        gw_warn("router", "registration of %s not answered (%s); refusing the login for now", user,
                 condition ? condition : "?");
-    }
-    u = gw_registry_find(r->reg, user);
-    if (u != NULL) {
-        u->registering = 0;
-        for (gw_session_t *s = u->sessions; s; s = s->next)
-            if (!s->welcomed && !s->closing)
-                welcome(r, s);
+        refuse_waiting(r, user, 1, "unavailable",
+                       "the XMPP server did not confirm the account; try again later");
+    } else {
+        gw_warn("router", "registration of %s refused by the companion (%s); refusing the login",
+                user, condition ? condition : "?");
+        refuse_waiting(r, user, 0, "account_unavailable",
+                       "this user's XMPP account cannot be used from the web (it exists and was "
+                       "not created by imgw, or it is an administrator's)");
     }
     free(ctx);
 }
@@ -303,8 +351,14 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
         gw_session_close(s, 4401, "bad hello");
         return;
     }
-    for (char *p = user; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
+    if (!gw_user_id_canonical(user)) {
+        /* Never folded silently: see gw_user_id_canonical() and docs/protocol.md. */
+        send_error(s, f->ticket ? "bad_ticket" : "bad_hello",
+                   "the user id must be lower case ([a-z0-9_.-], 1-64); it is never case-folded",
+                   NULL);
+        gw_session_close(s, 4401, "user id not lower case");
+        return;
+    }
     rc = gw_registry_attach(r->reg, s, user, (unsigned)r->cfg->max_sessions_per_user);
     if (rc == GW_ELIMIT) {
         send_error(s, "too_many_sessions", "this user has too many open sessions", NULL);
@@ -317,15 +371,12 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     }
     if (f->last_id)
         s->recover_after = gw_proto_parse_id(f->last_id);
-    if (rc == 1) {
-        gw_cache_web_user(r->cache, user, 1);
-        gw_relay_user_here(r->relay, user, 1);
-    }
     if (r->cfg->mode_value == GW_MODE_SAMEJID && !known_user(r, user)) {
         /*
-         * Same-JID mode: the XMPP account must exist before the user can chat.
-         * The first session of an unknown user asks the companion to create it
-         * ("conflict" means it exists) and is welcomed when the answer comes.
+         * Same-JID mode: the XMPP account must exist, and be one the companion
+         * manages, before the user can chat. The first session of an unknown user
+         * asks the companion to create it and is welcomed when a result comes
+         * (on_registered); the user's other sessions wait with it.
          */
         if (!s->user->registering) {
             size_t ulen = strlen(user);
@@ -339,7 +390,16 @@ static void handle_hello(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
                 return;
             }
             free(ud);
-            /* Link down: welcome now; the account is created on a later login. */
+            /*
+             * Link down: the account cannot be checked, and an unchecked user must not act
+             * as an XMPP account it may not own. Known users (checked since start) get in.
+             */
+            send_error(s, "unavailable",
+                       "the XMPP server is unreachable and this account is not confirmed yet; try "
+                       "again later",
+                       NULL);
+            gw_session_close(s, 1013, "try again later");
+            return;
         } else {
             return; /* welcomed with the other sessions of this user */
         }
@@ -382,12 +442,26 @@ static void echo_to_tabs(gw_session_t *sender, const gw_msg_t *m)
     gw_payload_unref(enc[1]);
 }
 
+/* Ends a send that was not accepted: the browser gets code, the cid is forgotten. */
+static void refuse_send(pending_send_t *p, gw_session_t *s, const char *code, const char *reason)
+{
+    p->r->st.refused++;
+    gw_cidmap_del(p->r->cids, p->user, p->cid);
+    if (s)
+        send_error(s, code, reason, p->cid);
+    free(p);
+}
+
 /*
  * The message is durable (stored, spooled, or there is no store) or was
  * refused: hand it to the outbox (which writes it to XMPP and keeps it until
- * routed), acknowledge it and show it in the other tabs.
+ * routed), acknowledge it and show it in the other tabs. A duplicate is a
+ * retry of a cid the store already has (after a restart, when the recent-cid
+ * map is gone): it is acknowledged with the id and ts of the stored message
+ * and not written again (the first one is in the outbox journal of the run
+ * that took it, or was routed).
  */
-static void complete_send(pending_send_t *p, int status)
+static void complete_send(pending_send_t *p, int status, uint64_t stored_id, uint64_t stored_ts)
 {
     gw_router_t *r = p->r;
     gw_session_t *s = gw_registry_find_session(r->reg, p->user, p->session_id);
@@ -399,27 +473,36 @@ static void complete_send(pending_send_t *p, int status)
     if (e && e->pending == p)
         e->pending = NULL;
     if (status < 0) {
-        r->st.refused++;
-        gw_cidmap_del(r->cids, p->user, p->cid);
         gw_outbox_cancel(r->outbox, p->entry);
-        if (s)
-            send_error(s, "store_unavailable",
-                       "the message could not be stored (history database unavailable and the "
-                       "spool full); retry later",
-                       p->cid);
-        free(p);
+        refuse_send(p, s, "store_unavailable",
+                    "the message could not be stored (history database unavailable and the "
+                    "spool full); retry later");
         return;
     }
-    /*
-     * status 1: the store already had this client id (a retry after a
-     * restart). The first send is in the outbox journal of the run that took
-     * it, or was routed: never write it twice.
-     */
-    if (status == 1)
+    if (status == GW_STORE_DEAD_LETTER) {
         gw_outbox_cancel(r->outbox, p->entry);
-    else
+        refuse_send(p, s, "store_refused",
+                    "the history database refused this message (kept for the operator); it was "
+                    "not sent");
+        return;
+    }
+    if (status == GW_STORE_DUPLICATE) {
+        if (stored_id != 0) {
+            p->id = stored_id;
+            p->ts = stored_ts;
+        } else {
+            gw_warn("router", "retry of %s's cid %s: the stored id is unknown; acking %" PRIu64,
+                    p->user, p->cid, p->id);
+        }
+        if (e) {
+            e->id = p->id;
+            e->ts = p->ts;
+        }
+        gw_outbox_cancel(r->outbox, p->entry);
+    } else {
         gw_outbox_ready(r->outbox, p->entry);
-    queued = status != 1 && !gw_link_is_up(r->link);
+    }
+    queued = status != GW_STORE_DUPLICATE && !gw_link_is_up(r->link);
     r->st.sent++;
     if (queued)
         r->st.queued++;
@@ -432,7 +515,7 @@ static void complete_send(pending_send_t *p, int status)
     m.body_len = p->body_len;
     m.kind = p->kind;
     m.cid = p->cid;
-    if (status == 0 && gw_store_enabled(r->store))
+    if (status == GW_STORE_STORED && gw_store_enabled(r->store))
         gw_history_stored(r->history, &m);
     if (s) {
         send_payload(s, gw_proto_ack(p->cid, p->id, p->ts, queued));
@@ -442,18 +525,21 @@ static void complete_send(pending_send_t *p, int status)
     free(p);
 }
 
-static void on_send_stored(void *ud, int status)
+static void on_send_stored(void *ud, int status, uint64_t id, uint64_t ts)
 {
-    complete_send(ud, status);
+    complete_send(ud, status, id, ts);
 }
 
 /* Writes one outbox send to XMPP (the outbox's write hook). */
 static int outbox_write(void *ud, const gw_outbox_msg_t *m, uint64_t *mark)
 {
     gw_router_t *r = ud;
-    char idtext[24];
+    char from[JID_MAX], idtext[GW_MSGID_STANZA_MAX];
 
-    snprintf(idtext, sizeof(idtext), "%" PRIu64, m->id);
+    /* Signed, so that the copy coming back is recognised as ours (msgid.h). */
+    snprintf(from, sizeof(from), "%s@%s", m->user, r->users_domain);
+    if (gw_msgid_sign(&r->idkey, m->id, from, m->cid, idtext, sizeof(idtext)) != 0)
+        return GW_EINVAL;
     return gw_link_send_chat(r->link, m->user, m->to, idtext, m->cid, m->kind, m->body, m->body_len,
                              mark);
 }
@@ -477,6 +563,13 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     if (gw_jid_resolve(f->to, r->users_domain, to, sizeof(to)) != 0) {
         r->st.refused++;
         send_error(s, "bad_recipient", "'to' is not a user id or a bare JID", f->cid);
+        return;
+    }
+    /* Web users reach the site's own domains only (allowed_domains), never an address. */
+    if (!gw_domain_list_has(r->allowed_domains, strchr(to, '@') + 1)) {
+        r->st.refused++;
+        send_error(s, "domain_not_allowed",
+                   "'to' is on a domain web users cannot send to (see allowed_domains)", f->cid);
         return;
     }
     /* A retried send (same cid): acknowledge it again, never send it twice. */
@@ -507,7 +600,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     p->r = r;
     p->session_id = s->id;
     p->id = next_id(r);
-    p->ts = gw_now_ms();
+    p->ts = gw_msgid_ts(p->id);
     p->t0_ns = gw_metrics_now_ns();
     snprintf(p->user, sizeof(p->user), "%s", s->user->id);
     snprintf(p->to, sizeof(p->to), "%s", to);
@@ -537,7 +630,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     e->ts = p->ts;
     e->pending = p;
     if (!gw_store_enabled(r->store)) {
-        complete_send(p, 0);
+        complete_send(p, GW_STORE_STORED, p->id, p->ts);
         return;
     }
     send_key(r, p->user, p->cid, from, sizeof(from), stanza_id, sizeof(stanza_id));
@@ -550,7 +643,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     sm.cid = p->cid;
     sm.stanza_id = stanza_id;
     if (gw_store_write(r->store, &sm, on_send_stored, p) != 0)
-        complete_send(p, GW_ENOMEM);
+        complete_send(p, GW_ENOMEM, 0, 0);
 }
 
 /* ---- sends an earlier run left unconfirmed (outbox journal) -------------- */
@@ -573,16 +666,25 @@ static void on_replay_retry(uv_timer_t *t)
     replay_store(t->data);
 }
 
-static void on_replay_stored(void *ud, int status)
+static void on_replay_stored(void *ud, int status, uint64_t id, uint64_t ts)
 {
     replay_send_t *rs = ud;
 
+    GW_UNUSED(id);
+    GW_UNUSED(ts);
+    if (status == GW_STORE_DEAD_LETTER) {
+        /* The database refuses it for good (kept for the operator): never sent. */
+        gw_warn("router", "a send from an earlier run was refused by the database; not sent");
+        gw_outbox_cancel(rs->r->outbox, rs->entry);
+        uv_close((uv_handle_t *)&rs->retry, free_replay);
+        return;
+    }
     if (status < 0) {
         /* Not durable yet (database down and spool full): try again later, calmly. */
         uv_timer_start(&rs->retry, on_replay_retry, 5000, 0);
         return;
     }
-    /* Stored now, or it was already (status 1): either way it may go out. */
+    /* Stored now, or it was already (a duplicate): either way it may go out. */
     gw_outbox_ready(rs->r->outbox, rs->entry);
     uv_close((uv_handle_t *)&rs->retry, free_replay);
 }
@@ -707,7 +809,7 @@ static void list_one_user(void *ud, gw_user_t *u)
 {
     gw_router_t *r = ud;
 
-    if (u->web_announced)
+    if (u->announced)
         gw_link_web_list(r->link, u->id);
 }
 
@@ -801,7 +903,7 @@ static void push_incoming(gw_router_t *r, const char *user, const gw_msg_t *m)
     r->st.delivered++;
 }
 
-static void on_incoming_stored(void *ud, int status)
+static void on_incoming_stored(void *ud, int status, uint64_t id, uint64_t ts)
 {
     pending_in_t *p = ud;
     gw_router_t *r = p->r;
@@ -818,9 +920,26 @@ static void on_incoming_stored(void *ud, int status)
         pending_in_free(p);
         return;
     }
-    /* 1 is a duplicate (our own send coming back, a resent copy): the cache has it already. */
-    if (status == 0)
+    if (status == GW_STORE_DEAD_LETTER) {
+        /* Durable, but not in the history (the database refused it): shown nowhere, and
+         * acknowledged, since sending it again would only be refused again. */
+        gw_link_ack(r->link, p->seq);
+        pending_in_free(p);
+        return;
+    }
+    if (status == GW_STORE_DUPLICATE) {
+        /*
+         * Our own send coming back, or a copy sent again after a crash: shown with the
+         * id and ts it was first stored under, so browsers that have it drop it. The
+         * cache has it already.
+         */
+        if (id != 0) {
+            m.id = id;
+            m.ts = ts;
+        }
+    } else {
         gw_history_stored(r->history, &m);
+    }
     push_incoming(r, p->user, &m);
     gw_link_ack(r->link, p->seq);
     pending_in_free(p);
@@ -911,12 +1030,8 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
         gw_link_ack(r->link, lm->seq);
         return;
     }
-    m.id = 0;
-    if (lm->id && strcmp(strchr(from, '@') ? strchr(from, '@') + 1 : "", r->users_domain) == 0)
-        m.id = own_id(lm->id);
-    if (m.id == 0)
-        m.id = next_id(r);
-    m.ts = gw_now_ms();
+    m.id = incoming_id(r, lm, from);
+    m.ts = gw_msgid_ts(m.id);
     m.from = from;
     m.to = to;
     m.body = lm->body;
@@ -932,22 +1047,30 @@ static void on_link_message(void *ud, const gw_link_msg_t *lm)
     gw_link_ack(r->link, lm->seq);
 }
 
-/* A msg frame another gateway forwarded for one of our users. */
-static void on_relayed(void *ud, const char *user, const char *frame, size_t len)
+/*
+ * A message another gateway forwarded for one of our users, checked by
+ * relay.c member by member: encoded here like a local one (at most two
+ * frames: "open" is each session's own), never passed on as it came.
+ */
+static void on_relayed(void *ud, const char *user, const gw_msg_t *m)
 {
     gw_router_t *r = ud;
     gw_user_t *u = gw_registry_find(r->reg, user);
-    gw_payload_t *p;
+    gw_payload_t *enc[2] = {NULL, NULL};
 
     if (u == NULL)
         return;
-    p = gw_payload_from(frame, len);
-    for (gw_session_t *s = u->sessions; s && p; s = s->next)
-        if (s->welcomed) {
-            gw_session_send(s, p);
-            r->st.frames_out++;
-        }
-    gw_payload_unref(p);
+    for (gw_session_t *s = u->sessions; s; s = s->next) {
+        int open = s->open_conv && strcmp(s->open_conv, m->from) == 0;
+        if (!s->welcomed)
+            continue;
+        if (enc[open] == NULL && (enc[open] = gw_proto_msg(m, m->from, open)) == NULL)
+            continue;
+        gw_session_send(s, enc[open]);
+        r->st.frames_out++;
+    }
+    gw_payload_unref(enc[0]);
+    gw_payload_unref(enc[1]);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -965,6 +1088,22 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
     r->loop = loop;
     r->cfg = cfg;
     r->users_domain = cfg->mode_value == GW_MODE_SAMEJID ? cfg->xmpp_domain : cfg->component_domain;
+    r->ids.node = (unsigned)cfg->node_id;
+    if (cfg->allowed_domains[0] != '\0') {
+        r->allowed_domains = strdup(cfg->allowed_domains);
+    } else {
+        size_t n = strlen(cfg->xmpp_domain) + strlen(cfg->component_domain) + 2;
+        r->allowed_domains = malloc(n);
+        if (r->allowed_domains)
+            snprintf(r->allowed_domains, n, "%s %s", cfg->xmpp_domain, cfg->component_domain);
+    }
+    if (r->allowed_domains == NULL) {
+        rc = GW_ENOMEM;
+        goto fail;
+    }
+    if ((rc = gw_msgid_key_derive(&r->idkey, cfg->component_secret,
+                                  strlen(cfg->component_secret))) != 0)
+        goto fail;
     if ((rc = gw_registry_new(&r->reg)) != 0)
         goto fail;
     if ((rc = gw_strset_new(&r->known)) != 0)
@@ -1072,6 +1211,7 @@ void gw_router_free(gw_router_t *r)
     gw_store_free(r->store);
     gw_cache_free(r->cache);
     gw_relay_free(r->relay);
+    free(r->allowed_domains);
     free(r);
 }
 

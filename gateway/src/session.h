@@ -82,9 +82,9 @@ struct gw_user {
     gw_user_t *hnext;       /* hash chain */
     gw_session_t *sessions; /* doubly linked through next/prev */
     unsigned nsessions;
-    uint8_t registering;   /* a companion registration is in flight */
-    uint8_t web_announced; /* the link was told this user has web sessions here */
-    char id[];             /* user id, lower case */
+    uint8_t registering; /* a companion registration is in flight */
+    uint8_t announced; /* web presence (link), cache and relay were told of this user (router.c) */
+    char id[];         /* user id, lower case */
 };
 
 typedef struct gw_registry gw_registry_t;

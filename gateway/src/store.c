@@ -11,13 +11,12 @@
 #include "log.h"
 #include "metrics.h"
 #include "payload.h"
-#include "session.h"
+#include "spoolrec.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <json-c/json.h>
 #include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +27,10 @@
 
 #define MAX_READS_QUEUED 10000
 #define SPOOL_LINE_MAX   (4u * 1024u * 1024u)
+#define RETRY_BASE_MS    100   /* first backoff after a failed batch (server error) */
+#define RETRY_CAP_MS     5000  /* longest backoff between retries */
+#define FAIL_LOG_MS      10000 /* at most one log line per this interval for repeated failures */
+#define DEGRADE_AFTER    3     /* consecutive failed batches before new writes go to the spool */
 
 /* ---- rows ------------------------------------------------------------------- */
 
@@ -58,11 +61,17 @@ int gw_rows_isnull(const gw_rows_t *r, size_t row, int col)
 
 typedef struct wrow {
     struct wrow *next;
+    struct wrow *same; /* next row of the same batch with the same stanza_id (result matching) */
     uint64_t id, ts;
     char *sender, *recipient, *body, *kind, *cid, *stanza_id;
     gw_store_write_cb cb;
     void *ud;
-    int replay; /* came from the spool: nobody waits for it */
+    int replay;    /* came from the spool: nobody waits for it */
+    unsigned seg;  /* bisection: the next seg rows from here form a batch of their own */
+    int uncertain; /* was in flight when a connection broke: may have been committed */
+    int done;      /* the outcome below is set */
+    int status;    /* GW_STORE_* or a negative GW_E* */
+    uint64_t out_id, out_ts;
 } wrow_t;
 
 static void wrow_free(wrow_t *w)
@@ -184,12 +193,30 @@ typedef struct pgc {
     req_t *running;
     /* writers only */
     int is_writer;
-    wlist_t batch;       /* the batch in flight, or finished and waiting for its turn */
-    uint64_t batch_seq;  /* order in which batches were sent */
-    uint64_t batch_t0;   /* when it was sent (gw_metrics_now_ns), for imgw_store_batch_seconds */
-    int finished;        /* 1: committed, 2: failed (rows go back to the queue) */
-    gw_strset_t *stored; /* stanza ids the committed batch really inserted */
+    wlist_t batch;      /* the batch in flight, or finished and waiting for its turn */
+    uint64_t batch_seq; /* order in which batches were sent */
+    uint64_t batch_t0;  /* when it was sent (gw_metrics_now_ns), for imgw_store_batch_seconds */
+    int finished;       /* F_*: what to do with the batch when its turn comes */
+    int op;             /* W_*: the statement running for the batch */
+    char failed_state[6];
+    char *failed_msg; /* why the database refused the row being dead-lettered */
 } pgc_t;
+
+/* What a finished batch becomes when its turn comes (complete_in_order). */
+enum {
+    F_NONE = 0, /* in flight */
+    F_DONE,     /* every row has its outcome */
+    F_REQUEUE,  /* not written (connection or server error): back to the queue as it was */
+    F_SPLIT,    /* a data error: back to the queue as two batches of their own */
+};
+
+/* The statement a writer runs for its batch. */
+enum {
+    W_INSERT = 0,   /* the batch insert */
+    W_LOOKUP,       /* the ids of duplicates the insert could not see */
+    W_DEAD,         /* the one row of the batch into dead_letters */
+    W_DEAD_ESCAPED, /* the same, text fields escaped to ASCII */
+};
 
 #define MAX_WRITERS 8
 
@@ -211,12 +238,20 @@ struct gw_store {
     int spool_fd;
     size_t spool_bytes;
     size_t replay_left; /* spooled rows handed to the writer and not yet committed */
+    char rejected_path[1024];
+    /* backoff after failed batches */
+    uv_timer_t backoff;
+    int backing_off;
+    unsigned backoff_attempt;
+    uint64_t fail_log_ms;     /* when a batch failure was last logged */
+    uint64_t fail_suppressed; /* failures not logged since then */
     gw_store_stats_t st;
 };
 
 static void pgc_dispatch(pgc_t *c);
 static void pgc_fail(pgc_t *c, const char *why);
 static void writer_kick(gw_store_t *s);
+static int writers_up(const gw_store_t *s);
 
 /* ---- deferred callbacks ------------------------------------------------------- */
 
@@ -225,6 +260,7 @@ typedef struct done_cb {
     gw_store_write_cb cb;
     void *ud;
     int status;
+    uint64_t id, ts;
 } done_cb_t;
 
 static void on_defer(uv_timer_t *t)
@@ -237,7 +273,7 @@ static void on_defer(uv_timer_t *t)
     s->failed = NULL;
     while (d) {
         done_cb_t *next = d->next;
-        d->cb(d->ud, d->status);
+        d->cb(d->ud, d->status, d->id, d->ts);
         free(d);
         d = next;
     }
@@ -249,7 +285,8 @@ static void on_defer(uv_timer_t *t)
     }
 }
 
-static void defer_write_cb(gw_store_t *s, gw_store_write_cb cb, void *ud, int status)
+static void defer_write_cb(gw_store_t *s, gw_store_write_cb cb, void *ud, int status, uint64_t id,
+                           uint64_t ts)
 {
     done_cb_t *d;
 
@@ -257,12 +294,14 @@ static void defer_write_cb(gw_store_t *s, gw_store_write_cb cb, void *ud, int st
         return;
     d = malloc(sizeof(*d));
     if (d == NULL) {
-        cb(ud, status); /* out of memory: run it now rather than lose it */
+        cb(ud, status, id, ts); /* out of memory: run it now rather than lose it */
         return;
     }
     d->cb = cb;
     d->ud = ud;
     d->status = status;
+    d->id = id;
+    d->ts = ts;
     d->next = NULL;
     if (s->deferred_tail)
         s->deferred_tail->next = d;
@@ -283,6 +322,8 @@ static int spool_open(gw_store_t *s)
     mkdir(s->cfg->spool_dir, 0700);
     snprintf(s->spool_path, sizeof(s->spool_path), "%s/spool.jsonl", s->cfg->spool_dir);
     snprintf(s->replay_path, sizeof(s->replay_path), "%s/spool.replay.jsonl", s->cfg->spool_dir);
+    snprintf(s->rejected_path, sizeof(s->rejected_path), "%s/spool.rejected.jsonl",
+             s->cfg->spool_dir);
     s->spool_fd = open(s->spool_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (s->spool_fd < 0) {
         gw_error("store", "cannot open spool %s: %s", s->spool_path, strerror(errno));
@@ -298,54 +339,48 @@ static int spool_open(gw_store_t *s)
     return 0;
 }
 
+static void row_msg(const wrow_t *w, gw_store_msg_t *m)
+{
+    m->id = w->id;
+    m->ts = w->ts;
+    m->sender = w->sender;
+    m->recipient = w->recipient;
+    m->body = w->body;
+    m->kind = w->kind;
+    m->cid = w->cid;
+    m->stanza_id = w->stanza_id;
+}
+
 /* Appends w to the spool and syncs it; returns 0 when durable. */
 static int spool_append(gw_store_t *s, const wrow_t *w)
 {
-    json_object *o;
-    const char *text;
-    size_t len;
-    char num[24];
+    gw_store_msg_t m;
+    gw_sbuf_t b;
     ssize_t n;
 
     if (s->spool_fd < 0)
         return GW_EFULL;
-    o = json_object_new_object();
-    if (o == NULL)
+    row_msg(w, &m);
+    gw_sbuf_init(&b, SPOOL_LINE_MAX);
+    gw_spoolrec_encode(&b, &m);
+    gw_sbuf_append(&b, "\n", 1);
+    if (b.overflow) {
+        gw_sbuf_free(&b);
         return GW_ENOMEM;
-    snprintf(num, sizeof(num), "%" PRIu64, w->id);
-    json_object_object_add(o, "id", json_object_new_string(num));
-    json_object_object_add(o, "ts", json_object_new_int64((int64_t)w->ts));
-    json_object_object_add(o, "s", json_object_new_string(w->sender));
-    json_object_object_add(o, "r", json_object_new_string(w->recipient));
-    json_object_object_add(o, "b", json_object_new_string(w->body));
-    json_object_object_add(o, "k", json_object_new_string(w->kind));
-    if (w->cid)
-        json_object_object_add(o, "c", json_object_new_string(w->cid));
-    json_object_object_add(o, "st", json_object_new_string(w->stanza_id));
-    text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-    len = strlen(text);
-    if (s->spool_bytes + len + 1 > (size_t)s->cfg->spool_max_bytes) {
-        json_object_put(o);
+    }
+    if (s->spool_bytes + b.len > (size_t)s->cfg->spool_max_bytes) {
+        gw_sbuf_free(&b);
         return GW_EFULL;
     }
-    {
-        char *line = malloc(len + 1);
-        if (line == NULL) {
-            json_object_put(o);
-            return GW_ENOMEM;
-        }
-        memcpy(line, text, len);
-        line[len] = '\n';
-        n = write(s->spool_fd, line, len + 1);
-        free(line);
-    }
-    json_object_put(o);
-    if (n != (ssize_t)(len + 1) || fdatasync(s->spool_fd) != 0) {
-        gw_error("store", "spool write failed: %s", strerror(errno));
+    n = write(s->spool_fd, b.data, b.len);
+    if (n != (ssize_t)b.len || fdatasync(s->spool_fd) != 0) {
+        gw_error("store", "spool write failed: %s", n < 0 ? strerror(errno) : "short write");
+        gw_sbuf_free(&b);
         return GW_EIO;
     }
-    s->spool_bytes += len + 1;
+    s->spool_bytes += b.len;
     s->st.spooled++;
+    gw_sbuf_free(&b);
     return 0;
 }
 
@@ -362,46 +397,34 @@ static void spool_row(gw_store_t *s, wrow_t *w)
     rc = spool_append(s, w);
     if (rc != 0)
         s->st.refused++;
-    defer_write_cb(s, w->cb, w->ud, rc == 0 ? 0 : (rc == GW_EIO ? GW_EIO : GW_EFULL));
+    defer_write_cb(s, w->cb, w->ud, rc == 0 ? GW_STORE_STORED : (rc == GW_EIO ? GW_EIO : GW_EFULL),
+                   w->id, w->ts);
     wrow_free(w);
 }
 
-static wrow_t *row_from_json(const char *line, size_t len)
+/*
+ * Keeps a spool line that cannot be read back in spool.rejected.jsonl for the
+ * operator, rather than dropping it: it may hold a message someone was told
+ * was durable.
+ */
+static void spool_reject(gw_store_t *s, int *fd, const char *line, size_t len, const char *why)
 {
-    json_object *o = json_tokener_parse(line), *v;
-    gw_store_msg_t m;
-    wrow_t *w = NULL;
-
-    (void)len;
-    if (o == NULL || !json_object_is_type(o, json_type_object))
-        goto out;
-    memset(&m, 0, sizeof(m));
-#define STR(key, field)                                                                            \
-    if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))         \
-    m.field = json_object_get_string(v)
-    STR("s", sender);
-    STR("r", recipient);
-    STR("b", body);
-    STR("k", kind);
-    STR("c", cid);
-    STR("st", stanza_id);
-#undef STR
-    if (json_object_object_get_ex(o, "id", &v))
-        m.id = strtoull(json_object_get_string(v), NULL, 10);
-    if (json_object_object_get_ex(o, "ts", &v))
-        m.ts = (uint64_t)json_object_get_int64(v);
-    if (m.sender && m.recipient && m.body && m.stanza_id && m.id)
-        w = wrow_new(&m);
-out:
-    json_object_put(o);
-    return w;
+    s->st.spool_rejected++;
+    gw_warn("store", "spool line of %zu bytes not replayed (%s); kept in %s", len, why,
+            s->rejected_path);
+    if (*fd < 0)
+        *fd = open(s->rejected_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0 || write(*fd, line, len) != (ssize_t)len || write(*fd, "\n", 1) != 1)
+        gw_error("store", "cannot keep a rejected spool line in %s: %s", s->rejected_path,
+                 strerror(errno));
 }
 
 /*
  * Hands the spooled messages to the writer: the spool file becomes the replay
  * file (new degraded writes start a fresh spool) and is deleted once every
- * row in it is committed. A torn last line from a crash was never acknowledged
- * and is skipped.
+ * row in it is written (stored, found already stored, or dead-lettered).
+ * Lines that cannot be read back (torn by a crash, cut, edited) are kept
+ * aside and never block the others.
  */
 static void spool_replay(gw_store_t *s)
 {
@@ -410,6 +433,7 @@ static void spool_replay(gw_store_t *s)
     size_t cap = 0;
     ssize_t n;
     wlist_t rows = {0};
+    int rfd = -1;
 
     if (s->spool_fd < 0 || s->replay_left > 0)
         return;
@@ -426,18 +450,39 @@ static void spool_replay(gw_store_t *s)
     if (f == NULL)
         return;
     while ((n = getline(&line, &cap, f)) > 0) {
+        gw_spoolrec_t rec;
+        const char *why;
         wrow_t *w;
-        if (line[n - 1] != '\n' || (size_t)n > SPOOL_LINE_MAX)
+        size_t len = (size_t)n;
+        if (line[len - 1] == '\n')
+            len--;
+        if (len == 0)
             continue;
-        line[n - 1] = '\0';
-        w = row_from_json(line, (size_t)n - 1);
-        if (w == NULL)
+        if (line[n - 1] != '\n' || len > SPOOL_LINE_MAX) {
+            spool_reject(s, &rfd, line, len, line[n - 1] != '\n' ? "torn last line" : "too long");
             continue;
+        }
+        if (gw_spoolrec_parse(line, len, &rec, &why) != 0) {
+            spool_reject(s, &rfd, line, len, why);
+            continue;
+        }
+        w = wrow_new(&rec.m);
+        gw_spoolrec_free(&rec);
+        if (w == NULL) {
+            spool_reject(s, &rfd, line, len, "out of memory");
+            continue;
+        }
         w->replay = 1;
         wlist_push(&rows, w);
     }
     free(line);
     fclose(f);
+    if (rfd >= 0) {
+        /* The replay file goes once its rows are written: the kept lines must be on disk first. */
+        if (fdatasync(rfd) != 0)
+            gw_error("store", "cannot sync %s: %s", s->rejected_path, strerror(errno));
+        close(rfd);
+    }
     if (rows.len == 0) {
         unlink(s->replay_path);
         return;
@@ -687,12 +732,37 @@ static void on_pgc_poll(uv_poll_t *h, int status, int events)
 
 /* ---- writer -------------------------------------------------------------------- */
 
+/*
+ * The batch insert. The BEFORE trigger skips a row whose stanza_id is already
+ * claimed, so RETURNING lists exactly the rows stored by this statement
+ * (inserted = true). The second half lists the rows that were already stored
+ * under one of the batch's other keys before the statement (inserted =
+ * false): a data-modifying CTE's rows are invisible to the rest of its
+ * statement, so the halves never overlap, and the EXCEPT spares the index
+ * probes for keys just inserted (most of them, most of the time). Together they give every row of
+ * the batch its outcome, duplicates included with the id and time of the message already stored, in
+ * one round trip. (A row a concurrent writer committed between this statement's snapshot and its
+ * trigger is in neither; writer_done then asks once more with lookup_sql.)
+ */
 static const char insert_sql[] =
-    "INSERT INTO messages (id, sender, recipient, body, kind, client_id, stanza_id, created_at) "
-    "SELECT i, s, r, b, k, c, st, to_timestamp(t / 1000.0) "
-    "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
-    "$7::text[], $8::bigint[]) AS u(i, s, r, b, k, c, st, t) "
-    "ON CONFLICT DO NOTHING RETURNING stanza_id";
+    "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
+    "$5::text[], $6::text[], $7::text[], $8::bigint[]) WITH ORDINALITY AS u(i, s, r, b, k, c, st, "
+    "t, n)), "
+    "ins AS (INSERT INTO messages (id, sender, recipient, body, kind, client_id, stanza_id, "
+    "created_at) SELECT i, s, r, b, k, c, st, to_timestamp(t / 1000.0) FROM u ORDER BY n "
+    "ON CONFLICT DO NOTHING RETURNING stanza_id, id, created_at) "
+    "SELECT true, stanza_id, id, (extract(epoch FROM created_at) * 1000)::bigint FROM ins "
+    "UNION ALL SELECT false, m.stanza_id, m.id, (extract(epoch FROM m.created_at) * 1000)::bigint "
+    "FROM message_ids m WHERE m.stanza_id IN (SELECT st FROM u EXCEPT SELECT stanza_id FROM ins)";
+
+static const char lookup_sql[] =
+    "SELECT false, stanza_id, id, (extract(epoch FROM created_at) * 1000)::bigint "
+    "FROM message_ids WHERE stanza_id = ANY($1::text[])";
+
+static const char dead_sql[] =
+    "INSERT INTO dead_letters (message_id, ts_ms, sender, recipient, body, kind, client_id, "
+    "stanza_id, source, sqlstate, error, escaped) VALUES ($1::numeric, $2::numeric, $3, $4, $5, "
+    "$6, $7, $8, $9, $10, $11, $12::boolean)";
 
 /* Appends v as an element of a text-format array literal. */
 static void array_elem(gw_sbuf_t *b, const char *v)
@@ -712,29 +782,112 @@ static void array_elem(gw_sbuf_t *b, const char *v)
     gw_sbuf_append(b, "\"", 1);
 }
 
-static void writer_kick(gw_store_t *s)
+/*
+ * SQLSTATEs that blame the rows rather than the server: data exceptions (22),
+ * integrity constraint violations (23) and program limits (54, e.g. an index
+ * row too large, or a statement too large for a big batch). A smaller batch
+ * may pass; a single row that still fails is refused for itself.
+ */
+static int is_data_error(const char *state)
 {
-    pgc_t *c = NULL;
+    return state != NULL && strlen(state) == 5 &&
+           (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
+            strncmp(state, "54", 2) == 0);
+}
+
+/*
+ * Counts a failed statement and logs it, at most once per FAIL_LOG_MS: a
+ * database that refuses every batch must not fill the disk with the news.
+ */
+static void log_failure(gw_store_t *s, const char *what, const char *state, const char *msg)
+{
+    uint64_t now = uv_now(s->loop);
+    char text[512];
+
+    s->st.batch_failures++;
+    if (s->fail_log_ms != 0 && now - s->fail_log_ms < FAIL_LOG_MS) {
+        s->fail_suppressed++;
+        return;
+    }
+    snprintf(text, sizeof(text), "%s", msg ? msg : "no result");
+    for (char *p = text; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    gw_error("store",
+             "%s failed (%s): %s (%" PRIu64 " failure(s) in all, %" PRIu64
+             " not logged since the last line)",
+             what, state ? state : "?", text, s->st.batch_failures, s->fail_suppressed);
+    s->fail_log_ms = now;
+    s->fail_suppressed = 0;
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    gw_store_t *s = t->data;
+
+    s->backing_off = 0;
+    writer_kick(s);
+}
+
+/*
+ * A statement failed for a reason that is not the rows' (the server, not the
+ * data): the writers pause with capped exponential backoff and equal jitter
+ * before the next batch, so a database that fails every statement is retried
+ * a few times a second at most, never in a loop.
+ */
+static void backoff_start(gw_store_t *s)
+{
+    uint64_t delay = RETRY_BASE_MS;
+
+    for (unsigned i = 0; i < s->backoff_attempt && delay < RETRY_CAP_MS; i++)
+        delay *= 2;
+    if (delay > RETRY_CAP_MS)
+        delay = RETRY_CAP_MS;
+    delay = delay / 2 + (uint64_t)random() % (delay / 2 + 1);
+    if (s->backoff_attempt < 32)
+        s->backoff_attempt++;
+    s->backing_off = 1;
+    uv_timer_start(&s->backoff, on_backoff, delay, 0);
+}
+
+/*
+ * 1 while the database has failed DEGRADE_AFTER batches in a row and the
+ * writers are waiting out a backoff: new writes then go to the spool (durable,
+ * so acked at once; refused when there is no spool) instead of waiting behind a
+ * database that keeps failing. Writes that arrive between two attempts still
+ * queue, so every attempt also tells whether the database is back.
+ */
+static int degraded(const gw_store_t *s)
+{
+    return s->backing_off && s->backoff_attempt >= DEGRADE_AFTER;
+}
+
+/* Moves the queued rows somebody waits for to the spool (replay rows are durable already). */
+static void spool_waiting(gw_store_t *s)
+{
+    wlist_t keep = {0};
+
+    while (s->queue.head) {
+        wrow_t *w = wlist_pop(&s->queue);
+        if (w->replay)
+            wlist_push(&keep, w);
+        else
+            spool_row(s, w);
+    }
+    s->queue = keep;
+}
+
+static void writer_send_batch(gw_store_t *s, pgc_t *c)
+{
     gw_sbuf_t a[8];
     const char *params[8];
-    size_t n = 0;
     int ok = 1;
 
-    if (s->queue.len == 0)
-        return;
-    /* An idle writer whose previous batch has been completed. */
-    for (int i = 0; i < s->nwriters && c == NULL; i++)
-        if (s->writers[i].state == C_IDLE && !s->writers[i].finished &&
-            s->writers[i].batch.head == NULL)
-            c = &s->writers[i];
-    if (c == NULL)
-        return;
     for (int i = 0; i < 8; i++) {
         gw_sbuf_init(&a[i], (size_t)1 << 30);
         gw_sbuf_append(&a[i], "{", 1);
     }
-    while (n < (size_t)s->cfg->store_batch_max && s->queue.head) {
-        wrow_t *w = wlist_pop(&s->queue);
+    for (wrow_t *w = c->batch.head; w; w = w->next) {
         char num[24];
         snprintf(num, sizeof(num), "%" PRIu64, w->id);
         array_elem(&a[0], num);
@@ -746,8 +899,6 @@ static void writer_kick(gw_store_t *s)
         array_elem(&a[6], w->stanza_id);
         snprintf(num, sizeof(num), "%" PRIu64, w->ts);
         array_elem(&a[7], num);
-        wlist_push(&c->batch, w);
-        n++;
     }
     for (int i = 0; i < 8; i++) {
         gw_sbuf_append(&a[i], "}", 1);
@@ -756,21 +907,227 @@ static void writer_kick(gw_store_t *s)
     }
     if (ok) {
         s->st.batches++;
+        c->op = W_INSERT;
         c->batch_seq = s->next_seq++;
         c->batch_t0 = gw_metrics_now_ns();
         pgc_send(c, insert_sql, 8, params);
     } else {
-        gw_error("store", "cannot build a batch of %zu rows (out of memory)", n);
+        gw_error("store", "cannot build a batch of %zu rows (out of memory)", c->batch.len);
         wlist_prepend(&s->queue, &c->batch);
     }
     for (int i = 0; i < 8; i++)
         gw_sbuf_free(&a[i]);
 }
 
+static void writer_kick(gw_store_t *s)
+{
+    pgc_t *c = NULL;
+    size_t limit;
+
+    /* Rows spooled while the database was up but busy go in once the queue has drained. */
+    if (s->queue.len == 0 && s->replay_left == 0 && s->spool_bytes > 0 && !s->backing_off &&
+        writers_up(s))
+        spool_replay(s);
+    if (s->queue.len == 0 || s->backing_off)
+        return;
+    /* An idle writer whose previous batch has been completed. */
+    for (int i = 0; i < s->nwriters && c == NULL; i++)
+        if (s->writers[i].state == C_IDLE && !s->writers[i].finished &&
+            s->writers[i].batch.head == NULL)
+            c = &s->writers[i];
+    if (c == NULL)
+        return;
+    /* A bisected segment goes alone; a plain batch stops where a segment starts. */
+    limit = s->queue.head->seg ? s->queue.head->seg : (size_t)s->cfg->store_batch_max;
+    while (c->batch.len < limit && s->queue.head && !(c->batch.len > 0 && s->queue.head->seg))
+        wlist_push(&c->batch, wlist_pop(&s->queue));
+    writer_send_batch(s, c);
+}
+
+/* ---- outcomes of a batch ----------------------------------------------------- */
+
+/* The batch's rows by stanza_id: first row of each key, later ones chained through same. */
+typedef struct rowmap {
+    wrow_t **slot;
+    size_t mask;
+} rowmap_t;
+
+static uint64_t key_hash(const char *k)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (; *k; k++) {
+        h ^= (unsigned char)*k;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static wrow_t **rowmap_find(const rowmap_t *m, const char *key)
+{
+    size_t i = (size_t)key_hash(key) & m->mask;
+
+    while (m->slot[i] != NULL && strcmp(m->slot[i]->stanza_id, key) != 0)
+        i = (i + 1) & m->mask;
+    return &m->slot[i];
+}
+
+static int rowmap_build(rowmap_t *m, wlist_t *batch)
+{
+    size_t n = 16;
+
+    while (n < batch->len * 2)
+        n *= 2;
+    m->slot = calloc(n, sizeof(*m->slot));
+    if (m->slot == NULL)
+        return GW_ENOMEM;
+    m->mask = n - 1;
+    for (wrow_t *w = batch->head, *tail = NULL; w; w = w->next) {
+        wrow_t **pp = rowmap_find(m, w->stanza_id);
+        w->same = NULL;
+        if (*pp == NULL) {
+            *pp = w;
+            continue;
+        }
+        /* Keep the batch order within a key: the first row is the one the insert stored. */
+        for (tail = *pp; tail->same; tail = tail->same)
+            ;
+        tail->same = w;
+    }
+    return 0;
+}
+
+static void set_outcome(wrow_t *w, int status, uint64_t id, uint64_t ts)
+{
+    /* Our own row, committed by an attempt whose answer was lost with the connection:
+     * stored, not a copy (ids are unique, so the same id means this very row). */
+    if (status == GW_STORE_DUPLICATE && w->uncertain && id == w->id)
+        status = GW_STORE_STORED;
+    w->done = 1;
+    w->status = status;
+    w->out_id = id;
+    w->out_ts = ts;
+}
+
+/*
+ * Gives the rows of the batch their outcomes from result rows (inserted,
+ * stanza_id, id, ms). Returns how many rows are still without one.
+ */
+static size_t apply_results(pgc_t *c, PGresult *res)
+{
+    rowmap_t m;
+    size_t left = 0;
+
+    if (rowmap_build(&m, &c->batch) != 0) {
+        /* Out of memory: call them duplicates of unknown id rather than lose the batch. */
+        for (wrow_t *w = c->batch.head; w; w = w->next)
+            if (!w->done)
+                set_outcome(w, GW_STORE_DUPLICATE, 0, 0);
+        return 0;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        int inserted = PQgetvalue(res, i, 0)[0] == 't';
+        wrow_t **pp = rowmap_find(&m, PQgetvalue(res, i, 1));
+        uint64_t id = strtoull(PQgetvalue(res, i, 2), NULL, 10);
+        uint64_t ts = strtoull(PQgetvalue(res, i, 3), NULL, 10);
+        if (*pp == NULL)
+            continue;
+        /* Inserted: the first row of the key is stored, later ones in the batch are its copies. */
+        for (wrow_t *w = *pp; w; w = w->same)
+            if (!w->done)
+                set_outcome(w, inserted && w == *pp ? GW_STORE_STORED : GW_STORE_DUPLICATE, id, ts);
+    }
+    for (wrow_t *w = c->batch.head; w; w = w->next)
+        if (!w->done)
+            left++;
+    free(m.slot);
+    return left;
+}
+
+/* Asks for the stored ids of the rows still without an outcome. */
+static void send_lookup(pgc_t *c)
+{
+    gw_sbuf_t a;
+    const char *params[1];
+
+    gw_sbuf_init(&a, (size_t)1 << 30);
+    gw_sbuf_append(&a, "{", 1);
+    for (wrow_t *w = c->batch.head; w; w = w->next)
+        if (!w->done)
+            array_elem(&a, w->stanza_id);
+    gw_sbuf_append(&a, "}", 1);
+    if (a.overflow) {
+        for (wrow_t *w = c->batch.head; w; w = w->next)
+            if (!w->done)
+                set_outcome(w, GW_STORE_DUPLICATE, 0, 0);
+        c->finished = F_DONE;
+    } else {
+        params[0] = a.data;
+        c->op = W_LOOKUP;
+        pgc_send(c, lookup_sql, 1, params);
+    }
+    gw_sbuf_free(&a);
+}
+
+/* Printable ASCII: every other byte (and the backslash) as \xNN. Caller frees; NULL on ENOMEM. */
+static char *escape_ascii(const char *v)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(v);
+    char *out = malloc(n * 4 + 1), *o = out;
+
+    if (out == NULL)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '\\';
+            *o++ = 'x';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Sends the batch's one row to dead_letters, with the reason the insert got. */
+static void send_dead_letter(pgc_t *c, int escaped)
+{
+    wrow_t *w = c->batch.head;
+    char id[24], ts[24];
+    const char *params[12];
+    char *esc[6] = {NULL};
+    const char *fields[6] = {w->sender, w->recipient, w->body, w->kind, w->cid, w->stanza_id};
+
+    snprintf(id, sizeof(id), "%" PRIu64, w->id);
+    snprintf(ts, sizeof(ts), "%" PRIu64, w->ts);
+    params[0] = id;
+    params[1] = ts;
+    for (int i = 0; i < 6; i++) {
+        if (escaped && fields[i] != NULL) {
+            esc[i] = escape_ascii(fields[i]);
+            params[2 + i] = esc[i] ? esc[i] : "?";
+        } else {
+            params[2 + i] = fields[i];
+        }
+    }
+    params[8] = w->replay ? "spool" : "live";
+    params[9] = c->failed_state;
+    params[10] = c->failed_msg ? c->failed_msg : "";
+    params[11] = escaped ? "true" : "false";
+    c->op = escaped ? W_DEAD_ESCAPED : W_DEAD;
+    pgc_send(c, dead_sql, 12, params);
+    for (int i = 0; i < 6; i++)
+        free(esc[i]);
+}
+
 /*
  * Reports the outcome of finished batches strictly in the order they were
  * sent, so acknowledgements (and the XMPP sends that follow them) keep the
- * order of the browsers' sends even with several writers.
+ * order of the browsers' sends even with several writers. A batch that was
+ * not written goes back to the front of the queue, as it was or split in two.
  */
 static void complete_in_order(gw_store_t *s)
 {
@@ -783,22 +1140,31 @@ static void complete_in_order(gw_store_t *s)
             size_t replayed = 0;
             if (!c->finished || c->batch_seq != s->done_seq)
                 continue;
-            if (c->finished == 2) {
-                /* Batches are idempotent (stanza_id): requeue and let a later batch retry. */
-                wlist_prepend(&s->queue, &c->batch);
+            if (c->finished == F_SPLIT) {
+                /* Two segments of their own, so the bad row ends up alone (bisection). */
+                size_t half = c->batch.len / 2, k = 0;
+                for (wrow_t *w = c->batch.head; w; w = w->next, k++)
+                    w->seg = k == 0      ? (unsigned)half
+                             : k == half ? (unsigned)(c->batch.len - half)
+                                         : 0;
+            }
+            if (c->finished == F_REQUEUE || c->finished == F_SPLIT) {
+                for (wrow_t *w = c->batch.head; w; w = w->next)
+                    w->done = 0;
+                wlist_prepend(&s->queue, &c->batch); /* a retry is harmless: stanza_id */
             }
             while (c->batch.head) {
                 wrow_t *w = wlist_pop(&c->batch);
-                int dup = c->stored && !gw_strset_has(c->stored, w->stanza_id);
                 if (w->replay)
                     replayed++;
-                s->st.written++;
-                defer_write_cb(s, w->cb, w->ud, dup ? 1 : 0);
+                if (w->status == GW_STORE_STORED)
+                    s->st.written++;
+                defer_write_cb(s, w->cb, w->ud, w->status, w->out_id, w->out_ts);
                 wrow_free(w);
             }
-            gw_strset_free(c->stored);
-            c->stored = NULL;
-            c->finished = 0;
+            free(c->failed_msg);
+            c->failed_msg = NULL;
+            c->finished = F_NONE;
             s->done_seq++;
             replay_done(s, replayed);
             progress = 1;
@@ -806,23 +1172,101 @@ static void complete_in_order(gw_store_t *s)
     }
 }
 
+/* A failed statement of the writer c: split, dead-letter, give up on a row, or retry. */
+static void writer_failed(gw_store_t *s, pgc_t *c, PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : "no result";
+    static const char *const what[] = {"batch insert", "duplicate lookup", "dead-letter insert",
+                                       "dead-letter insert (escaped)"};
+
+    log_failure(s, what[c->op], state, msg);
+    if (c->op == W_LOOKUP) {
+        /* The batch is committed; only the ids of a few duplicates are unknown. */
+        for (wrow_t *w = c->batch.head; w; w = w->next)
+            if (!w->done)
+                set_outcome(w, GW_STORE_DUPLICATE, 0, 0);
+        c->finished = F_DONE;
+        return;
+    }
+    if (!is_data_error(state)) {
+        /* Not the rows' fault: retry them later, after a pause unless the link itself broke. */
+        c->finished = F_REQUEUE;
+        if (c->conn != NULL && PQstatus(c->conn) != CONNECTION_BAD && res != NULL) {
+            backoff_start(s);
+        } else {
+            /* Lost with the connection: the commit may have happened before the answer. */
+            for (wrow_t *w = c->batch.head; w; w = w->next)
+                w->uncertain = 1;
+        }
+        return;
+    }
+    if (c->op == W_INSERT && c->batch.len > 1) {
+        c->finished = F_SPLIT;
+        return;
+    }
+    if (c->op == W_INSERT) {
+        size_t n;
+        snprintf(c->failed_state, sizeof(c->failed_state), "%s", state);
+        n = strlen(primary ? primary : msg) + (detail ? strlen(detail) + 2 : 0) + 1;
+        free(c->failed_msg);
+        c->failed_msg = malloc(n);
+        if (c->failed_msg)
+            snprintf(c->failed_msg, n, "%s%s%s", primary ? primary : msg, detail ? ": " : "",
+                     detail ? detail : "");
+        send_dead_letter(c, 0);
+        return;
+    }
+    if (c->op == W_DEAD) {
+        /* The row's text could not be stored even here (encoding): store it escaped. */
+        send_dead_letter(c, 1);
+        return;
+    }
+    /* Not even escaped: nothing more can be done for this row; say so loudly. */
+    gw_error("store",
+             "message %" PRIu64 " (stanza id %.200s) could not be stored anywhere and "
+             "is dropped: %s",
+             c->batch.head->id, c->batch.head->stanza_id, c->failed_msg ? c->failed_msg : "?");
+    set_outcome(c->batch.head, GW_EIO, 0, 0);
+    c->store->st.refused++;
+    c->finished = F_DONE;
+}
+
 static void writer_done(gw_store_t *s, pgc_t *c, PGresult *res)
 {
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
-    gw_hist_since(&gw_metrics.store_batch, c->batch_t0);
-    if (st != PGRES_TUPLES_OK) {
-        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-        gw_error("store", "batch insert failed (%s): %s", state ? state : "?",
-                 res ? PQresultErrorMessage(res) : "no result");
-        c->finished = 2;
+    if (c->batch.head == NULL)
+        return;
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        writer_failed(s, c, res);
+    } else if (c->op == W_DEAD || c->op == W_DEAD_ESCAPED) {
+        wrow_t *w = c->batch.head;
+        s->st.dead_letters++;
+        gw_warn("store",
+                "message %" PRIu64 " (stanza id %.200s) refused by PostgreSQL (%s: %s); "
+                "kept in dead_letters",
+                w->id, w->stanza_id, c->failed_state, c->failed_msg ? c->failed_msg : "?");
+        set_outcome(w, GW_STORE_DEAD_LETTER, w->id, w->ts);
+        c->finished = F_DONE;
+        s->backoff_attempt = 0;
     } else {
-        c->finished = 1;
-        if (gw_strset_new(&c->stored) == 0)
-            for (int i = 0; i < PQntuples(res); i++)
-                gw_strset_add(c->stored, PQgetvalue(res, i, 0));
+        s->backoff_attempt = 0;
+        if (apply_results(c, res) == 0 || c->op == W_LOOKUP) {
+            for (wrow_t *w = c->batch.head; w; w = w->next)
+                if (!w->done)
+                    set_outcome(w, GW_STORE_DUPLICATE, 0, 0);
+            c->finished = F_DONE;
+        } else {
+            send_lookup(c);
+        }
     }
-    complete_in_order(s);
+    if (c->finished)
+        complete_in_order(s);
+    if (degraded(s))
+        spool_waiting(s);
 }
 
 static int writers_up(const gw_store_t *s)
@@ -835,14 +1279,18 @@ static int writers_up(const gw_store_t *s)
 
 /*
  * A writer connection broke. Its batch may or may not have committed; it goes
- * back to the queue (a retry is harmless: stanza_id) and its turn is released.
- * When no writer is left, everything waiting goes to the spool so browsers get
- * their acks.
+ * back to the queue (a retry is harmless: stanza_id, and a row found stored
+ * under its own id is reported stored) and its turn is released. When no
+ * writer is left, everything waiting goes to the spool so browsers get their
+ * acks.
  */
 static void writer_lost(gw_store_t *s, pgc_t *c)
 {
-    if (c->batch.head && !c->finished)
-        c->finished = 2;
+    if (c->batch.head && !c->finished) {
+        c->finished = F_REQUEUE;
+        for (wrow_t *w = c->batch.head; w; w = w->next)
+            w->uncertain = 1;
+    }
     complete_in_order(s);
     if (writers_up(s)) {
         writer_kick(s);
@@ -862,7 +1310,7 @@ int gw_store_write(gw_store_t *s, const gw_store_msg_t *m, gw_store_write_cb cb,
         return GW_ENOMEM;
     w->cb = cb;
     w->ud = ud;
-    if (!writers_up(s)) {
+    if (!writers_up(s) || degraded(s)) {
         spool_row(s, w);
         return 0;
     }
@@ -1181,6 +1629,8 @@ int gw_store_new(uv_loop_t *loop, const gw_config_t *cfg, const char *schema_dir
     s->defer.data = s;
     uv_timer_init(loop, &s->maintenance);
     s->maintenance.data = s;
+    uv_timer_init(loop, &s->backoff);
+    s->backoff.data = s;
     s->nwriters = cfg->store_writers < 1             ? 1
                   : cfg->store_writers > MAX_WRITERS ? MAX_WRITERS
                                                      : cfg->store_writers;
@@ -1228,8 +1678,8 @@ void gw_store_stop(gw_store_t *s)
     /* Batches in flight may or may not commit; spooling them too is harmless (stanza_id). */
     for (int i = 0; i < s->nwriters; i++) {
         wlist_prepend(&s->queue, &s->writers[i].batch);
-        gw_strset_free(s->writers[i].stored);
-        s->writers[i].stored = NULL;
+        free(s->writers[i].failed_msg);
+        s->writers[i].failed_msg = NULL;
     }
     while (s->queue.head)
         spool_row(s, wlist_pop(&s->queue));
@@ -1239,6 +1689,7 @@ void gw_store_stop(gw_store_t *s)
     on_defer(&s->defer);
     uv_close((uv_handle_t *)&s->defer, NULL);
     uv_close((uv_handle_t *)&s->maintenance, NULL);
+    uv_close((uv_handle_t *)&s->backoff, NULL);
 }
 
 void gw_store_free(gw_store_t *s)

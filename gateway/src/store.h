@@ -7,7 +7,10 @@
  * database is down or too slow, messages go to an append-only spool file that
  * is fsync'd before the write is reported durable, survives a restart and is
  * replayed when the database is back. Duplicates are skipped by the schema
- * (stanza_id), so replays and retries are safe. Only store.c includes libpq.
+ * (stanza_id), so replays and retries are safe, and reported with the id of
+ * the message already stored. A row PostgreSQL refuses never blocks the
+ * others: the failing batch is split until the row is alone, and that row is
+ * kept in the dead_letters table. Only store.c includes libpq.
  */
 #ifndef GW_STORE_H
 #define GW_STORE_H
@@ -33,11 +36,26 @@ typedef struct gw_store_msg {
 } gw_store_msg_t;
 
 /*
- * Outcome of gw_store_write: 0 when the message is durable (committed, or in
- * the fsync'd spool), GW_EFULL when it was refused (queue and spool full, or
- * no spool while the database is down), GW_EIO on a spool write error.
+ * Outcomes of gw_store_write, as status:
+ *   GW_STORE_STORED      durable: committed, or in the fsync'd spool; id and
+ *                        ts are the message's own
+ *   GW_STORE_DUPLICATE   durable: a message with the same stanza_id was
+ *                        already stored; id and ts are that stored message's
+ *                        (the caller's id was not used), or 0 in the rare
+ *                        case the store could not tell
+ *   GW_STORE_DEAD_LETTER durable, but not in the history: PostgreSQL refused
+ *                        the row itself (a data error such as a unique or
+ *                        check violation), so it was isolated from its batch
+ *                        and kept in the dead_letters table with the reason
+ *   GW_EFULL             refused: queue and spool full, or no spool while the
+ *                        database is down
+ *   GW_EIO               refused: a spool write error, or a row that not even
+ *                        the dead-letter table would take (logged)
+ * A row that fails for any other reason (connection lost, server errors) is
+ * retried with capped exponential backoff, never reported as failed.
  */
-typedef void (*gw_store_write_cb)(void *ud, int status);
+enum { GW_STORE_STORED = 0, GW_STORE_DUPLICATE = 1, GW_STORE_DEAD_LETTER = 2 };
+typedef void (*gw_store_write_cb)(void *ud, int status, uint64_t id, uint64_t ts);
 
 /* Read-only view of result rows, valid until the callback returns. */
 typedef struct gw_rows gw_rows_t;
@@ -89,6 +107,9 @@ int gw_store_recover(gw_store_t *s, const char *user, uint64_t after, int limit,
 
 typedef struct gw_store_stats {
     uint64_t written, batches, spooled, replayed, refused, failed_reads;
+    uint64_t dead_letters;   /* rows kept in dead_letters (data errors) */
+    uint64_t batch_failures; /* failed batch statements, of every kind */
+    uint64_t spool_rejected; /* spool lines that could not be read back (kept aside) */
     size_t queued, spool_bytes;
 } gw_store_stats_t;
 void gw_store_get_stats(const gw_store_t *s, gw_store_stats_t *st);

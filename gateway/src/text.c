@@ -5,7 +5,9 @@
 #include "gw.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* Decodes one code point at s (n bytes left); returns its length or 0 when invalid. */
 static size_t utf8_next(const unsigned char *s, size_t n, unsigned *cp)
@@ -161,6 +163,16 @@ int gw_user_id_ok(const char *s)
     return n > 0;
 }
 
+int gw_user_id_canonical(const char *s)
+{
+    if (!gw_user_id_ok(s))
+        return 0;
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            return 0;
+    return 1;
+}
+
 static int domain_ok(const char *d, size_t n)
 {
     if (n == 0 || n > 253 || d[0] == '.' || d[n - 1] == '.')
@@ -173,6 +185,87 @@ static int domain_ok(const char *d, size_t n)
             return 0;
     }
     return 1;
+}
+
+int gw_domain_ip_literal(const char *d, size_t n)
+{
+    size_t last = n;
+
+    if (memchr(d, ':', n) || memchr(d, '[', n))
+        return 1;
+    while (last > 0 && d[last - 1] != '.')
+        last--;
+    if (last == n)
+        return 0; /* ends with a dot, or empty: not a literal (and not a valid name) */
+    for (size_t i = last; i < n; i++)
+        if (d[i] < '0' || d[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* The next entry of a domain list at *p: its start and length; 0 at the end. */
+static size_t list_next(const char **p, const char **start)
+{
+    const char *s = *p;
+    size_t n;
+
+    while (*s == ',' || *s == ' ' || *s == '\t')
+        s++;
+    n = strcspn(s, ", \t");
+    *start = s;
+    *p = s + n;
+    return n;
+}
+
+int gw_domain_list_check(const char *list, char *err, size_t errlen)
+{
+    const char *p = list, *e;
+    size_t n;
+
+    while ((n = list_next(&p, &e)) > 0) {
+        if (n == 1 && e[0] == '*')
+            continue;
+        if (!domain_ok(e, n) || gw_domain_ip_literal(e, n)) {
+            snprintf(err, errlen,
+                     "key 'allowed_domains': '%.*s' is not a domain name (IP literals are never "
+                     "allowed)",
+                     (int)(n > 200 ? 200 : n), e);
+            return GW_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int gw_domain_list_has(const char *list, const char *domain)
+{
+    const char *p = list, *e;
+    size_t n, dlen = strlen(domain);
+
+    if (!domain_ok(domain, dlen) || gw_domain_ip_literal(domain, dlen))
+        return 0;
+    while ((n = list_next(&p, &e)) > 0) {
+        if ((n == 1 && e[0] == '*') || (n == dlen && strncasecmp(e, domain, n) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+int gw_jid_bare_ok(const char *s, size_t n)
+{
+    const char *at = memchr(s, '@', n);
+    const char *dom = at ? at + 1 : s;
+    size_t nlen = at ? (size_t)(at - s) : 0, dlen = n - (size_t)(dom - s);
+
+    if (at != NULL) {
+        if (nlen == 0 || nlen > 1023 || !gw_utf8_valid(s, nlen))
+            return 0;
+        for (size_t i = 0; i < nlen; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c <= 0x20 || c == 0x7f || strchr("\"&'/:<>@", c) != NULL)
+                return 0;
+        }
+    }
+    return domain_ok(dom, dlen);
 }
 
 int gw_jid_resolve(const char *in, const char *users_domain, char *out, size_t outlen)

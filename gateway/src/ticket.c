@@ -14,15 +14,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int mac_hex(const char *msg, size_t msglen, const char *secret, char hex[65])
+int gw_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
+                   unsigned char out[32])
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
+
+    if (keylen > INT32_MAX ||
+        HMAC(EVP_sha256(), key, (int)keylen, msg, len, mac, &maclen) == NULL || maclen != 32)
+        return GW_EINVAL;
+    memcpy(out, mac, 32);
+    return 0;
+}
+
+int gw_ct_equal(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+static int mac_hex(const char *msg, size_t msglen, const char *secret, char hex[65])
+{
+    unsigned char mac[32];
     static const char digits[] = "0123456789abcdef";
 
-    if (HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, msglen, mac,
-             &maclen) == NULL ||
-        maclen != 32)
+    if (gw_hmac_sha256(secret, strlen(secret), msg, msglen, mac) != 0)
         return GW_EINVAL;
     for (unsigned i = 0; i < 32; i++) {
         hex[2 * i] = digits[mac[i] >> 4];
@@ -94,7 +109,7 @@ int gw_ticket_make(const char *user, uint64_t expiry, const char *secret, char *
     char hex[65];
     int n;
 
-    if (!gw_user_id_ok(user))
+    if (!gw_user_id_canonical(user))
         return GW_EINVAL;
     n = snprintf(out, outlen, "%s:%" PRIu64, user, expiry);
     if (n < 0 || (size_t)n + 66 > outlen)

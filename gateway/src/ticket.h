@@ -3,7 +3,11 @@
  *
  * A ticket is "USER:EXPIRY:MAC": USER a user id, EXPIRY a Unix time in
  * seconds, MAC the lower-case hex HMAC-SHA256 of "USER:EXPIRY" under the
- * shared ticket secret. Only this module includes OpenSSL.
+ * shared ticket secret.
+ *
+ * This module is also the gateway's one adapter to OpenSSL: the HMAC and
+ * constant-time comparison that message ids (msgid.c) and relay envelopes
+ * (relay.c) are signed with live here. Only this module includes OpenSSL.
  */
 #ifndef GW_TICKET_H
 #define GW_TICKET_H
@@ -33,8 +37,19 @@ int gw_ticket_verify_cfg(const struct gw_config *cfg, const char *ticket, uint64
 
 /*
  * Writes a ticket for user valid until expiry into out (size outlen >= 160).
- * Used by tests and by `imgw ticket`. Returns 0 or GW_EINVAL.
+ * Used by tests and by `imgw ticket`. Returns 0, or GW_EINVAL (also for a
+ * user id that is not in canonical, lower-case form: the gateway refuses it).
  */
 int gw_ticket_make(const char *user, uint64_t expiry, const char *secret, char *out, size_t outlen);
+
+/*
+ * HMAC-SHA256 of msg[0..len) under key[0..keylen) into out (32 bytes).
+ * Returns 0, or GW_EINVAL when OpenSSL fails (never for valid arguments).
+ */
+int gw_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
+                   unsigned char out[32]);
+
+/* 1 when a[0..n) equals b[0..n), compared in time independent of the contents. */
+int gw_ct_equal(const void *a, const void *b, size_t n);
 
 #endif

@@ -48,7 +48,7 @@ describe('relay between gateways through Redis', { skip: !gatewayBuilt() && 'bui
       domain: DOMAIN,
       components: [{ domain: GW_A, secret: SECRET }, { domain: GW_B, secret: SECRET }],
       users: [['seller7', 'pw']],
-      companion: { gateway: GW_A },
+      companion: { gateway: GW_A, adopt: true, extraGateways: [GW_B] }, // web users registered beforehand; B registers too
       logLevel: 'info',
     });
     redis = await startRedis();

@@ -8,6 +8,8 @@
 //     users: [['alice', 'pw']],
 //     companion: { gateway: 'gw.shop.test' },  // loads prosody-plugin/mod_imgw_companion.lua
 //                                            // (gateway: [a, b] for several gateway domains)
+//                                              // (adopt: true lets it adopt existing accounts;
+//                                              // extraGateways: more trusted gateway domains)
 //   });
 //   ... p.c2sPort, p.componentPort, p.httpPort (websocket: true) ...
 //   await p.register('bob', 'pw');
@@ -93,6 +95,10 @@ function configText(o) {
     const g = o.companion.gateway;
     lines.push(`  imgw_gateway = ${Array.isArray(g) ? `{ ${g.map(lua).join(', ')} }` : lua(g)}`);
   }
+  // Accounts that existed before imgw (registered with prosodyctl) are used from the web only
+  // when the companion may adopt them (docs/companion-protocol.md, section 1).
+  if (o.companion?.adopt) lines.push('  imgw_adopt_existing_accounts = true');
+  if (o.companion?.extraGateways) lines.push(`  imgw_extra_gateways = { ${o.companion.extraGateways.map(lua).join(', ')} }`);
   if (o.hostConfig) lines.push(o.hostConfig);
   for (const c of o.components) {
     lines.push('', `Component ${lua(c.domain)}`, `  component_secret = ${lua(c.secret)}`);

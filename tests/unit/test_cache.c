@@ -366,6 +366,16 @@ static void test_live(void)
     get(c, "alice@x", 10, &r);
     ASSERT_EQ(r.status, 0);
     ASSERT_EQ(r.n, 2);
+    /* So is an entry whose string holds an escaped NUL (it would be cut short in C). */
+    freeReplyObject(redisCommand(rc, "HSET imgw:chats:alice@x bob@x %s",
+                                 "{\"peer\":\"bob@x\",\"last_id\":100,\"last_ts\":1,"
+                                 "\"last_sender\":\"bob@x\\u0000evil\",\"kind\":\"text\","
+                                 "\"preview\":\"p\"}"));
+    get(c, "alice@x", 10, &r);
+    ASSERT_EQ(r.status, GW_ENOTFOUND);
+    fill(c, "alice@x");
+    get(c, "alice@x", 10, &r);
+    ASSERT_EQ(r.status, 0);
     /* So is a list that lost a key (eviction). */
     freeReplyObject(redisCommand(rc, "DEL imgw:unread:alice@x"));
     get(c, "alice@x", 10, &r);

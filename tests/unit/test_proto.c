@@ -75,6 +75,28 @@ static void test_parse_bad(void)
         ASSERT_EQ(gw_proto_failed_op("{\"op\":\"send\"}", 13, op, sizeof(op)), GW_ENOTFOUND);
         ASSERT_EQ(gw_proto_failed_op("{", 1, op, sizeof(op)), GW_ENOTFOUND);
     }
+    /* Strings are read with their length: an escaped NUL never truncates a value (issue 9). */
+    ASSERT(parse("{\"op\":\"send\",\"to\":\"app1\\u0000@evil.example\",\"body\":\"x\",\"cid\":"
+                 "\"c\"}",
+                 &f, &code) != 0);
+    ASSERT_STR(code, "bad_frame");
+    ASSERT(parse("{\"op\":\"hello\",\"ticket\":\"alice:1:00\\u0000junk\"}", &f, &code) != 0);
+    ASSERT_STR(code, "bad_hello");
+    ASSERT(parse("{\"op\":\"hello\",\"user\":\"alice\\u0000\"}", &f, &code) != 0);
+    ASSERT_STR(code, "bad_hello");
+    ASSERT(parse("{\"op\":\"send\",\"to\":\"b\",\"body\":\"x\\u0000y\",\"cid\":\"c\"}", &f,
+                 &code) != 0);
+    ASSERT_STR(code, "bad_frame");
+    ASSERT(parse("{\"op\":\"send\",\"to\":\"b\",\"body\":\"x\",\"cid\":\"c\\u0000\"}", &f, &code) !=
+           0);
+    ASSERT_STR(code, "bad_frame");
+    ASSERT(parse("{\"op\":\"open\",\"with\":\"bob\\u0000x\"}", &f, &code) != 0);
+    ASSERT_STR(code, "bad_frame");
+    ASSERT(parse("{\"op\":\"history\",\"with\":\"bob\\u0000x\"}", &f, &code) != 0);
+    ASSERT_STR(code, "bad_frame");
+    ASSERT(parse("{\"op\":\"read\",\"with\":\"bob\",\"id\":\"5\\u0000\"}", &f, &code) != 0);
+    ASSERT_STR(code, "bad_frame");
+    ASSERT(parse("{\"op\":\"hel\\u0000lo\"}", &f, &code) != 0);
     /* A body over max_body (100) is refused, and the error can name the cid. */
     {
         char big[300];

@@ -1,3 +1,4 @@
+#include "gw.h"
 #include "task.h"
 #include "text.h"
 
@@ -62,8 +63,43 @@ static void test_jid(void)
     ASSERT_STR(out, "a@b");
 }
 
+static void test_identity_and_domains(void)
+{
+    char err[200];
+
+    ASSERT(gw_user_id_canonical("alice.b-1_x"));
+    ASSERT(!gw_user_id_canonical("Alice"));
+    ASSERT(!gw_user_id_canonical("ALICE"));
+    ASSERT(!gw_user_id_canonical(""));
+    ASSERT(!gw_user_id_canonical("a b"));
+
+    ASSERT(gw_domain_ip_literal("127.0.0.1", 9));
+    ASSERT(gw_domain_ip_literal("10.1", 4));
+    ASSERT(gw_domain_ip_literal("2130706433", 10));
+    ASSERT(gw_domain_ip_literal("::1", 3));
+    ASSERT(!gw_domain_ip_literal("shop.test", 9));
+    ASSERT(!gw_domain_ip_literal("1.example", 9));
+
+    ASSERT_EQ(gw_domain_list_check("shop.test, gw.shop.test", err, sizeof(err)), 0);
+    ASSERT_EQ(gw_domain_list_check("", err, sizeof(err)), 0);
+    ASSERT_EQ(gw_domain_list_check("*", err, sizeof(err)), 0);
+    ASSERT_EQ(gw_domain_list_check("shop.test 127.0.0.1", err, sizeof(err)), GW_EINVAL);
+    ASSERT(strstr(err, "127.0.0.1") != NULL);
+    ASSERT_EQ(gw_domain_list_check("bad..name", err, sizeof(err)), GW_EINVAL);
+
+    ASSERT(gw_domain_list_has("shop.test, gw.shop.test", "shop.test"));
+    ASSERT(gw_domain_list_has("shop.test, gw.shop.test", "GW.Shop.Test"));
+    ASSERT(!gw_domain_list_has("shop.test, gw.shop.test", "evil.example"));
+    ASSERT(!gw_domain_list_has("shop.test, gw.shop.test", "test"));
+    ASSERT(!gw_domain_list_has("shop.test", "shop.test.evil"));
+    ASSERT(gw_domain_list_has("*", "anything.example"));
+    ASSERT(!gw_domain_list_has("*", "127.0.0.1"));
+    ASSERT(!gw_domain_list_has("", "shop.test"));
+}
+
 int main(void)
 {
+    test_identity_and_domains();
     test_utf8();
     test_xml_ok();
     test_escape();

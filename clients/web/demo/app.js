@@ -78,9 +78,34 @@ function shortTime(ts) {
 }
 
 /**
+ * Origins whose pictures are shown: the gateway's own (the page's, and the one the
+ * WebSocket URL points at) and those the operator lists in the page's
+ * <meta name="imgw-image-origins">. Not from the URL's parameters: a link must not be
+ * able to widen this.
+ */
+function imageOrigins() {
+  const out = new Set([location.origin]);
+  try {
+    const g = new URL(gatewayUrl());
+    g.protocol = g.protocol === 'wss:' ? 'https:' : 'http:';
+    out.add(g.origin);
+  } catch { /* no usable gateway URL: only the page's origin */ }
+  const meta = document.querySelector('meta[name="imgw-image-origins"]')?.content ?? '';
+  for (const o of meta.split(/\s+/).filter(Boolean)) {
+    try {
+      const u = new URL(o);
+      if (u.protocol === 'https:' || u.protocol === 'http:') out.add(u.origin);
+    } catch { /* ignore a malformed entry */ }
+  }
+  return out;
+}
+const IMAGE_ORIGINS = imageOrigins();
+
+/**
  * The URL of a picture message, or null when the body is not one the gateway made: an
- * http(s) URL of `/files/<32 hex>.<jpg|png|gif|webp>`. Anything else is shown as text, so
- * a message cannot make the page load arbitrary addresses.
+ * http(s) URL of `/files/<32 hex>.<jpg|png|gif|webp>` at one of IMAGE_ORIGINS. Anything
+ * else is shown as text, so a message cannot make the page load arbitrary addresses (a
+ * tracking pixel, a request to an intranet host).
  */
 function pictureUrl(m) {
   if (m.kind !== 'image' && !m.localPreview) return null;
@@ -88,7 +113,8 @@ function pictureUrl(m) {
   try {
     const u = new URL(m.body);
     if (u.protocol !== 'http:' && u.protocol !== 'https:') return null;
-    return /\/files\/[0-9a-f]{32}\.(jpg|png|gif|webp)$/.test(u.pathname) ? u.href : null;
+    if (!IMAGE_ORIGINS.has(u.origin) || u.username || u.password || u.search || u.hash) return null;
+    return /^\/files\/[0-9a-f]{32}\.(jpg|png|gif|webp)$/.test(u.pathname) ? u.href : null;
   } catch {
     return null;
   }

@@ -26,6 +26,11 @@ public final class Companion {
     public static final String PROP_DEDUP_MAX = "plugin.imgw.copy.dedup.max";
     /** Openfire system property: turns message copies off (true by default). */
     public static final String PROP_COPY_ENABLED = "plugin.imgw.copy.enabled";
+    /**
+     * Openfire system property: a create of an existing account the companion did not make
+     * adopts it instead of answering conflict (false by default; never for administrators).
+     */
+    public static final String PROP_ADOPT_EXISTING = "plugin.imgw.adopt.existing";
 
     /** Openfire system property: acknowledged copies on, off or auto (section 9). */
     public static final String PROP_ACKS = "plugin.imgw.acks";

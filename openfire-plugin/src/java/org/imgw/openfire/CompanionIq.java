@@ -45,7 +45,12 @@ public final class CompanionIq {
                 throw CompanionError.badRequest("expected an IQ set");
             }
             if ("user".equals(child.getName())) {
-                registration.apply(UserRequest.fromElement(child));
+                String outcome = registration.apply(UserRequest.fromElement(child));
+                // <user status='created|exists|adopted|updated|deleted'/>: the gateway lets a
+                // web user in only on a result, never on an error such as conflict.
+                IQ result = IQ.createResultIQ(iq);
+                result.setChildElement("user", Companion.NS).addAttribute("status", outcome);
+                return result;
             } else if ("presence".equals(child.getName())) {
                 webPresence(child);
             } else {

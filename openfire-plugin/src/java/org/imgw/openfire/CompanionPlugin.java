@@ -65,7 +65,7 @@ public final class CompanionPlugin implements Plugin {
         final XMPPServer server = XMPPServer.getInstance();
         State rt = new State(pluginDirectory.getName());
         OpenfireUserStore users = new OpenfireUserStore(server.getUserManager());
-        RegistrationService registration = new RegistrationService(users, rt.stats);
+        RegistrationService registration = new RegistrationService(users, rt.settings, rt.stats);
         rt.api = new UserApi(rt.settings, registration);
         final PacketRouter router = server.getPacketRouter();
         PacketSink sink = new PacketSink() {

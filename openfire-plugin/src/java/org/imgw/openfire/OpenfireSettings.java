@@ -95,6 +95,11 @@ final class OpenfireSettings implements Settings {
         JiveGlobals.setProperty(Companion.PROP_ACK_LAST_SEQ, Long.toString(seq));
     }
 
+    @Override
+    public boolean adoptExisting() {
+        return JiveGlobals.getBooleanProperty(Companion.PROP_ADOPT_EXISTING, false);
+    }
+
     /** Seconds a copied message is remembered; read when the plugin starts. */
     int dedupSeconds() {
         return Math.max(1, JiveGlobals.getIntProperty(Companion.PROP_DEDUP_SECONDS, Companion.DEFAULT_DEDUP_SECONDS));

@@ -1,13 +1,22 @@
 package org.imgw.openfire;
 
 import java.util.Map;
+import org.jivesoftware.openfire.admin.AdminManager;
 import org.jivesoftware.openfire.user.User;
 import org.jivesoftware.openfire.user.UserAlreadyExistsException;
 import org.jivesoftware.openfire.user.UserManager;
 import org.jivesoftware.openfire.user.UserNotFoundException;
 
-/** {@link UserStore} over Openfire's UserManager; properties go to User.getProperties(). */
+/**
+ * {@link UserStore} over Openfire's UserManager; properties go to User.getProperties(), admin
+ * status comes from AdminManager. The mark of a managed account is the user property
+ * {@link #MANAGED_PROPERTY}, outside the "imgw." namespace that registration requests write,
+ * so no request can set it.
+ */
 final class OpenfireUserStore implements UserStore {
+    /** User property marking an account the companion created or adopted. */
+    static final String MANAGED_PROPERTY = "imgw_managed";
+
     private final UserManager users;
 
     OpenfireUserStore(UserManager users) {
@@ -25,6 +34,28 @@ final class OpenfireUserStore implements UserStore {
             // Not a valid node at all (the real UserManager nodepreps the name).
             return false;
         }
+    }
+
+    @Override
+    public boolean isAdmin(String username) {
+        // true: with an empty admin list Openfire lets "admin" into the console, so it is one.
+        return AdminManager.getInstance().isUserAdmin(username, true);
+    }
+
+    @Override
+    public String managedBy(String username) {
+        try {
+            return users.getUser(username).getProperties().get(MANAGED_PROPERTY);
+        } catch (UserNotFoundException e) {
+            return null;
+        } catch (IllegalArgumentException e) {
+            return null;
+        }
+    }
+
+    @Override
+    public void markManaged(String username, String how) throws NotFound {
+        find(username).getProperties().put(MANAGED_PROPERTY, how);
     }
 
     @Override

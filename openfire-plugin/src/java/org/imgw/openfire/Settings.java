@@ -37,4 +37,12 @@ public interface Settings {
 
     /** Most resent copies outstanding at once (at least 1). */
     int ackWindow();
+
+    /**
+     * Whether a create for an account that already exists and was not made by the companion
+     * adopts it (marks it managed) rather than being refused with conflict. Off by default:
+     * turning it on lets whoever can mint tickets for a name use that pre-existing account.
+     * Administrator accounts are never adopted.
+     */
+    boolean adoptExisting();
 }

@@ -13,8 +13,9 @@ import java.util.Map;
  * <pre>{"action":"create","username":"buyer42","password":"…","name":"…","email":"…",
  *  "properties":{"type":"buyer","shop":"1234"}}</pre>
  *
- * Answers {@code {"ok":true,"username":"buyer42"}} or {@code {"ok":false,"error":"conflict",
- * "message":"…"}} with the HTTP status of {@link #status}.
+ * Answers {@code {"ok":true,"action":"create","username":"buyer42","status":"created"}} (201 for
+ * a created account, 200 otherwise; status as in {@link RegistrationService}) or
+ * {@code {"ok":false,"error":"conflict","message":"…"}} with the HTTP status of {@link #status}.
  */
 public final class UserApi {
     /** Name of the request header that carries the shared secret. */
@@ -66,15 +67,17 @@ public final class UserApi {
         } catch (CompanionError e) {
             return failure(e);
         }
+        String outcome;
         try {
-            registration.apply(request);
+            outcome = registration.apply(request);
         } catch (CompanionError e) {
             return failure(e);
         }
         StringBuilder sb = new StringBuilder("{\"ok\":true,\"action\":");
         Json.quote(sb, request.action.name().toLowerCase(java.util.Locale.ROOT)).append(",\"username\":");
-        Json.quote(sb, request.username).append('}');
-        return new Response(request.action == UserRequest.Action.CREATE ? 201 : 200, sb.toString());
+        Json.quote(sb, request.username).append(",\"status\":");
+        Json.quote(sb, outcome).append('}');
+        return new Response(RegistrationService.CREATED.equals(outcome) ? 201 : 200, sb.toString());
     }
 
     /** Reads the JSON request into a validated {@link UserRequest}. */

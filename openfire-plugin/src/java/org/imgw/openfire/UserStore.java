@@ -22,6 +22,23 @@ public interface UserStore {
     boolean exists(String username);
 
     /**
+     * True when the user is an administrator of the server (whether or not the account exists:
+     * Openfire's admin list may name accounts yet to be created). The companion never creates,
+     * adopts, changes or deletes such an account.
+     */
+    boolean isAdmin(String username);
+
+    /**
+     * How the companion came to manage this account: {@link RegistrationService#CREATED} or
+     * {@link RegistrationService#ADOPTED}; null when it does not manage it (or there is no such
+     * user).
+     */
+    String managedBy(String username);
+
+    /** Records that the companion manages this existing account, and how. */
+    void markManaged(String username, String how) throws NotFound;
+
+    /**
      * Creates a user.
      *
      * @param name may be null

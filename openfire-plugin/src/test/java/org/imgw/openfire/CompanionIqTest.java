@@ -23,6 +23,7 @@ public class CompanionIqTest {
     private MemoryUsers users;
     private RecordingPresence presence;
     private CompanionStats stats;
+    private FakeSettings settings;
     private CompanionIq logic;
 
     @Before
@@ -30,7 +31,8 @@ public class CompanionIqTest {
         users = new MemoryUsers();
         presence = new RecordingPresence();
         stats = new CompanionStats();
-        logic = new CompanionIq(new FakeSettings(), new RegistrationService(users, stats), users, presence, stats);
+        settings = new FakeSettings();
+        logic = new CompanionIq(settings, new RegistrationService(users, settings, stats), users, presence, stats);
     }
 
     private static IQ userIq(String from, String action, String content) {
@@ -50,7 +52,15 @@ public class CompanionIqTest {
         assertEquals(request.getID(), reply.getID());
         assertEquals(DOMAIN, reply.getFrom().toString());
         assertEquals(GW, reply.getTo().toString());
-        assertNull(reply.getChildElement());
+    }
+
+    /** A registration result: {@code <user xmlns=NS status='...'/>}. */
+    private void assertStatus(IQ request, IQ reply, String status) {
+        assertResult(request, reply);
+        assertNotNull(reply.getChildElement());
+        assertEquals("user", reply.getChildElement().getName());
+        assertEquals(Companion.NS, reply.getChildElement().getNamespaceURI());
+        assertEquals(status, reply.getChildElement().attributeValue("status"));
     }
 
     private void assertError(IQ reply, PacketError.Condition condition, PacketError.Type type) {
@@ -65,7 +75,7 @@ public class CompanionIqTest {
     @Test
     public void createStoresTheUserWithPrefixedProperties() {
         IQ request = userIq(GW, "create", BUYER);
-        assertResult(request, logic.handle(request));
+        assertStatus(request, logic.handle(request), "created");
         StoredUser u = users.users.get("buyer42");
         assertNotNull(u);
         assertEquals("pw", u.password);
@@ -95,12 +105,69 @@ public class CompanionIqTest {
     }
 
     @Test
-    public void createOfAnExistingUserIsConflict() {
+    public void createOfAnAccountImgwCreatedIsExistsAndChangesNothing() {
         logic.handle(userIq(GW, "create", BUYER));
-        IQ reply = logic.handle(userIq(GW, "create", BUYER));
+        IQ request = userIq(GW, "create", "<username>buyer42</username><password>other</password>");
+        assertStatus(request, logic.handle(request), "exists");
+        assertEquals("pw", users.users.get("buyer42").password);
+        assertEquals(0, stats.registrationErrors.get());
+    }
+
+    @Test
+    public void createOfAnAccountImgwDidNotCreateIsConflictAndChangesNothing() {
+        users.with("legacy");
+        IQ reply = logic.handle(userIq(GW, "create", "<username>legacy</username><password>x</password>"));
         assertError(reply, PacketError.Condition.conflict, PacketError.Type.cancel);
         assertNotNull("the error carries the request", reply.getElement().element("user"));
         assertEquals(1, stats.registrationErrors.get());
+        assertNull(users.users.get("legacy").password);
+        assertNull("not marked", users.managedBy("legacy"));
+    }
+
+    @Test
+    public void adoptionIsAnExplicitSetting() {
+        users.with("legacy");
+        settings.adopt = true;
+        IQ request = userIq(GW, "create", "<username>legacy</username><password>x</password>");
+        assertStatus(request, logic.handle(request), "adopted");
+        assertEquals(RegistrationService.ADOPTED, users.managedBy("legacy"));
+        assertNull("an adopted account keeps its password", users.users.get("legacy").password);
+        // From then on it is managed: a create says exists, update and delete work.
+        settings.adopt = false;
+        assertStatus(request, logic.handle(request), "exists");
+        IQ update = userIq(GW, "update", "<username>legacy</username><name>L</name>");
+        assertStatus(update, logic.handle(update), "updated");
+    }
+
+    @Test
+    public void administratorsAreNeverCreatedAdoptedChangedOrDeleted() {
+        users.with("admin", "boss");
+        users.admins.add("admin");
+        users.admins.add("boss");
+        users.admins.add("future");
+        settings.adopt = true;
+        for (String action : new String[] {"create", "update", "delete"}) {
+            for (String name : new String[] {"admin", "Boss", "future"}) {
+                assertError(logic.handle(userIq(GW, action, "<username>" + name + "</username><name>x</name>")),
+                        PacketError.Condition.not_allowed, PacketError.Type.cancel);
+            }
+        }
+        assertTrue(users.exists("admin"));
+        assertTrue(users.exists("boss"));
+        assertFalse("an admin-listed name is not created", users.exists("future"));
+        assertNull(users.users.get("admin").name);
+        assertNull(users.managedBy("admin"));
+    }
+
+    @Test
+    public void updateOrDeleteOfAnAccountImgwDidNotCreateIsNotAllowed() {
+        users.with("legacy");
+        assertError(logic.handle(userIq(GW, "update", "<username>legacy</username><password>new</password>")),
+                PacketError.Condition.not_allowed, PacketError.Type.cancel);
+        assertError(logic.handle(userIq(GW, "delete", "<username>legacy</username>")),
+                PacketError.Condition.not_allowed, PacketError.Type.cancel);
+        assertTrue(users.exists("legacy"));
+        assertNull(users.users.get("legacy").password);
     }
 
     @Test
@@ -108,7 +175,7 @@ public class CompanionIqTest {
         logic.handle(userIq(GW, "create", BUYER));
         IQ request = userIq(GW, "update", "<username>buyer42</username><name>New Name</name>"
                 + "<property name='shop'>99</property><property name='avatar'/><property name='new'>v</property>");
-        assertResult(request, logic.handle(request));
+        assertStatus(request, logic.handle(request), "updated");
         StoredUser u = users.users.get("buyer42");
         assertEquals("New Name", u.name);
         assertEquals("pw", u.password);
@@ -131,7 +198,7 @@ public class CompanionIqTest {
     public void deleteRemovesTheUser() {
         logic.handle(userIq(GW, "create", BUYER));
         IQ request = userIq(GW, "delete", "<username>BUYER42</username>");
-        assertResult(request, logic.handle(request));
+        assertStatus(request, logic.handle(request), "deleted");
         assertFalse(users.exists("buyer42"));
     }
 

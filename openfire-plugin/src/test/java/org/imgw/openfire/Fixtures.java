@@ -51,6 +51,7 @@ final class Fixtures {
         long backlogChars = 64L * 1024 * 1024;
         long timeout = 10000;
         int window = 1000;
+        boolean adopt = false;
 
         @Override
         public String serverDomain() {
@@ -107,19 +108,49 @@ final class Fixtures {
         public int ackWindow() {
             return window;
         }
+
+        @Override
+        public boolean adoptExisting() {
+            return adopt;
+        }
     }
 
     static final class StoredUser {
         String password;
         String name;
         String email;
+        String managedBy;
         final Map<String, String> properties = new LinkedHashMap<String, String>();
     }
 
-    /** A UserStore in a map, with the same outcomes as Openfire's UserManager. */
+    /**
+     * A UserStore in a map, with the same outcomes as Openfire's UserManager. Users added with
+     * {@link #with} exist outside imgw (not managed); {@link #admins} are server administrators.
+     */
     static final class MemoryUsers implements UserStore {
         final Map<String, StoredUser> users = new HashMap<String, StoredUser>();
+        final java.util.Set<String> admins = new java.util.HashSet<String>();
         boolean readOnly;
+
+        @Override
+        public boolean isAdmin(String username) {
+            return admins.contains(username);
+        }
+
+        @Override
+        public String managedBy(String username) {
+            StoredUser u = users.get(username);
+            return u == null ? null : u.managedBy;
+        }
+
+        @Override
+        public void markManaged(String username, String how) throws NotFound {
+            StoredUser u = users.get(username);
+            if (u == null) {
+                throw new NotFound();
+            }
+            u.managedBy = how;
+        }
 
         MemoryUsers with(String... names) {
             for (String n : names) {

@@ -22,7 +22,7 @@ public class UserApiTest {
         settings = new FakeSettings();
         settings.secret = SECRET;
         users = new MemoryUsers();
-        api = new UserApi(settings, new RegistrationService(users, new CompanionStats()));
+        api = new UserApi(settings, new RegistrationService(users, settings, new CompanionStats()));
     }
 
     private static Map<?, ?> json(UserApi.Response r) throws Exception {
@@ -36,6 +36,7 @@ public class UserApiTest {
         assertEquals(201, r.status);
         assertEquals(Boolean.TRUE, json(r).get("ok"));
         assertEquals("buyer42", json(r).get("username"));
+        assertEquals("created", json(r).get("status"));
         assertEquals("B \u00fc", users.users.get("buyer42").name);
         assertEquals("1234", users.users.get("buyer42").properties.get("imgw.shop"));
 
@@ -54,9 +55,17 @@ public class UserApiTest {
         String create = "{\"action\":\"create\",\"username\":\"u1\"}";
         assertEquals(201, api.handle(SECRET, create).status);
         UserApi.Response r = api.handle(SECRET, create);
+        assertEquals("a second create of an imgw account changes nothing", 200, r.status);
+        assertEquals("exists", json(r).get("status"));
+        users.with("legacy");
+        r = api.handle(SECRET, "{\"action\":\"create\",\"username\":\"legacy\"}");
         assertEquals(409, r.status);
         assertEquals("conflict", json(r).get("error"));
         assertEquals(Boolean.FALSE, json(r).get("ok"));
+        r = api.handle(SECRET, "{\"action\":\"delete\",\"username\":\"legacy\"}");
+        assertEquals(403, r.status);
+        assertEquals("not-allowed", json(r).get("error"));
+        assertTrue(users.exists("legacy"));
         assertEquals(404, api.handle(SECRET, "{\"action\":\"delete\",\"username\":\"nobody\"}").status);
         r = api.handle(SECRET, "{\"action\":\"create\",\"username\":\"bad name\"}");
         assertEquals(400, r.status);
