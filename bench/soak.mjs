@@ -100,7 +100,7 @@ const prosody = await startProsody({
   domain: DOMAIN,
   components: GWS.map((d) => ({ domain: d, secret: 's3cret' })),
   users: [...webUsers, ...appUsers].map((u) => [u, 'pw']),
-  companion: { gateway: GWS },
+  companion: { gateway: GWS, adopt: true },
   modules: ['offline'],
   logLevel: 'warn',
 });

@@ -46,7 +46,8 @@ describe('nothing accepted is lost (companion version 1)', { skip: !gatewayBuilt
       domain: DOMAIN,
       components: [{ domain: GW, secret: 's3cret' }],
       users: [['seller7', 'pw'], ['buyer1', 'pw'], ['buyer2', 'pw'], ['buyer3', 'pw'], ['buyer4', 'pw'], ['buyer5', 'pw']],
-      companion: { gateway: GW },
+      // Accounts made with prosodyctl before imgw: the companion may adopt them.
+      companion: { gateway: GW, adopt: true },
       modules: ['offline'],
       // Short resend timeout and a tiny in-memory backlog, so that resends and the
       // spill to storage happen within a test.

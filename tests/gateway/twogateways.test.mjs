@@ -68,7 +68,8 @@ describe('two gateways on one XMPP domain', { skip: !gatewayBuilt() && 'build/ga
       domain: DOMAIN,
       components: [{ domain: GW_A, secret: 's3cret' }, { domain: GW_B, secret: 's3cret' }],
       users: [['seller7', 'pw'], ['buyer1', 'pw'], ['buyer2', 'pw'], ['buyer3', 'pw']],
-      companion: { gateway: [GW_A, GW_B] },
+      // Accounts made with prosodyctl before imgw: the companion may adopt them.
+      companion: { gateway: [GW_A, GW_B], adopt: true },
       modules: ['offline'],
       hostConfig: '  imgw_ack_timeout = 2',
       logLevel: 'info',

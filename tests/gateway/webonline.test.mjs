@@ -57,7 +57,8 @@ describe('web users are online on the XMPP server (companion version 1)', { skip
       domain: DOMAIN,
       components: [{ domain: GW, secret: 's3cret' }],
       users: [['seller7', 'pw'], ['buyer1', 'pw'], ['buyer2', 'pw'], ['buyer3', 'pw'], ['buyer4', 'pw'], ['buyer5', 'pw']],
-      companion: { gateway: GW },
+      // Accounts made with prosodyctl before imgw: the companion may adopt them.
+      companion: { gateway: GW, adopt: true },
       modules: ['offline'],
       logLevel: 'info',
     });
