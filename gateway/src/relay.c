@@ -239,7 +239,10 @@ struct gw_relay {
     int sweeping;
     size_t cursor; /* next bucket of the sweep */
 
-    size_t inflight; /* bytes of envelopes sent and not yet answered */
+    size_t inflight;       /* bytes of envelopes sent and not yet answered */
+    uint64_t gap_since_ms; /* the subscription went down at this time; 0: no gap */
+    void (*gap_cb)(void *ud, uint64_t since_ms);
+    void *gap_ud;
     uint64_t warned_ms;
     gw_relay_stats_t st;
 };
@@ -288,6 +291,30 @@ static void conn_up(rconn_t *c)
     /* Register everyone again: Redis may be new, or a forward may have dropped us. */
     if (cmd_ready(r))
         sweep_start(r);
+    /* Subscribed again after a gap: what was published for us meanwhile is lost. */
+    if (c->is_sub && r->gap_since_ms != 0) {
+        uint64_t since = r->gap_since_ms;
+        r->gap_since_ms = 0;
+        if (r->gap_cb)
+            r->gap_cb(r->gap_ud, since);
+    }
+}
+
+/* A connection went away; for the subscriber, a gap begins. */
+static void on_lost(void *ctx)
+{
+    rconn_t *c = ctx;
+
+    if (c->is_sub && c->r->gap_since_ms == 0)
+        c->r->gap_since_ms = gw_now_ms();
+}
+
+void gw_relay_on_gap(gw_relay_t *r, void (*cb)(void *ud, uint64_t since_ms), void *ud)
+{
+    if (r == NULL)
+        return;
+    r->gap_cb = cb;
+    r->gap_ud = ud;
 }
 
 /* ---- handshakes ----------------------------------------------------------- */
@@ -838,6 +865,7 @@ static int conn_init(gw_relay_t *r, const gw_config_t *cfg, rconn_t *c, const ch
         .handshake_timeout_ms = CONNECT_TIMEOUT_MS,
         .command_timeout_ms = COMMAND_TIMEOUT_MS,
         .on_connected = on_connected,
+        .on_lost = on_lost,
         .ctx = c,
     };
 

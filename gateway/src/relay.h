@@ -100,6 +100,15 @@ void gw_relay_env_free(gw_relay_env_t *e);
 int gw_relay_new(uv_loop_t *loop, const gw_config_t *cfg, gw_relay_deliver_cb cb, void *ud,
                  gw_relay_t **out);
 
+/*
+ * Messages forwarded to this gateway while its subscription was down are lost
+ * (pub/sub keeps nothing). When the subscription is back after such a gap,
+ * the relay calls cb(ud, since_ms) with the time the gap began, so that the
+ * router can have its sessions recover from history what may have been
+ * missed. Optional; set once after gw_relay_new.
+ */
+void gw_relay_on_gap(gw_relay_t *r, void (*cb)(void *ud, uint64_t since_ms), void *ud);
+
 /* user has a first session here (here = 1) or no session any more (here = 0). */
 void gw_relay_user_here(gw_relay_t *r, const char *user, int here);
 

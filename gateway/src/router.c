@@ -1073,6 +1073,45 @@ static void on_relayed(void *ud, const char *user, const gw_msg_t *m)
     gw_payload_unref(enc[1]);
 }
 
+/*
+ * The relay's subscription was down from since_ms: messages other gateways
+ * forwarded for our users meanwhile were lost. Every session here recovers
+ * from history what was stored since a little before (browsers drop the ids
+ * they have).
+ */
+#define RELAY_GAP_MARGIN_MS 5000
+
+typedef struct gap_ctx {
+    gw_router_t *r;
+    uint64_t after;
+} gap_ctx_t;
+
+static void recover_user(void *ud, gw_user_t *u)
+{
+    gap_ctx_t *g = ud;
+
+    for (gw_session_t *s = u->sessions; s; s = s->next)
+        if (s->welcomed && !s->closing)
+            gw_history_recover(g->r->history, s, g->after);
+}
+
+static void on_relay_gap(void *ud, uint64_t since_ms)
+{
+    gw_router_t *r = ud;
+    uint64_t from = since_ms > GW_MSGID_EPOCH_MS + RELAY_GAP_MARGIN_MS
+                        ? since_ms - RELAY_GAP_MARGIN_MS
+                        : GW_MSGID_EPOCH_MS + 1;
+    gap_ctx_t g = {r, (from - GW_MSGID_EPOCH_MS) << 22};
+
+    if (!gw_store_enabled(r->store))
+        return;
+    gw_info("router",
+            "relay was down for %" PRIu64 " ms: %zu session(s) recover what they may "
+            "have missed",
+            gw_now_ms() - since_ms, gw_registry_session_count(r->reg));
+    gw_registry_foreach(r->reg, recover_user, &g);
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
@@ -1114,6 +1153,7 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
         goto fail;
     if ((rc = gw_relay_new(loop, cfg, on_relayed, r, &r->relay)) != 0)
         goto fail;
+    gw_relay_on_gap(r->relay, on_relay_gap, r);
     if ((rc = gw_store_new(loop, cfg, cfg->schema_dir, &r->store)) != 0)
         goto fail;
     if ((rc = gw_link_new(loop, cfg, &lcbs, r, &r->link)) != 0)
