@@ -239,8 +239,15 @@ struct gw_relay {
     int sweeping;
     size_t cursor; /* next bucket of the sweep */
 
-    size_t inflight;       /* bytes of envelopes sent and not yet answered */
-    uint64_t gap_since_ms; /* the subscription went down at this time; 0: no gap */
+    size_t inflight;        /* bytes of envelopes sent and not yet answered */
+    uint64_t gap_since_ms;  /* the subscription went down at this time; 0: no gap */
+    uint64_t gap_report_ms; /* a gap to report once our users are registered again */
+    int gap_quiet_ticks;    /* ticks of gap_timer seen with the sweep done */
+    uv_timer_t gap_timer;
+    /* Forwards that could not go out (Redis down, or lost with the connection), sent
+     * again when the command connection is back: oldest first, bounded. */
+    struct fwd *retry_head, *retry_tail;
+    size_t retry_bytes;
     void (*gap_cb)(void *ud, uint64_t since_ms);
     void *gap_ud;
     uint64_t warned_ms;
@@ -248,6 +255,24 @@ struct gw_relay {
 };
 
 static void sweep_start(gw_relay_t *r);
+static void retry_flush(gw_relay_t *r);
+static void on_gap_timer(uv_timer_t *t);
+
+/* How often a pending gap report checks whether the directory is registered again. */
+#define GAP_TICK_MS 250
+
+/* A forward kept for a retry: the user and the msg frame, as given to gw_relay_forward. */
+typedef struct fwd {
+    struct fwd *next;
+    uint64_t at_ms; /* when it was first given */
+    size_t len;
+    char user[65];
+    char frame[];
+} fwd_t;
+
+/* Forwards older than this are not worth retrying: the recipient's browsers recover them. */
+#define RETRY_MAX_AGE_MS 60000
+#define RETRY_MAX_BYTES  (8u << 20)
 
 /* Counts an error; logs it unless one was logged in the last WARN_EVERY_MS. */
 static void drop(gw_relay_t *r, const char *why)
@@ -291,13 +316,43 @@ static void conn_up(rconn_t *c)
     /* Register everyone again: Redis may be new, or a forward may have dropped us. */
     if (cmd_ready(r))
         sweep_start(r);
-    /* Subscribed again after a gap: what was published for us meanwhile is lost. */
+    if (!c->is_sub)
+        retry_flush(r);
+    /*
+     * Subscribed again after a gap: what was published for us meanwhile is lost,
+     * and so is whatever others publish before our users are back in the
+     * directory (Redis may have restarted empty). Reported once the sweep that
+     * registers them is done.
+     */
     if (c->is_sub && r->gap_since_ms != 0) {
-        uint64_t since = r->gap_since_ms;
+        if (r->gap_report_ms == 0 || r->gap_since_ms < r->gap_report_ms)
+            r->gap_report_ms = r->gap_since_ms;
         r->gap_since_ms = 0;
-        if (r->gap_cb)
-            r->gap_cb(r->gap_ud, since);
+        r->gap_quiet_ticks = 0;
+        uv_timer_start(&r->gap_timer, on_gap_timer, GAP_TICK_MS, GAP_TICK_MS);
     }
+}
+
+/* Reports a gap once both connections are up and the directory sweep is done (twice in a row). */
+static void on_gap_timer(uv_timer_t *t)
+{
+    gw_relay_t *r = t->data;
+    uint64_t since = r->gap_report_ms;
+
+    if (r->stopped || since == 0) {
+        uv_timer_stop(t);
+        return;
+    }
+    if (!cmd_ready(r) || !gw_redisconn_is_up(r->sub.rc) || r->sweeping) {
+        r->gap_quiet_ticks = 0;
+        return;
+    }
+    if (++r->gap_quiet_ticks < 2)
+        return;
+    uv_timer_stop(t);
+    r->gap_report_ms = 0;
+    if (r->gap_cb)
+        r->gap_cb(r->gap_ud, since);
 }
 
 /* A connection went away; for the subscriber, a gap begins. */
@@ -500,19 +555,40 @@ static void on_refresh(uv_timer_t *t)
 
 /* ---- forwarding ------------------------------------------------------------- */
 
+/* Keeps f for a retry when the command connection is back (takes ownership). */
+static void retry_keep(gw_relay_t *r, fwd_t *f)
+{
+    if (r->stopped || gw_now_ms() - f->at_ms > RETRY_MAX_AGE_MS ||
+        r->retry_bytes + f->len > RETRY_MAX_BYTES) {
+        free(f);
+        return;
+    }
+    f->next = NULL;
+    if (r->retry_tail)
+        r->retry_tail->next = f;
+    else
+        r->retry_head = f;
+    r->retry_tail = f;
+    r->retry_bytes += f->len;
+}
+
 static void on_forward_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     rconn_t *c = gw_redisconn_ctx(ac);
     gw_relay_t *r = c->r;
     redisReply *rep = reply;
-    size_t len = (size_t)(uintptr_t)priv;
+    fwd_t *f = priv;
+    size_t len = f->len;
 
     gw_redisconn_replied(ac, rep);
     r->inflight = r->inflight >= len ? r->inflight - len : 0;
     if (rep == NULL) {
+        /* Lost with the connection, published or not: again when it is back. */
         r->st.errors++;
+        retry_keep(r, f);
         return;
     }
+    free(f);
     if (rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0) {
         r->st.forwarded += (uint64_t)rep->integer;
         return;
@@ -925,6 +1001,8 @@ int gw_relay_new(uv_loop_t *loop, const gw_config_t *cfg, gw_relay_deliver_cb cb
     r->enabled = 1;
     uv_timer_init(loop, &r->refresh);
     uv_timer_init(loop, &r->sweep);
+    uv_timer_init(loop, &r->gap_timer);
+    r->gap_timer.data = r;
     r->refresh.data = r->sweep.data = r;
     /* The refresh timer should not keep the loop alive on its own. */
     uv_timer_start(&r->refresh, on_refresh, REFRESH_MS, REFRESH_MS);
@@ -960,33 +1038,34 @@ void gw_relay_user_here(gw_relay_t *r, const char *user, int here)
         drop(r, "directory update not sent");
 }
 
-void gw_relay_forward(gw_relay_t *r, const char *user, const char *frame, size_t len)
+/* Sends f now (takes ownership), or keeps it for a retry when that cannot be done now. */
+static void forward_one(gw_relay_t *r, fwd_t *f)
 {
     char key[KEY_MAX];
     const char *argv[7];
     size_t lens[7];
     gw_sbuf_t env;
 
-    if (r == NULL || !r->enabled || r->stopped || user == NULL || frame == NULL)
-        return;
-    if (!gw_user_id_ok(user) || len == 0 || len > FRAME_MAX ||
-        where_key(key, sizeof(key), user) != 0) {
-        drop(r, "not forwarded: bad user id or frame size");
+    if (where_key(key, sizeof(key), f->user) != 0) {
+        free(f);
         return;
     }
     if (!cmd_ready(r)) {
-        drop(r, "not forwarded: Redis is down");
+        drop(r, "not forwarded now: Redis is down (kept for a retry)");
+        retry_keep(r, f);
         return;
     }
-    if (gw_redisconn_pending(r->cmd.rc) >= PENDING_MAX || r->inflight + len > INFLIGHT_MAX) {
+    if (gw_redisconn_pending(r->cmd.rc) >= PENDING_MAX || r->inflight + f->len > INFLIGHT_MAX) {
         drop(r, "not forwarded: too many forwards outstanding");
+        free(f);
         return;
     }
     gw_sbuf_init(&env, ENVELOPE_MAX);
-    gw_relay_seal(&r->key, gw_now_ms(), r->node, r->db, user, frame, len, &env);
+    gw_relay_seal(&r->key, gw_now_ms(), r->node, r->db, f->user, f->frame, f->len, &env);
     if (env.overflow) {
         gw_sbuf_free(&env);
         drop(r, "not forwarded: envelope too large or out of memory");
+        free(f);
         return;
     }
     argv[0] = "EVALSHA";
@@ -1001,14 +1080,56 @@ void gw_relay_forward(gw_relay_t *r, const char *user, const char *frame, size_t
     lens[4] = strlen(r->node_s);
     argv[5] = env.data;
     lens[5] = env.len;
-    argv[6] = uset_has(&r->users, user) ? "0" : "1";
+    argv[6] = uset_has(&r->users, f->user) ? "0" : "1";
     lens[6] = 1;
     /* hiredis copies the command into its output buffer. */
-    if (send_argv(&r->cmd, on_forward_reply, (void *)(uintptr_t)env.len, 7, argv, lens) != 0)
-        drop(r, "not forwarded: Redis refused the command");
-    else
-        r->inflight += env.len;
+    if (send_argv(&r->cmd, on_forward_reply, f, 7, argv, lens) != 0) {
+        drop(r, "not forwarded now: Redis refused the command (kept for a retry)");
+        retry_keep(r, f);
+    } else {
+        r->inflight += f->len;
+    }
     gw_sbuf_free(&env);
+}
+
+/* The command connection is back: the kept forwards go out, oldest first. */
+static void retry_flush(gw_relay_t *r)
+{
+    fwd_t *f = r->retry_head;
+
+    r->retry_head = r->retry_tail = NULL;
+    r->retry_bytes = 0;
+    while (f) {
+        fwd_t *next = f->next;
+        if (gw_now_ms() - f->at_ms > RETRY_MAX_AGE_MS)
+            free(f);
+        else
+            forward_one(r, f);
+        f = next;
+    }
+}
+
+void gw_relay_forward(gw_relay_t *r, const char *user, const char *frame, size_t len)
+{
+    fwd_t *f;
+
+    if (r == NULL || !r->enabled || r->stopped || user == NULL || frame == NULL)
+        return;
+    if (!gw_user_id_ok(user) || len == 0 || len > FRAME_MAX || strlen(user) >= sizeof(f->user)) {
+        drop(r, "not forwarded: bad user id or frame size");
+        return;
+    }
+    f = malloc(sizeof(*f) + len);
+    if (f == NULL) {
+        drop(r, "not forwarded: out of memory");
+        return;
+    }
+    f->next = NULL;
+    f->at_ms = gw_now_ms();
+    f->len = len;
+    snprintf(f->user, sizeof(f->user), "%s", user);
+    memcpy(f->frame, frame, len);
+    forward_one(r, f);
 }
 
 void gw_relay_get_stats(const gw_relay_t *r, gw_relay_stats_t *st)
@@ -1027,6 +1148,7 @@ void gw_relay_stop(gw_relay_t *r)
     r->stopped = 1;
     uv_close((uv_handle_t *)&r->refresh, NULL);
     uv_close((uv_handle_t *)&r->sweep, NULL);
+    uv_close((uv_handle_t *)&r->gap_timer, NULL);
     /* Outstanding callbacks run now with NULL. */
     gw_redisconn_stop(r->cmd.rc);
     gw_redisconn_stop(r->sub.rc);
@@ -1037,6 +1159,11 @@ void gw_relay_free(gw_relay_t *r)
     if (r == NULL)
         return;
     uset_free(&r->users);
+    while (r->retry_head) {
+        fwd_t *next = r->retry_head->next;
+        free(r->retry_head);
+        r->retry_head = next;
+    }
     gw_redisconn_free(r->cmd.rc);
     gw_redisconn_free(r->sub.rc);
     free(r);
