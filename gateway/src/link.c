@@ -724,6 +724,53 @@ static int new_iq_id(const char *prefix, char *out, size_t outlen)
     return 0;
 }
 
+/*
+ * An answer from the server to another gateway's registration: with
+ * allowMultiple the server deals IQ results round-robin too, so it may come
+ * here. The id says whose it is ("reg-<node>-<random>"); it goes on to that
+ * node through the relay (gw_link_finish_answer there). Returns 1 when passed on.
+ */
+static int pass_on_answer(gw_link_t *l, xmpp_stanza_t *st, const char *type)
+{
+    const char *id = xmpp_stanza_get_id(st);
+    char *end;
+    long node;
+
+    if (id == NULL || strncmp(id, "reg-", 4) != 0 || !from_is(st, l->cfg->xmpp_domain) ||
+        l->cbs.on_foreign_answer == NULL)
+        return 0;
+    node = strtol(id + 4, &end, 10);
+    if (end == id + 4 || *end != '-' || node < 0 || node > 1023 || node == l->cfg->node_id ||
+        strlen(id) > 64)
+        return 0;
+    if (strcmp(type, "error") == 0) {
+        l->cbs.on_foreign_answer(l->ud, (int)node, id, GW_EINVAL, error_condition(st));
+    } else {
+        xmpp_stanza_t *u = xmpp_stanza_get_child_by_name_and_ns(st, "user", NS_COMPANION);
+        const char *status = u ? xmpp_stanza_get_attribute(u, "status") : NULL;
+        l->cbs.on_foreign_answer(l->ud, (int)node, id, 0, status);
+    }
+    return 1;
+}
+
+int gw_link_finish_answer(gw_link_t *l, const char *id, int status, const char *detail)
+{
+    pending_iq_t **pp = &l->iqs;
+
+    while (*pp && strcmp((*pp)->id, id) != 0)
+        pp = &(*pp)->next;
+    if (*pp == NULL)
+        return GW_ENOTFOUND;
+    {
+        pending_iq_t *p = *pp;
+        *pp = p->next;
+        p->cb(p->ud, status == 0 ? 0 : GW_EINVAL,
+              detail && detail[0] ? detail : (status == 0 ? NULL : "undefined-condition"));
+        free(p);
+    }
+    return 0;
+}
+
 /* Fails every pending request (link down or stopping) or only the expired ones. */
 static void expire_iqs(gw_link_t *l, int all)
 {
@@ -775,6 +822,9 @@ static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     }
     if (type && (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) &&
         finish_iq(l, st, type))
+        return 1;
+    if (type && (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) &&
+        pass_on_answer(l, st, type))
         return 1;
     if (type == NULL || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)) {
         if (type && strcmp(type, "error") == 0)
@@ -1365,13 +1415,15 @@ int gw_link_register_user(gw_link_t *l, const char *user, gw_link_iq_cb cb, void
 {
     pending_iq_t *p;
     gw_sbuf_t b;
+    char prefix[16];
 
     if (l->state != L_UP || l->conn == NULL)
         return GW_ELINK;
     p = calloc(1, sizeof(*p));
     if (p == NULL)
         return GW_ENOMEM;
-    if (new_iq_id("reg-", p->id, sizeof(p->id)) != 0) {
+    snprintf(prefix, sizeof(prefix), "reg-%d-", l->cfg->node_id);
+    if (new_iq_id(prefix, p->id, sizeof(p->id)) != 0) {
         free(p);
         return GW_EIO;
     }

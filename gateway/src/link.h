@@ -63,6 +63,14 @@ typedef struct gw_link_cbs {
      * gw_link_web_user(l, user, 1) and not taken back, from inside this call.
      */
     void (*list_web_users)(void *ud, gw_link_t *l);
+    /*
+     * Optional: the server's answer to another gateway's registration request
+     * arrived here (allowMultiple deals IQ results round-robin). Pass it on to
+     * gateway node, which calls gw_link_finish_answer() with it. status is 0
+     * for a result (detail: the companion's status) or GW_EINVAL (detail: the
+     * error condition); the strings are valid until the callback returns.
+     */
+    void (*on_foreign_answer)(void *ud, int node, const char *id, int status, const char *detail);
 } gw_link_cbs_t;
 
 /*
@@ -126,6 +134,13 @@ typedef void (*gw_link_iq_cb)(void *ud, int status, const char *condition);
  * GW_ENOMEM), in which case it never runs.
  */
 int gw_link_register_user(gw_link_t *l, const char *user, gw_link_iq_cb cb, void *ud);
+
+/*
+ * Settles this gateway's pending request id with an answer another gateway
+ * received (see on_foreign_answer). Returns 0, or GW_ENOTFOUND when no such
+ * request waits (answered, expired, or not ours).
+ */
+int gw_link_finish_answer(gw_link_t *l, const char *id, int status, const char *detail);
 
 /* 1 when the handshake has completed and the stream is open. */
 int gw_link_is_up(const gw_link_t *l);

@@ -250,6 +250,8 @@ struct gw_relay {
     size_t retry_bytes;
     void (*gap_cb)(void *ud, uint64_t since_ms);
     void *gap_ud;
+    gw_relay_answer_cb answer_cb;
+    void *answer_ud;
     uint64_t warned_ms;
     gw_relay_stats_t st;
 };
@@ -862,6 +864,152 @@ static void forget_here(gw_relay_t *r, const char *user)
         r->st.errors++;
 }
 
+/* ---- control envelopes: answers for another gateway -------------------------- */
+
+static int answer_token_ok(const char *s, size_t n, const char *allowed, size_t max)
+{
+    if (n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (strchr(allowed, s[i]) == NULL || s[i] == '\0')
+            return 0;
+    return 1;
+}
+
+int gw_relay_open_answer(const gw_relay_key_t *key, int db, uint64_t now_ms, const char *env,
+                         size_t len, char *id, int *status, char *detail)
+{
+    static const char idchars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-";
+    static const char detchars[] = "abcdefghijklmnopqrstuvwxyz-";
+    const char *end = env + len, *p, *nl, *sp1, *sp2;
+    char hex[TAG_HEX], num[24];
+    unsigned long long ts;
+    long n;
+    int envdb, node;
+    char *e;
+
+    if (len < 6 + TAG_HEX + 1 || len > 512 || memcmp(env, "imgwc ", 6) != 0 ||
+        memchr(env, '\0', len) != NULL)
+        return GW_EINVAL;
+    p = env + 6;
+    if (p[TAG_HEX] != ' ' ||
+        tag_hex(key, p + TAG_HEX + 1, (size_t)(end - p - TAG_HEX - 1), hex) != 0 ||
+        !gw_ct_equal(hex, p, TAG_HEX))
+        return GW_EAUTH;
+    p += TAG_HEX + 1;
+    nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL || (size_t)(nl - p) >= sizeof(num) * 3)
+        return GW_EINVAL;
+    {
+        char head[72];
+        memcpy(head, p, (size_t)(nl - p));
+        head[nl - p] = '\0';
+        if (sscanf(head, "%20llu %d %d", &ts, &node, &envdb) != 3 || node < 0 || node > 1023)
+            return GW_EINVAL;
+    }
+    if (envdb != db)
+        return GW_ENOTFOUND;
+    if ((ts > now_ms ? ts - now_ms : now_ms - ts) > GW_RELAY_MAX_SKEW_MS)
+        return GW_EEXPIRED;
+    p = nl + 1;
+    sp1 = memchr(p, ' ', (size_t)(end - p));
+    sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
+    if (sp1 == NULL || sp2 == NULL || sp1 == p ||
+        !answer_token_ok(p, (size_t)(sp1 - p), idchars, 64) ||
+        (size_t)(sp2 - sp1 - 1) >= sizeof(num) || sp2 == sp1 + 1 ||
+        !answer_token_ok(sp2 + 1, (size_t)(end - sp2 - 1), detchars, 40))
+        return GW_EINVAL;
+    memcpy(num, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    num[sp2 - sp1 - 1] = '\0';
+    n = strtol(num, &e, 10);
+    if (*e != '\0' || n < -1000 || n > 0)
+        return GW_EINVAL;
+    memcpy(id, p, (size_t)(sp1 - p));
+    id[sp1 - p] = '\0';
+    memcpy(detail, sp2 + 1, (size_t)(end - sp2 - 1));
+    detail[end - sp2 - 1] = '\0';
+    *status = (int)n;
+    return 0;
+}
+
+void gw_relay_on_answer(gw_relay_t *r, gw_relay_answer_cb cb, void *ud)
+{
+    if (r == NULL)
+        return;
+    r->answer_cb = cb;
+    r->answer_ud = ud;
+}
+
+static void on_answer_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    GW_UNUSED(priv);
+    gw_redisconn_replied(ac, reply);
+}
+
+void gw_relay_seal_answer(const gw_relay_key_t *key, uint64_t now_ms, int node, int db,
+                          const char *iq_id, int status, const char *detail, gw_sbuf_t *b)
+{
+    char hex[TAG_HEX];
+    size_t start = b->len, tag_at;
+
+    gw_sbuf_puts(b, "imgwc ");
+    tag_at = b->len;
+    gw_sbuf_printf(b, "%0*d ", TAG_HEX, 0);
+    gw_sbuf_printf(b, "%" PRIu64 " %d %d\n%s %d %s", now_ms, node, db, iq_id, status,
+                   detail ? detail : "");
+    if (b->overflow)
+        return;
+    if (tag_hex(key, b->data + tag_at + TAG_HEX + 1, b->len - tag_at - TAG_HEX - 1, hex) != 0) {
+        b->len = start;
+        b->overflow = 1;
+        return;
+    }
+    memcpy(b->data + tag_at, hex, TAG_HEX);
+}
+
+void gw_relay_pass_answer(gw_relay_t *r, int node, const char *iq_id, int status,
+                          const char *detail)
+{
+    gw_sbuf_t b;
+    char chan[32];
+    const char *argv[3];
+    size_t lens[3];
+
+    if (r == NULL || !r->enabled || r->stopped || !cmd_ready(r) || node < 0 || node > 1023)
+        return;
+    gw_sbuf_init(&b, 512);
+    gw_relay_seal_answer(&r->key, gw_now_ms(), r->node, r->db, iq_id, status, detail, &b);
+    if (!b.overflow) {
+        snprintf(chan, sizeof(chan), "imgw:node:%d", node);
+        argv[0] = "PUBLISH";
+        lens[0] = 7;
+        argv[1] = chan;
+        lens[1] = strlen(chan);
+        argv[2] = b.data;
+        lens[2] = b.len;
+        if (send_argv(&r->cmd, on_answer_reply, NULL, 3, argv, lens) != 0)
+            drop(r, "answer for another gateway not passed on");
+    }
+    gw_sbuf_free(&b);
+}
+
+static void deliver_answer(gw_relay_t *r, const char *env, size_t len)
+{
+    char id[72], detail[48];
+    int status;
+    int rc = gw_relay_open_answer(&r->key, r->db, gw_now_ms(), env, len, id, &status, detail);
+
+    if (rc == GW_ENOTFOUND)
+        return;
+    if (rc != 0) {
+        r->st.refused++;
+        drop(r, "ignored a relayed answer: bad envelope");
+        return;
+    }
+    if (r->answer_cb)
+        r->answer_cb(r->answer_ud, id, status, detail);
+}
+
 static void deliver(gw_relay_t *r, const char *env, size_t len)
 {
     gw_relay_env_t e;
@@ -921,7 +1069,10 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
         drop(r, "ignored a relayed message: not a string");
         return;
     }
-    deliver(r, rep->element[2]->str, rep->element[2]->len);
+    if (rep->element[2]->len > 6 && memcmp(rep->element[2]->str, "imgwc ", 6) == 0)
+        deliver_answer(r, rep->element[2]->str, rep->element[2]->len);
+    else
+        deliver(r, rep->element[2]->str, rep->element[2]->len);
 }
 
 /* ---- public API ----------------------------------------------------------- */

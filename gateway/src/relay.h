@@ -109,6 +109,36 @@ int gw_relay_new(uv_loop_t *loop, const gw_config_t *cfg, gw_relay_deliver_cb cb
  */
 void gw_relay_on_gap(gw_relay_t *r, void (*cb)(void *ud, uint64_t since_ms), void *ud);
 
+/*
+ * Answers that reached the wrong gateway. The XMPP server deals every stanza for
+ * an allowMultiple component domain round-robin, IQ results included, so the
+ * answer to one gateway's registration request may arrive at another. That
+ * gateway passes it on to the asker's channel as a control envelope, signed
+ * like a message envelope:
+ *
+ *   "imgwc <tag> <ts> <from node> <db>\n<iq id> <status> <detail>"
+ *
+ * iq id is [A-Za-z0-9-]{1,64}, status a decimal (0 or a negative GW_E*
+ * code), detail [a-z-]{0,40} (the companion's status or error condition).
+ */
+typedef void (*gw_relay_answer_cb)(void *ud, const char *iq_id, int status, const char *detail);
+void gw_relay_on_answer(gw_relay_t *r, gw_relay_answer_cb cb, void *ud);
+
+/* Passes an answer on to gateway `node` (0..1023). No-op when Redis is down. */
+void gw_relay_pass_answer(gw_relay_t *r, int node, const char *iq_id, int status,
+                          const char *detail);
+
+/* Appends the signed control envelope of an answer to b (pure). Check b->overflow after. */
+void gw_relay_seal_answer(const gw_relay_key_t *key, uint64_t now_ms, int node, int db,
+                          const char *iq_id, int status, const char *detail, gw_sbuf_t *b);
+
+/*
+ * Checks a control envelope (pure, for tests and fuzzing): on success returns
+ * 0 and fills id (>= 65 bytes), *status and detail (>= 41 bytes).
+ */
+int gw_relay_open_answer(const gw_relay_key_t *key, int db, uint64_t now_ms, const char *env,
+                         size_t len, char *id, int *status, char *detail);
+
 /* user has a first session here (here = 1) or no session any more (here = 0). */
 void gw_relay_user_here(gw_relay_t *r, const char *user, int here);
 

@@ -842,6 +842,23 @@ static void on_link_down(void *ud)
             r->cfg->link_queue_max);
 }
 
+/* An answer for another gateway's request reached us: pass it on through the relay. */
+static void on_foreign_answer(void *ud, int node, const char *id, int status, const char *detail)
+{
+    gw_router_t *r = ud;
+
+    gw_debug("router", "answer %s belongs to gateway %d; passing it on", id, node);
+    gw_relay_pass_answer(r->relay, node, id, status, detail);
+}
+
+/* Another gateway passed on an answer to one of our requests. */
+static void on_relayed_answer(void *ud, const char *id, int status, const char *detail)
+{
+    gw_router_t *r = ud;
+
+    gw_link_finish_answer(r->link, id, status, detail);
+}
+
 static void on_link_routed(void *ud, uint64_t mark)
 {
     gw_router_t *r = ud;
@@ -1117,8 +1134,8 @@ static void on_relay_gap(void *ud, uint64_t since_ms)
 int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
 {
     static const gw_front_cbs_t fcbs = {on_open, on_frame, on_close, session_count, http_get};
-    static const gw_link_cbs_t lcbs = {on_link_up, on_link_down, on_link_message, on_link_routed,
-                                       list_web_users};
+    static const gw_link_cbs_t lcbs = {on_link_up,     on_link_down,   on_link_message,
+                                       on_link_routed, list_web_users, on_foreign_answer};
     gw_router_t *r = calloc(1, sizeof(*r));
     int rc;
 
@@ -1154,6 +1171,7 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
     if ((rc = gw_relay_new(loop, cfg, on_relayed, r, &r->relay)) != 0)
         goto fail;
     gw_relay_on_gap(r->relay, on_relay_gap, r);
+    gw_relay_on_answer(r->relay, on_relayed_answer, r);
     if ((rc = gw_store_new(loop, cfg, cfg->schema_dir, &r->store)) != 0)
         goto fail;
     if ((rc = gw_link_new(loop, cfg, &lcbs, r, &r->link)) != 0)

@@ -59,9 +59,19 @@ static void list_web_users(void *ud, gw_link_t *l)
     gw_link_web_list(l, "alice");
 }
 
+static void on_foreign_answer(void *ud, int node, const char *id, int status, const char *detail)
+{
+    (void)ud;
+    (void)status;
+    if (node < 0 || node > 1023 || id == NULL || strncmp(id, "reg-", 4) != 0 ||
+        (status != 0 && detail == NULL))
+        abort();
+}
+
 static int setup(void)
 {
-    static const gw_link_cbs_t cbs = {on_up, on_down, on_message, on_routed, list_web_users};
+    static const gw_link_cbs_t cbs = {on_up,     on_down,        on_message,
+                                      on_routed, list_web_users, on_foreign_answer};
     char err[256];
 
     gw_log_level = GW_LOG_NONE; /* the handlers' warnings would drown the fuzzer's output */

@@ -108,5 +108,38 @@ int main(void)
     ASSERT_EQ(open_text(sealed(&key, now, 0, "../x", FRAME("")), &e), GW_EINVAL);
     ASSERT_EQ(open_text("", &e), GW_EINVAL);
     ASSERT_EQ(open_text("imgw2 ", &e), GW_EINVAL);
+    /* Control envelopes: answers passed on to the asking gateway. */
+    {
+        char id[72], detail[48];
+        int status = 1;
+        gw_sbuf_t b;
+        gw_sbuf_init(&b, 1024);
+        gw_relay_seal_answer(&key, now, 1, 0, "reg-0-abcdef0123", 0, "created", &b);
+        ASSERT(!b.overflow);
+        ASSERT_EQ(gw_relay_open_answer(&key, 0, now + 1000, b.data, b.len, id, &status, detail), 0);
+        ASSERT_STR(id, "reg-0-abcdef0123");
+        ASSERT_EQ(status, 0);
+        ASSERT_STR(detail, "created");
+        ASSERT_EQ(gw_relay_open_answer(&other, 0, now, b.data, b.len, id, &status, detail),
+                  GW_EAUTH);
+        ASSERT_EQ(gw_relay_open_answer(&key, 1, now, b.data, b.len, id, &status, detail),
+                  GW_ENOTFOUND);
+        ASSERT_EQ(gw_relay_open_answer(&key, 0, now + 600000, b.data, b.len, id, &status, detail),
+                  GW_EEXPIRED);
+        b.data[b.len - 1] = 'X'; /* "createX": tampered */
+        ASSERT_EQ(gw_relay_open_answer(&key, 0, now, b.data, b.len, id, &status, detail), GW_EAUTH);
+        gw_sbuf_free(&b);
+        gw_sbuf_init(&b, 1024);
+        gw_relay_seal_answer(&key, now, 1, 0, "reg-0-<x>", 0, "created", &b);
+        ASSERT_EQ(gw_relay_open_answer(&key, 0, now, b.data, b.len, id, &status, detail),
+                  GW_EINVAL);
+        gw_sbuf_free(&b);
+        gw_sbuf_init(&b, 1024);
+        gw_relay_seal_answer(&key, now, 1, 0, "reg-0-ab", -2, "item-not-found", &b);
+        ASSERT_EQ(gw_relay_open_answer(&key, 0, now, b.data, b.len, id, &status, detail), 0);
+        ASSERT_EQ(status, -2);
+        ASSERT_STR(detail, "item-not-found");
+        gw_sbuf_free(&b);
+    }
     TASK_DONE();
 }
