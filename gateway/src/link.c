@@ -458,19 +458,12 @@ static void v1_refused(gw_link_t *l, xmpp_stanza_t *st, const char *id)
 }
 
 /* A status from the companion (section 7); any instance may receive any instance's. */
-static void handle_status(gw_link_t *l, xmpp_stanza_t *status)
+/* Applies a status meant for this instance (mark confirmed, resync asked for). */
+static void apply_status(gw_link_t *l, const char *mark, const char *sync)
 {
-    const char *node = xmpp_stanza_get_attribute(status, "node");
-    const char *boot = xmpp_stanza_get_attribute(status, "boot");
-    const char *mark = xmpp_stanza_get_attribute(status, "mark");
-    const char *sync = xmpp_stanza_get_attribute(status, "sync");
-    char mine[8];
     char *end;
     unsigned long long m;
 
-    snprintf(mine, sizeof(mine), "%d", l->cfg->node_id);
-    if (node == NULL || boot == NULL || strcmp(node, mine) != 0 || strcmp(boot, l->boot) != 0)
-        return; /* another instance's: it hears again at its next heartbeat */
     if (mark != NULL && mark[0] >= '0' && mark[0] <= '9') {
         m = strtoull(mark, &end, 10);
         /* Never beyond what was written: a status cannot confirm the future. */
@@ -483,6 +476,40 @@ static void handle_status(gw_link_t *l, xmpp_stanza_t *status)
         gw_info("link", "companion asked for the full list of web users");
         send_full_web_list(l);
     }
+}
+
+/*
+ * A status from the companion (section 7). With allowMultiple any instance may
+ * receive any instance's: one for another node is passed on to it through the
+ * relay ("st-<boot>-<mark>", detail = sync), so that a status never depends on
+ * the server's rotation landing right.
+ */
+static void handle_status(gw_link_t *l, xmpp_stanza_t *status)
+{
+    const char *node = xmpp_stanza_get_attribute(status, "node");
+    const char *boot = xmpp_stanza_get_attribute(status, "boot");
+    const char *mark = xmpp_stanza_get_attribute(status, "mark");
+    const char *sync = xmpp_stanza_get_attribute(status, "sync");
+    char mine[8], id[72];
+    char *end;
+    long n;
+
+    if (node == NULL || boot == NULL)
+        return;
+    snprintf(mine, sizeof(mine), "%d", l->cfg->node_id);
+    if (strcmp(node, mine) == 0) {
+        if (strcmp(boot, l->boot) == 0)
+            apply_status(l, mark, sync);
+        return; /* an earlier process of this node: nothing to do */
+    }
+    n = strtol(node, &end, 10);
+    if (*end != '\0' || n < 0 || n > 1023 || l->cbs.on_foreign_answer == NULL ||
+        strlen(boot) > 32 || strspn(boot, "0123456789abcdef") != strlen(boot) || mark == NULL ||
+        strlen(mark) > 20 || strspn(mark, "0123456789") != strlen(mark) || sync == NULL ||
+        (strcmp(sync, "ok") != 0 && strcmp(sync, "resync") != 0))
+        return;
+    snprintf(id, sizeof(id), "st-%s-%s", boot, mark);
+    l->cbs.on_foreign_answer(l->ud, (int)n, id, 0, sync);
 }
 
 /* Section 8: sends the waiting <on/>/<off/> children, at most 1000 per request. */
@@ -756,6 +783,15 @@ static int pass_on_answer(gw_link_t *l, xmpp_stanza_t *st, const char *type)
 int gw_link_finish_answer(gw_link_t *l, const char *id, int status, const char *detail)
 {
     pending_iq_t **pp = &l->iqs;
+
+    if (strncmp(id, "st-", 3) == 0) {
+        /* A status for this node that reached another instance: "st-<boot>-<mark>". */
+        size_t blen = strlen(l->boot);
+        if (status != 0 || strncmp(id + 3, l->boot, blen) != 0 || id[3 + blen] != '-')
+            return GW_ENOTFOUND;
+        apply_status(l, id + 4 + blen, detail);
+        return 0;
+    }
 
     while (*pp && strcmp((*pp)->id, id) != 0)
         pp = &(*pp)->next;

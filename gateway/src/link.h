@@ -64,11 +64,12 @@ typedef struct gw_link_cbs {
      */
     void (*list_web_users)(void *ud, gw_link_t *l);
     /*
-     * Optional: the server's answer to another gateway's registration request
-     * arrived here (allowMultiple deals IQ results round-robin). Pass it on to
-     * gateway node, which calls gw_link_finish_answer() with it. status is 0
-     * for a result (detail: the companion's status) or GW_EINVAL (detail: the
-     * error condition); the strings are valid until the callback returns.
+     * Optional: the server's answer to another gateway's registration request,
+     * or a companion status for another instance, arrived here (allowMultiple
+     * deals IQ results round-robin). Pass it on to gateway node, which calls
+     * gw_link_finish_answer() with it. status is 0 for a result (detail: the
+     * companion's status, or a status's sync) or GW_EINVAL (detail: the error
+     * condition); the strings are valid until the callback returns.
      */
     void (*on_foreign_answer)(void *ud, int node, const char *id, int status, const char *detail);
 } gw_link_cbs_t;

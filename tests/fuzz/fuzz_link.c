@@ -63,7 +63,8 @@ static void on_foreign_answer(void *ud, int node, const char *id, int status, co
 {
     (void)ud;
     (void)status;
-    if (node < 0 || node > 1023 || id == NULL || strncmp(id, "reg-", 4) != 0 ||
+    if (node < 0 || node > 1023 || id == NULL ||
+        (strncmp(id, "reg-", 4) != 0 && strncmp(id, "st-", 3) != 0) ||
         (status != 0 && detail == NULL))
         abort();
 }

@@ -19,7 +19,7 @@ const GW = `gw.${DOMAIN}`;
 /** The scripted server: accepts component connections, answers IQs on another connection. */
 async function crossServer() {
   const conns = [];
-  const seen = { registrations: 0, answeredElsewhere: 0 };
+  const seen = { registrations: 0, answeredElsewhere: 0, heartbeats: 0 };
   const srv = net.createServer((s) => {
     s.buf = '';
     s.on('error', () => {});
@@ -51,7 +51,13 @@ async function crossServer() {
         const inner = m[3] || '';
         let payload = '';
         if (inner.includes('disco#info')) {
-          payload = "<query xmlns='http://jabber.org/protocol/disco#info'><feature var='urn:imgw:companion:0'/></query>";
+          payload = "<query xmlns='http://jabber.org/protocol/disco#info'><feature var='urn:imgw:companion:0'/>"
+            + "<feature var='urn:imgw:companion:1'/></query>";
+        } else if (/<gateway\b/.test(inner)) {
+          // Version 1 heartbeat: the status names the instance and echoes its mark.
+          const a = (k) => new RegExp(`\\b${k}=['"]([^'"]*)['"]`).exec(inner)?.[1];
+          seen.heartbeats++;
+          payload = `<status xmlns='urn:imgw:companion:1' node='${a('node')}' boot='${a('boot')}' mark='${a('mark')}' sync='ok'/>`;
         } else if (inner.includes("action='create'") || inner.includes('action="create"')) {
           seen.registrations++;
           payload = "<user xmlns='urn:imgw:companion:0' status='created'/>";
@@ -104,5 +110,21 @@ describe('two gateways on one domain with answers dealt round-robin', { skip: !g
       }
     }
     assert.equal(server.seen.registrations, 4);
+  });
+
+  it('sends are confirmed although every status reaches the other gateway', async () => {
+    const outbox = async (gw) => Number(/^imgw_outbox (\d+)$/m.exec(await (await fetch(`${gw.httpUrl}/metrics`)).text())[1]);
+    for (const [gw, user] of [[gwA, 'senda'], [gwB, 'sendb']]) {
+      const t = await openWs(gw.wsUrl);
+      try {
+        assert.equal((await t.hello(user)).op, 'welcome');
+        for (let i = 1; i <= 5; i++) t.send({ op: 'send', to: 'app1', body: `m${i}`, cid: `c${i}` });
+        for (let i = 1; i <= 5; i++) await t.next((f) => f.op === 'ack' && f.cid === `c${i}`);
+        await until(`outbox of ${user}'s gateway empty`, 8000, async () => (await outbox(gw)) === 0, gw.logText);
+      } finally {
+        await t.close();
+      }
+    }
+    assert.ok(server.seen.heartbeats > 0);
   });
 });
