@@ -243,7 +243,7 @@ static void on_chats_cache(void *ud, int status, const gw_chat_t *chats, size_t 
     }
     /* Not cached (or Redis down): PostgreSQL has the truth. */
     if (!gw_store_enabled(c->h->env.store) ||
-        gw_store_chats(c->h->env.store, c->jid, c->limit, on_chats_db, c) != 0) {
+        gw_store_chats(c->h->env.store, c->jid, c->limit, -1, on_chats_db, c) != 0) {
         s = ctx_session(c);
         if (s)
             send_error(s, "chats", "unavailable", "this gateway keeps no history");
