@@ -210,7 +210,7 @@ static void on_chats_db(void *ud, int status, const gw_rows_t *rows)
         free(c);
         return;
     }
-    /* peer, last_id, last_ms, last_sender, last_kind, preview, unread */
+    /* peer, last_id, last_ms, last_sender, last_kind, preview, unread, last_read, unread_ids */
     for (size_t i = 0; i < n; i++) {
         chats[i].peer = gw_rows_get(rows, i, 0);
         chats[i].last_id = strtoull(gw_rows_get(rows, i, 1), NULL, 10);
@@ -219,6 +219,8 @@ static void on_chats_db(void *ud, int status, const gw_rows_t *rows)
         chats[i].kind = gw_rows_get(rows, i, 4);
         chats[i].preview = gw_rows_get(rows, i, 5);
         chats[i].unread = (uint32_t)strtoul(gw_rows_get(rows, i, 6), NULL, 10);
+        chats[i].last_read = strtoull(gw_rows_get(rows, i, 7), NULL, 10);
+        chats[i].unread_ids = gw_rows_isnull(rows, i, 8) ? NULL : gw_rows_get(rows, i, 8);
     }
     /* A complete list refills the cache; a truncated one would look complete, so not that. */
     if (n < (size_t)c->limit)
@@ -243,7 +245,9 @@ static void on_chats_cache(void *ud, int status, const gw_chat_t *chats, size_t 
     }
     /* Not cached (or Redis down): PostgreSQL has the truth. */
     if (!gw_store_enabled(c->h->env.store) ||
-        gw_store_chats(c->h->env.store, c->jid, c->limit, -1, on_chats_db, c) != 0) {
+        gw_store_chats(c->h->env.store, c->jid, c->limit,
+                       gw_cache_is_up(c->h->env.cache) ? GW_CACHE_UNREAD_IDS_MAX : -1, on_chats_db,
+                       c) != 0) {
         s = ctx_session(c);
         if (s)
             send_error(s, "chats", "unavailable", "this gateway keeps no history");
@@ -266,35 +270,45 @@ void gw_history_chats(gw_history_t *h, gw_session_t *s, int limit)
 static void on_read(void *ud, int status, const gw_rows_t *rows)
 {
     hctx_t *c = ud;
+    gw_session_t *asker = ctx_session(c);
     gw_user_t *u;
     gw_sbuf_t b;
     gw_payload_t *p;
-    uint64_t last_read = c->id;
+    uint64_t marker = 0;
     unsigned long unread = 0;
+    int moved = 0;
 
     if (status != 0) {
-        gw_session_t *s = ctx_session(c);
-        if (s)
-            send_error(s, "read", "unavailable", "could not mark read; retry");
+        if (asker)
+            send_error(asker, "read", "unavailable", "could not mark read; retry");
         free(c);
         return;
     }
+    /* No row: there is no such conversation, so nothing is read or unread in it. */
     if (gw_rows_count(rows) == 1) {
-        last_read = strtoull(gw_rows_get(rows, 0, 0), NULL, 10);
+        marker = strtoull(gw_rows_get(rows, 0, 0), NULL, 10);
         unread = strtoul(gw_rows_get(rows, 0, 1), NULL, 10);
-        gw_cache_mark_read(c->h->env.cache, c->jid, c->peer);
+        moved = strcmp(gw_rows_get(rows, 0, 2), "t") == 0;
     }
-    /* Every tab of the user clears the bubble at once, including the one that asked. */
+    if (moved)
+        gw_cache_mark_read(c->h->env.cache, c->jid, c->peer, marker);
     gw_sbuf_init(&b, 4096);
     gw_sbuf_puts(&b, "{\"op\":\"read\",\"with\":");
     gw_json_escape(&b, c->peer, strlen(c->peer));
-    gw_sbuf_printf(&b, ",\"id\":\"%" PRIu64 "\",\"unread\":%lu}", last_read, unread);
+    gw_sbuf_printf(&b, ",\"id\":\"%" PRIu64 "\",\"unread\":%lu}", marker, unread);
     p = b.overflow ? NULL : gw_payload_from(b.data, b.len);
     gw_sbuf_free(&b);
-    u = gw_registry_find(c->h->env.reg, c->user);
-    for (gw_session_t *s = u ? u->sessions : NULL; s && p; s = s->next)
-        if (s->welcomed)
-            gw_session_send(s, p);
+    if (!moved) {
+        /* Nothing changed: only the asking tab needs the answer (the marker as it is). */
+        if (asker && p)
+            gw_session_send(asker, p);
+    } else {
+        /* Every tab of the user clears the bubble at once, including the one that asked. */
+        u = gw_registry_find(c->h->env.reg, c->user);
+        for (gw_session_t *s = u ? u->sessions : NULL; s && p; s = s->next)
+            if (s->welcomed)
+                gw_session_send(s, p);
+    }
     gw_payload_unref(p);
     free(c);
 }
