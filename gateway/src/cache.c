@@ -44,7 +44,7 @@
 #define GET_MAX            1000  /* largest limit a read asks Redis for */
 #define PUT_MAX            5000  /* a larger list is not cached (one script call each) */
 #define ENTRY_MAX          4096  /* longest entry JSON accepted back from Redis */
-#define PREVIEW_MAX        200   /* bytes of body kept in an entry, cut on a UTF-8 boundary */
+#define PREVIEW_MAX        200   /* characters of the body kept in an entry, as in the schema */
 #define CONNECT_TIMEOUT_MS 3000  /* connect + handshake */
 #define COMMAND_TIMEOUT_MS 5000  /* no reply while commands are outstanding: drop */
 #define FILL_WINDOW_S      60    /* a fill (miss, PostgreSQL read, put) must finish in this time */
@@ -358,16 +358,22 @@ static void pad_id(char *out, uint64_t id)
     snprintf(out, ID_DIGITS + 1, "%020" PRIu64, id);
 }
 
-/* Length of the longest prefix of s, at most max bytes, that ends on a UTF-8 boundary. */
+/*
+ * Length in bytes of the first max characters (code points) of the UTF-8 string s:
+ * the preview PostgreSQL keeps is left(body, 200), which counts characters, and a
+ * cached list must say exactly what PostgreSQL says.
+ */
 static size_t utf8_prefix(const char *s, size_t max)
 {
-    size_t n = strlen(s);
+    size_t n = 0, chars = 0;
 
-    if (n <= max)
-        return n;
-    n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
+    for (; s[n] != '\0'; n++) {
+        if (((unsigned char)s[n] & 0xC0) == 0x80)
+            continue; /* continuation byte: part of the character already counted */
+        if (chars == max)
+            break;
+        chars++;
+    }
     return n;
 }
 

@@ -45,7 +45,7 @@ typedef struct gw_chat {
     uint64_t last_ts;        /* its time, ms since the epoch */
     const char *last_sender; /* bare JID */
     const char *kind;        /* "text" or "image" */
-    const char *preview;     /* first characters of the body (UTF-8, at most 200 bytes) */
+    const char *preview;     /* the body's first 200 characters (UTF-8), as in the schema */
     uint32_t unread;         /* messages from peer the user has not read */
     /* For gw_cache_put_chats only (ignored in answers): */
     uint64_t last_read;     /* the user's read marker in this conversation */

@@ -32,7 +32,7 @@ typedef struct result {
     int status;
     size_t n;
     char peer[MAXE][64];
-    char preview[MAXE][256];
+    char preview[MAXE][1024];
     char sender[MAXE][64];
     uint64_t last_id[MAXE];
     uint32_t unread[MAXE];
@@ -332,14 +332,14 @@ static void test_live(void)
     ASSERT_STR(r.preview[2], "older than carol's");
     ASSERT_EQ(r.unread[2], 4);
 
-    /* The preview is cut at 200 bytes on a character boundary. */
+    /* The preview is the first 200 characters, as PostgreSQL's left(body, 200). */
     memset(body, 0, sizeof(body));
-    for (int i = 0; i < 150; i++)
+    for (int i = 0; i < 210; i++)
         memcpy(body + 2 * i, "\xc3\xa9", 2); /* é */
     message(c, 500, "erin@x", "alice@x", body, NULL);
     get(c, "alice@x", 10, &r);
     ASSERT_STR(r.peer[0], "erin@x");
-    ASSERT_EQ(strlen(r.preview[0]), 200);
+    ASSERT_EQ(strlen(r.preview[0]), 2 * 200);
 
     /* A message applied twice counts once. */
     message(c, 340, "bob@x", "alice@x", "older than carol's", NULL);
