@@ -617,7 +617,8 @@ class SeedRun {
     const senders = [];
     const pool = [...this.tabs];
     while (senders.length < n && pool.length) senders.push(pool.splice(this.rng.int(pool.length), 1)[0]);
-    const rec = this.rng.chance(0.5) ? pool[this.rng.int(pool.length)] : null;
+    // A reconnect needs a last_id ("0" is not one): only once some message exists.
+    const rec = this.rng.chance(0.5) && this.maxId > 0n ? pool[this.rng.int(pool.length)] : null;
     const plans = senders.map((t) => ({ t, to: this.otherUser(t.user), body: this.body(), cid: `c${this.nextCid++}` }));
     let recLast = null;
     if (rec) {
