@@ -94,12 +94,15 @@ export async function startServers() {
   return s;
 }
 
+/** Stops everything; rethrows the gateway's cleanup error (a sanitizer report in its log). */
 export async function stopServers(s) {
-  await s.gw?.cleanup().catch(() => {});
+  let err = null;
+  await s.gw?.cleanup().catch((e) => { err = e; });
   await s.prosody?.cleanup().catch(() => {});
   await s.redis?.cleanup().catch(() => {});
   await s.pg?.cleanup().catch(() => {});
   if (s.spool) fs.rmSync(s.spool, { recursive: true, force: true });
+  if (err) throw err;
 }
 
 // ---- tabs: one client per transport, all with the same interface -----------------------

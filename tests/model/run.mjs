@@ -50,7 +50,7 @@ async function one(seed, tag) {
     failures.push({ seed, message: err.message });
     log(`seed ${seed}: FAILED${err instanceof Mismatch ? '' : ' (error)'}: ${err.stack ?? err.message}`);
     log(`  again: node tests/model/run.mjs --seed ${seed} --ops ${ops}${checks.length ? ` --check ${checks.join(',')}` : ''}`);
-    await stopServers(servers);
+    await stopServers(servers).catch((e) => log(`servers: ${e.message}`));
     servers = null;
   }
 }
@@ -66,7 +66,12 @@ try {
     }
   }
 } finally {
-  if (servers) await stopServers(servers);
+  if (servers) {
+    await stopServers(servers).catch((e) => {
+      failures.push({ seed: '-', message: e.message });
+      log(`servers: ${e.message}`);
+    });
+  }
 }
 log(`done: ${totals.seeds} seed(s), ${totals.ops} operations, ${failures.length} failure(s)` +
   `, ${totals.tolerated} tolerated repeat(s) after SIGKILL; operations: ${JSON.stringify(totals.counts)}`);
