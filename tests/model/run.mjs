@@ -34,7 +34,17 @@ let stopping = false;
 
 process.on('SIGINT', () => { stopping = true; log('SIGINT: finishing the current seed'); });
 
+let current = null;
+// A client library that throws from an event handler (sockjs-client's eventsource receiver
+// on a frame it cannot decode) ends the run: say which seed did it.
+process.on('uncaughtException', (err) => {
+  log(`seed ${current}: FAILED (thrown in a client library): ${err.stack ?? err}`);
+  log(`  again: node tests/model/run.mjs --seed ${current} --ops ${ops}${checks.length ? ` --check ${checks.join(',')}` : ''}`);
+  process.exit(1);
+});
+
 async function one(seed, tag) {
+  current = seed;
   if (!servers) servers = await startServers();
   const t0 = Date.now();
   try {
