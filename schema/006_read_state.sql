@@ -11,9 +11,10 @@
 --     moved = false when nothing changed (the caller then tells only the asking tab),
 --     and no row only when the conversation does not exist.
 --
--- imgw_chat_list answers the chat list with each entry's read marker and, for entries
--- with at most p_ids_max unread messages, the ids of those messages (one space between
--- them, oldest first; '' when nothing is unread, NULL past p_ids_max). The cache stores
+-- imgw_chat_list answers the chat list with each entry's read marker and, when the user's
+-- unread messages number at most p_ids_max altogether, the ids of each entry's unread
+-- messages (one space between them, oldest first; '' when nothing is unread; NULL on
+-- every entry past p_ids_max, so one call never lists more ids than that). The cache stores
 -- the ids rather than a count, so that applying a message or a read twice, or in another
 -- order than PostgreSQL committed them, cannot change the count (docs/redis.md).
 
@@ -65,20 +66,23 @@ RETURNS TABLE (peer_jid text, last_message_id bigint, last_ms bigint, last_sende
                last_kind text, last_preview text, unread integer, last_read_id bigint,
                unread_ids text)
 LANGUAGE sql STABLE AS $$
-  -- One statement, one snapshot: the ids agree with the counts.
+  -- One statement, one snapshot: the ids agree with the counts. The window sum runs over
+  -- all of the user's conversations, before the LIMIT.
   SELECT cs.peer_jid, cs.last_message_id,
          (extract(epoch FROM cs.last_message_at) * 1000)::bigint,
          cs.last_sender, cs.last_kind, cs.last_preview, cs.unread, cs.last_read_id,
          CASE WHEN cs.unread = 0 THEN ''
-              WHEN cs.unread <= p_ids_max THEN
+              WHEN cs.total <= p_ids_max THEN
                 (SELECT string_agg(m.id::text, ' ' ORDER BY m.id) FROM messages m
                   WHERE m.conv = cs.conv AND m.sender = cs.peer_jid AND m.id > cs.last_read_id)
          END
-  FROM conversation_state cs
-  WHERE cs.user_jid = p_user
+  FROM (SELECT c.*, sum(c.unread) OVER () AS total
+        FROM conversation_state c
+        WHERE c.user_jid = p_user
+        ORDER BY c.last_message_id DESC
+        LIMIT p_limit) cs
   ORDER BY cs.last_message_id DESC
-  LIMIT p_limit
 $$;
 
 COMMENT ON FUNCTION imgw_chat_list(text, int, int) IS
-  'Chat list of p_user, newest first: entry, unread, read marker and (up to p_ids_max) the unread ids.';
+  'Chat list of p_user, newest first: entry, unread, read marker and (up to p_ids_max in all) the unread ids.';

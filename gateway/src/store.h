@@ -78,7 +78,7 @@ int gw_store_page(gw_store_t *s, const char *a, const char *b, uint64_t before, 
                   gw_store_rows_cb cb, void *ud);
 /* Chat list of user, most recent first: peer, last_id, last_ms, last_sender, last_kind,
  * preview, unread, last_read_id, unread_ids (the ids of the unread messages, oldest first,
- * space separated; NULL for an entry with more than ids_max unread). */
+ * space separated; NULL everywhere when the user has more than ids_max unread in all). */
 int gw_store_chats(gw_store_t *s, const char *user, int limit, int ids_max, gw_store_rows_cb cb,
                    void *ud);
 /* Moves the read marker to the newest message of the conversation at or below id (never

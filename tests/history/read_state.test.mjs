@@ -24,7 +24,7 @@ describe('schema 006: imgw_read, imgw_chat_list', () => {
     return (sql) => pg.psql(sql, { db: name });
   };
   const read = (q, u, p, id) => q(`SELECT last_read_id, unread, moved FROM imgw_read('${u}', '${p}', ${id})`);
-  const list = async (q, u, idsMax = 100) => rows(await q(`SELECT peer_jid, unread, last_read_id, unread_ids FROM imgw_chat_list('${u}', 50, ${idsMax})`));
+  const list = async (q, u, idsMax = 100) => rows(await q(`SELECT peer_jid, unread, last_read_id, coalesce(unread_ids, '<null>') FROM imgw_chat_list('${u}', 50, ${idsMax})`));
 
   it('moves forward onto messages of the conversation, clamps, answers the marker when nothing moves', async () => {
     const q = await fresh('clamp');
@@ -42,8 +42,11 @@ describe('schema 006: imgw_read, imgw_chat_list', () => {
     assert.deepEqual(await list(q, 'a@x'), [['b@x', '1', '30', '40'], ['c@x', '0', '25', '']]);
     assert.equal(await read(q, 'a@x', 'b@x', '9223372036854775807'), '40|0|t');
     assert.deepEqual(await list(q, 'a@x', 0), [['b@x', '0', '40', ''], ['c@x', '0', '25', '']]);
-    await q(`INSERT INTO messages (id, sender, recipient, body, stanza_id) VALUES (50, 'b@x', 'a@x', 'm5', 's6'), (60, 'b@x', 'a@x', 'm6', 's7')`);
-    assert.deepEqual((await list(q, 'a@x', 1))[0], ['b@x', '2', '40', ''], 'more unread than ids_max: NULL ids');
+    await q(`INSERT INTO messages (id, sender, recipient, body, stanza_id) VALUES
+      (50, 'b@x', 'a@x', 'm5', 's6'), (60, 'b@x', 'a@x', 'm6', 's7'), (70, 'c@x', 'a@x', 'c2', 's8')`);
+    assert.deepEqual(await list(q, 'a@x', 3), [['c@x', '1', '25', '70'], ['b@x', '2', '40', '50 60']]);
+    // More unread than ids_max in all: no ids anywhere (one call lists at most ids_max).
+    assert.deepEqual(await list(q, 'a@x', 2), [['c@x', '1', '25', '<null>'], ['b@x', '2', '40', '<null>']]);
   });
 
   it('markers, counts and ids agree with a recount under concurrent writers and readers', async () => {
