@@ -17,6 +17,8 @@
 #define PAGE_MAX    100  /* messages per recovery query */
 #define HOLD_MAX    1024 /* live messages held back while a replay runs */
 #define WAIT_MS     5    /* a replay waiting for room looks again after this */
+#define RETRY_MS    250  /* a page the database could not answer is asked again after this */
+#define RETRY_MAX   20   /* ... this many times (5 s), then the replay ends with reset */
 #define FRAME_LIMIT (16u * 1024u * 1024u)
 
 struct gw_history {
@@ -54,6 +56,7 @@ typedef struct recovery {
     int state;
     int reset;    /* recovered.reset: the client must reload what it shows */
     int querying; /* a page query is in flight: its callback owns the struct */
+    int retries;  /* page queries the database failed in a row */
     int orphan;   /* the session is gone: freed once nothing refers to it */
     uv_timer_t timer;
 } recovery_t;
@@ -470,12 +473,22 @@ static void on_rec_page(void *ud, int status, const gw_rows_t *rows)
     if (s == NULL)
         return; /* closing: gw_history_forget() releases r */
     if (status != 0) {
-        /* Without the database the client cannot know what it missed: it must reload. */
+        /*
+         * The database did not answer: right after a gateway start its connection may
+         * still be coming up, and every reconnecting browser told to reload at once
+         * would hit it with chat lists and history together. Ask again for a while;
+         * without the database the client cannot know what it missed: it must reload.
+         */
+        if (++r->retries <= RETRY_MAX) {
+            uv_timer_start(&r->timer, on_rec_timer, RETRY_MS, 0);
+            return;
+        }
         r->reset = 1;
         r->state = R_FLUSH;
         rec_step(r);
         return;
     }
+    r->retries = 0;
     n = gw_rows_count(rows);
     for (size_t i = 0; i < n; i++) {
         gw_msg_t m;

@@ -162,6 +162,26 @@ describe('chat state', { skip: !gatewayBuilt() && 'build/gateway/imgw is not bui
     assert.equal(a.ws.readyState, 1, 'still open');
   });
 
+  it('item 4: a recovery waits a few seconds for the database instead of telling every client to reload', async () => {
+    const b = await tab('lea');
+    const seen = (await send(b, 'max', 'seen', 'w0')).id;
+    const missed = (await send(b, 'max', 'missed while away', 'w1')).id;
+    await pg.stop();
+    let a;
+    try {
+      a = await openWs(gw.wsUrl);
+      tabs.push(a);
+      const w = await a.hello('max', { last_id: seen });
+      assert.equal(w.op, 'welcome');
+      assert.ok(await a.none((f) => f.op === 'recovered', 1000), 'no answer while the database is down');
+    } finally {
+      await pg.start();
+    }
+    const m = await a.next((f) => f.op === 'msg', 20000);
+    assert.deepEqual([m.id, m.recovered], [missed, true]);
+    assert.deepEqual(await a.next((f) => f.op === 'recovered', 10000), { op: 'recovered', count: 1, reset: false, __binary: false });
+  });
+
   it('item 4: 1,000 pipelined sends in one write get 1,000 acks', async () => {
     const a = await tab('jon');
     const N = 1000;
