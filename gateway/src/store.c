@@ -631,7 +631,16 @@ static void on_pgc_poll(uv_poll_t *h, int status, int events)
 
     if (c == NULL)
         return;
-    (void)status;
+    /*
+     * libuv reports a socket error (EPOLLERR, e.g. a reset after the server went away
+     * while a batch was being sent) as status < 0 with no events, and stops the handle:
+     * the connection will never be looked at again, so it is lost now. Ignoring it left
+     * a writer busy forever, and every later ack waited behind its batch.
+     */
+    if (status < 0) {
+        pgc_fail(c, uv_strerror(status));
+        return;
+    }
     if (c->state == C_CONNECTING) {
         switch (PQconnectPoll(c->conn)) {
         case PGRES_POLLING_OK: pgc_ready(c); return;
