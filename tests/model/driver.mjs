@@ -87,11 +87,38 @@ export async function startServers() {
         auth_timeout_ms: 20000, drain_timeout_ms: 2000,
       },
     });
+    await waitReady(s.gw);
   } catch (err) {
-    await stopServers(s);
+    await stopServers(s).catch(() => {});
     throw err;
   }
   return s;
+}
+
+/**
+ * Waits until the gateway answers history queries: right after a start its PostgreSQL
+ * reader may still be connecting, and reads answer `unavailable` meanwhile (as documented).
+ */
+export async function waitReady(gw) {
+  const ws = new WebSocket(gw.wsUrl);
+  const frames = [];
+  ws.on('message', (d) => frames.push(JSON.parse(d.toString('utf8'))));
+  ws.on('error', () => {});
+  try {
+    await within(new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); }), 10000, 'probe open');
+    ws.send(JSON.stringify({ op: 'hello', v: 1, user: 'readiness_probe' }));
+    await until('probe welcome', 10000, () => frames.some((f) => f.op === 'welcome'));
+    await until('gateway reads history', 30000, async () => {
+      frames.length = 0;
+      ws.send(JSON.stringify({ op: 'history', with: 'nobody', limit: 1 }));
+      await until('probe answer', 10000, () => frames.some((f) => f.op === 'history' || f.op === 'error'));
+      if (frames.some((f) => f.op === 'history')) return true;
+      await sleep(100);
+      return false;
+    }, () => gw.logText());
+  } finally {
+    ws.terminate();
+  }
 }
 
 /** Stops everything; rethrows the gateway's cleanup error (a sanitizer report in its log). */
@@ -722,6 +749,7 @@ class SeedRun {
     for (const t of this.tabs) { t.inbox.length = 0; }
     this.model.forgetCids();
     await gw.start();
+    await waitReady(gw);
     await this.reconnectAll();
   }
 
