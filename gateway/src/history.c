@@ -51,8 +51,8 @@ typedef struct recovery {
     uint64_t cursor; /* largest id replayed (hello.last_id at first) */
     uint64_t *ids;   /* the ids replayed, ascending */
     size_t nids, capids;
-    held_t held[HOLD_MAX];
-    size_t nheld, flushed;
+    held_t *held; /* grows up to HOLD_MAX; freed when the replay is done */
+    size_t nheld, capheld, flushed;
     int state;
     int reset;    /* recovered.reset: the client must reload what it shows */
     int querying; /* a page query is in flight: its callback owns the struct */
@@ -397,7 +397,9 @@ static void rec_release(recovery_t *r)
 {
     for (size_t i = r->flushed; i < r->nheld; i++)
         gw_payload_unref(r->held[i].p);
-    r->nheld = r->flushed = 0;
+    free(r->held);
+    r->held = NULL;
+    r->nheld = r->flushed = r->capheld = 0;
     free(r->ids);
     r->ids = NULL;
     uv_close((uv_handle_t *)&r->timer, rec_free_cb);
@@ -569,7 +571,10 @@ static void rec_step(recovery_t *r)
         rec_wait(r);
         return;
     }
-    r->nheld = r->flushed = 0;
+    /* Only the replayed ids stay, for as long as the session lives (late copies). */
+    free(r->held);
+    r->held = NULL;
+    r->nheld = r->flushed = r->capheld = 0;
     r->state = R_DONE;
     gw_sbuf_init(&b, 256);
     gw_sbuf_printf(&b, "{\"op\":\"recovered\",\"count\":%zu,\"reset\":%s}", r->nids,
@@ -642,7 +647,15 @@ void gw_history_push(gw_history_t *h, gw_session_t *s, gw_payload_t *p, uint64_t
         gw_session_send(s, p);
         return;
     }
-    if (r->nheld == HOLD_MAX) {
+    if (r->nheld == r->capheld && r->capheld < HOLD_MAX) {
+        size_t ncap = r->capheld ? 2 * r->capheld : 16;
+        held_t *nh = realloc(r->held, ncap * sizeof(*nh));
+        if (nh != NULL) {
+            r->held = nh;
+            r->capheld = ncap;
+        }
+    }
+    if (r->nheld == r->capheld) {
         /*
          * More live traffic than is worth holding: stop replaying (reset tells
          * the client to reload) and let this one through at once.
