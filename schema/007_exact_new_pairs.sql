@@ -10,20 +10,28 @@
 -- count came out one or more too high until the next read (seen by
 -- tests/history/read_state.test.mjs under load: unread 2 where one message was unread).
 --
--- Now every writer first takes a transaction-scoped advisory lock per (user, peer) pair
--- of its batch, in key order, whether the row exists or not; the next statement then
--- sees every row and marker the previous holders committed. imgw_read and
--- imgw_mark_read never create rows and keep locking the row only. The arithmetic is 004's.
+-- Now a writer whose batch begins conversations (a state row of the pair is missing)
+-- first takes transaction-scoped advisory locks for them, in key order: one of 64 per
+-- conversation key, so a batch never takes more than 64 such locks whatever its size (a
+-- lock per pair ran PostgreSQL out of lock table with two concurrent 5,000-pair batches).
+-- The row locks and the count follow in new statements, which see every row and marker
+-- the previous holders committed. Conversations that already have their rows cost
+-- nothing more; imgw_read and imgw_mark_read never create rows and keep locking the row
+-- only. The arithmetic is 004's.
 
 CREATE OR REPLACE FUNCTION imgw_messages_after_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  -- Serialise every writer of the same (user, peer) pairs, rows or not (see above).
-  PERFORM pg_advisory_xact_lock(k)
-  FROM (SELECT DISTINCT hashtextextended(p.user_jid || ' ' || p.peer_jid, 0) AS k
-        FROM (SELECT sender AS user_jid, recipient AS peer_jid FROM new_rows
-              UNION SELECT recipient, sender FROM new_rows) p) keys
-  ORDER BY k;
+  -- Conversations this batch begins cannot be row-locked yet: advisory locks in their
+  -- place, at most 64 (see above). 1768777591 is 'imgw' in ASCII, a namespace of our own.
+  PERFORM pg_advisory_xact_lock(1768777591, b.k)
+  FROM (SELECT DISTINCT hashtext(n.conv) & 63 AS k
+        FROM new_rows n
+        WHERE NOT EXISTS (SELECT 1 FROM conversation_state cs
+                          WHERE cs.user_jid = n.sender AND cs.peer_jid = n.recipient)
+           OR NOT EXISTS (SELECT 1 FROM conversation_state cs
+                          WHERE cs.user_jid = n.recipient AND cs.peer_jid = n.sender)) b
+  ORDER BY b.k;
 
   -- Lock the existing rows first, in key order (see 003): against imgw_read and
   -- imgw_mark_read, which take the row lock only.
