@@ -4,6 +4,9 @@
 import { after, before, describe, it } from '../lib/test.mjs';
 import { sleep, until } from '../lib/bounded.mjs';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { startProsody } from '../lib/prosody.mjs';
 import { startPostgres } from '../lib/postgres.mjs';
 import { startRedis } from '../lib/redis.mjs';
@@ -15,7 +18,7 @@ const GW = `gw.${DOMAIN}`;
 const J = (u) => `${u}@${GW}`;
 
 describe('chat state', { skip: !gatewayBuilt() && 'build/gateway/imgw is not built' }, () => {
-  let prosody, pg, redis, gw;
+  let prosody, pg, redis, gw, spool;
   const tabs = [];
 
   const tab = async (user, extra) => {
@@ -46,10 +49,15 @@ describe('chat state', { skip: !gatewayBuilt() && 'build/gateway/imgw is not bui
     pg = await startPostgres({ db: 'imgw' });
     redis = await startRedis();
     prosody = await startProsody({ domain: DOMAIN, components: [{ domain: GW, secret: 's3cret' }], logLevel: 'info' });
-    // A small session queue makes an unbounded replay overflow it every time.
+    // A small session queue makes an unbounded replay overflow it every time. The spool
+    // keeps sends durable while PostgreSQL restarts (some tests restart it).
+    spool = fs.mkdtempSync(path.join(os.tmpdir(), 'imgw-state-spool-'));
     gw = await startImgw({
       prosody,
-      config: { pg_conninfo: `"${pg.connString}"`, redis_host: '127.0.0.1', redis_port: redis.port, session_queue_max: 128 },
+      config: {
+        pg_conninfo: `"${pg.connString}"`, redis_host: '127.0.0.1', redis_port: redis.port,
+        session_queue_max: 128, spool_dir: spool,
+      },
     });
   });
 
@@ -59,6 +67,7 @@ describe('chat state', { skip: !gatewayBuilt() && 'build/gateway/imgw is not bui
     await prosody?.cleanup();
     await redis?.cleanup();
     await pg?.cleanup();
+    if (spool) fs.rmSync(spool, { recursive: true, force: true });
   });
 
   it('item 2: unread stays exact after chats (cache filled), then a partial read', async () => {
