@@ -3,9 +3,10 @@
 //
 // Servers (startServers): Prosody with the imgw companion, the gateway in same-JID mode,
 // PostgreSQL and Redis, all real, on private loopback ports. Per seed (runSeed): 3 users
-// with 3 tabs each, one tab per transport: a WebSocket (/ws), sockjs-client 1.6 (its
-// Node transports: websocket, xhr-streaming, xhr-polling, eventsource) and the JSONP/HTTP
-// API (/api/*, long poll, answers as JSON or JSONP). Operations: sends, retries (same
+// with 3 tabs each, one tab per transport: a WebSocket (/ws), sockjs-client 1.6 (one of
+// its Node transports per user: websocket, xhr-streaming, xhr-polling; eventsource with
+// --check eventsource, see below) and the JSONP/HTTP API (/api/*, long poll, answers as
+// JSON or JSONP, sends with a line break as POST forms). Operations: sends, retries (same
 // cid), reads forwards and backwards and with foreign ids, opens, history pages, chat
 // lists, reconnects with last_id, bursts of concurrent sends (with a reconnect among
 // them), gateway restarts (SIGTERM or SIGKILL), Redis FLUSHALL and PostgreSQL restarts.
