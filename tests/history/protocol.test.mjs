@@ -40,6 +40,7 @@ describe('protocol as documented', { skip: !gatewayBuilt() && 'build/gateway/img
       config: {
         mode: 'samejid', pg_conninfo: `"${pg.connString}"`, max_body_bytes: MAX_BODY,
         max_frame_bytes: MAX_FRAME, session_queue_max: 8, ticket_secret: 'k'.repeat(32),
+        allowed_domains: `"${DOMAIN}, ${GW}, elsewhere.example"`,
       },
     });
     app = await login({ port: prosody.c2sPort, domain: DOMAIN, username: 'app1', password: 'pw', resource: 'phone' });
@@ -53,10 +54,15 @@ describe('protocol as documented', { skip: !gatewayBuilt() && 'build/gateway/img
     await pg?.cleanup();
   });
 
-  it('welcome.jid is the bare JID of the XMPP domain in same-JID mode; user ids are lower-cased', async () => {
+  it('welcome.jid is the bare JID of the XMPP domain in same-JID mode; a user id must be lower case, addresses are folded', async () => {
+    const mixed = await openWs(gw.wsUrl);
+    open.push(mixed);
+    const e = await mixed.hello('MiXeD.Case');
+    assert.deepEqual([e.op, e.code], ['error', 'bad_hello']);
+    assert.equal((await mixed.closed).code, 4401);
     const t = await openWs(gw.wsUrl);
     open.push(t);
-    const w = await t.hello('MiXeD.Case');
+    const w = await t.hello('mixed.case');
     assert.deepEqual([w.op, w.v, w.user, w.jid], ['welcome', 1, 'mixed.case', J('mixed.case')]);
     const b = await tab('lc_peer');
     t.send({ op: 'send', to: 'LC_Peer', body: 'case', cid: 'lc1' });
@@ -175,8 +181,11 @@ describe('protocol as documented', { skip: !gatewayBuilt() && 'build/gateway/img
     assert.equal((await b.next((f) => f.op === 'history')).msgs[0].body, body);
   });
 
-  it('a send to another domain is acked and stored; the server\'s bounce is dropped, not shown', async () => {
+  it('a send to a domain outside allowed_domains is refused; to an allowed one it is acked and stored, the server\'s bounce dropped', async () => {
     const t = await tab('abroad');
+    t.send({ op: 'send', to: 'someone@nowhere.example', body: 'not here', cid: 'f0' });
+    const refused = await t.next((f) => f.op === 'ack' || f.op === 'error');
+    assert.deepEqual([refused.op, refused.code, refused.cid], ['error', 'domain_not_allowed', 'f0']);
     t.send({ op: 'send', to: 'someone@elsewhere.example', body: 'far away', cid: 'f1' });
     const ack = await t.next((f) => f.op === 'ack' || f.op === 'error');
     assert.equal(ack.op, 'ack');
