@@ -469,8 +469,22 @@ static void wrap(gw_sbuf_t *out, const gw_http_req_t *r, const char *frame, size
         gw_sbuf_puts(out, "\n");
         break;
     case R_EVENTSOURCE:
+        /*
+         * The client hands each event to decodeURI(): a '%' must arrive as %25 or a
+         * body holding "%" makes it throw, and a line break or NUL would end or break
+         * the event.
+         */
         gw_sbuf_puts(out, "data: ");
-        gw_sbuf_append(out, frame, n);
+        for (size_t i = 0, run = 0; i <= n; i++) {
+            unsigned char c = i < n ? (unsigned char)frame[i] : 0;
+
+            if (i < n && c != '%' && c != '\r' && c != '\n' && c != '\0')
+                continue;
+            gw_sbuf_append(out, frame + run, i - run);
+            if (i < n)
+                gw_sbuf_printf(out, "%%%02X", c);
+            run = i + 1;
+        }
         gw_sbuf_puts(out, "\r\n\r\n");
         break;
     case R_HTMLFILE:

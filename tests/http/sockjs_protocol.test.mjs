@@ -263,6 +263,23 @@ describe('SockJS 0.3 protocol conformance', { skip: !gatewayBuilt() && 'build/ga
       c.destroy();
     });
 
+    it('eventsource: a frame is escaped for decodeURI (% as %25), so a body with "%" reaches the client', async () => {
+      const u = await session();
+      const c = await rawConnect(gw.port);
+      c.write(`GET ${u.replace(/^http:\/\/[^/]+/, '')}/eventsource HTTP/1.1\r\nHost: x\r\n\r\n`);
+      assert.equal((await c.head()).status, 200);
+      assert.equal(await c.chunk(), '\r\n');
+      assert.equal((await POST(`${u}/xhr_send`, { body: ping('50% off %0A') })).status, 204);
+      const ev = await c.chunk();
+      assert.match(ev, /^data: a\[.*pong.*\r\n\r\n$/);
+      const data = ev.slice('data: '.length, -4);
+      assert.ok(data.includes('50%25 off %250A'), `escaped: ${data}`);
+      // What sockjs-client does with it: decodeURI, then the frame.
+      const frames = JSON.parse(decodeURI(data).slice(1)).map((m) => JSON.parse(m));
+      assert.deepEqual(frames, [{ op: 'pong', t: '50% off %0A' }]);
+      c.destroy();
+    });
+
     it('htmlfile: text/html, a prelude of 1 KiB or more defining p() with the callback', async () => {
       const c = await rawConnect(gw.port);
       c.write(`GET /sockjs/getUserMsg/000/${sid()}/htmlfile?c=%63allback HTTP/1.1\r\nHost: x\r\n\r\n`);
