@@ -433,6 +433,12 @@ export function jsonpTransport(opts) {
         for (const [k, v] of Object.entries(params)) if (v != null) body.set(k, String(v));
         return fetchJson(fetchFn, `${apiUrl}send`, { method: 'POST', body }, timeoutMs, aborts);
       }
+      if (mode === 'script' && ep === 'send' && params.body != null) {
+        // A GET keeps line breaks only if the body is encoded twice (body_enc=pct):
+        // the server's HTTP layer takes a once-encoded %0A for the end of the line.
+        const twice = { ...params, body: encodeURIComponent(String(params.body)), body_enc: 'pct' };
+        return scriptJsonp(`${apiUrl}${ep}?${query(twice)}`, timeoutMs, aborts);
+      }
       return mode === 'script' ? scriptJsonp(url, timeoutMs, aborts) : fetchJson(fetchFn, url, {}, timeoutMs, aborts);
     };
 

@@ -641,6 +641,25 @@ static int api_request(gw_http_req_t *r)
             return api_error(r, 500, "internal", "out of memory");
         }
         body = param(r, "body", body_buf, cap);
+        if (body != NULL && gw_http_arg(r, "body_enc") != NULL) {
+            /*
+             * body_enc=pct: the body was percent-encoded once more by the page, so
+             * that line breaks survive a GET (JSONP can send nothing else), which
+             * lws 4.1 would otherwise take for the end of the request line.
+             */
+            const char *enc = gw_http_arg(r, "body_enc");
+            char *dec = strcmp(enc, "pct") == 0 ? malloc(cap) : NULL;
+            if (dec == NULL || gw_http_urldecode(body, strlen(body), dec, cap) < 0) {
+                free(dec);
+                free(body_buf);
+                gw_sbuf_free(&b);
+                return api_error(r, 400, "bad_request",
+                                 "'body_enc' must be 'pct' and 'body' percent-encoded UTF-8");
+            }
+            free(body_buf);
+            body_buf = dec;
+            body = dec;
+        }
         if (!to || !cid || !body || !cid[0] || strlen(cid) > 64) {
             free(body_buf);
             gw_sbuf_free(&b);

@@ -317,6 +317,13 @@ static gw_http_req_t *req_new(gw_http_t *h, struct lws *wsi, const char *path)
         r->http10 = lws_add_http_header_status(wsi, 200, &p, probe + sizeof(probe)) == 0 &&
                     p - probe >= 8 && memcmp(probe, "HTTP/1.0", 8) == 0;
     }
+    /*
+     * lws 4.1 decodes %0D and %0A inside the URL and then takes them for the end
+     * of the request line: the rest of the URL (later arguments, a message body's
+     * second line) is dropped or read as a header, and the line's "HTTP/1.x"
+     * never arrives. Such a request is refused rather than served truncated.
+     */
+    r->line_broken = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP) <= 0;
     if (copy_hdr(wsi, r->origin, sizeof(r->origin), WSI_TOKEN_ORIGIN) < 0)
         r->origin_bad = 1;
     /*
@@ -656,6 +663,12 @@ static int handle(gw_http_t *h, struct lws *wsi, int reason, void *in, size_t le
         if (r->clen == -2) {
             /* Content-Length with Transfer-Encoding (or a bad length): a smuggling risk. */
             *rc = refuse(r, 400, "Content-Length with Transfer-Encoding, or a bad length\n");
+            return 1;
+        }
+        if (r->line_broken) {
+            *rc = refuse(r, 400,
+                         "a line break (%0A or %0D) in the URL is not supported: send such a "
+                         "message with POST\n");
             return 1;
         }
         if (r->origin_bad) {

@@ -114,6 +114,7 @@ struct gw_http_req {
     char ctype[256];                /* the Content-Type header, or "" */
     char addr[GW_PENDING_ADDR_MAX]; /* the client's address (gw_http_client_addr) */
     int origin_bad;                 /* an Origin header that does not fit */
+    int line_broken;                /* a request line cut by a %0D or %0A in its URL */
     int referer_bad; /* a Referer whose origin does not parse or fit (judged for JSONP) */
     long long clen;  /* Content-Length, or -1 */
     char *args;      /* decoded "name=value" query fragments, NUL separated */

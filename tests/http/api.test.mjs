@@ -36,6 +36,25 @@ describe('HTTP/JSONP API', { skip: !gatewayBuilt() && 'build/gateway/imgw is not
     await prosody?.cleanup();
   });
 
+  it('a GET send: a body with line breaks is refused whole, never cut (400), and arrives intact with body_enc=pct', async () => {
+    const a = (await api('login', { user: 'nlalice' })).json();
+    const b = (await api('login', { user: 'nlbob' })).json();
+    const body = 'one\ntwo\r\nthree 50% + more';
+    // lws 4.1 ends the request line at a decoded %0A: without the check the body was cut to 'one'.
+    const cut = await api('send', { token: a.token, to: 'nlbob', cid: 'nl0', body });
+    assert.equal(cut.status, 400);
+    assert.match(cut.text, /line break .* POST/);
+    assert.deepEqual((await api('poll', { token: b.token, timeout: 0 })).json().frames, []);
+    const ack = await api('send', { token: a.token, to: 'nlbob', cid: 'nl1', body: encodeURIComponent(body), body_enc: 'pct' });
+    assert.equal(ack.status, 200, ack.text);
+    assert.equal(ack.json().op, 'ack');
+    const frames = (await api('poll', { token: b.token, timeout: 5 })).json().frames;
+    assert.equal(frames[0].body, 'one\ntwo\nthree 50% + more');
+    const bad = await api('send', { token: a.token, to: 'nlbob', cid: 'nl2', body: '%E0%', body_enc: 'pct' });
+    assert.equal(bad.status, 400);
+    assert.match(bad.text, /body_enc/);
+  });
+
   it('login, send, poll receives, history (no PostgreSQL: error), chats, read, open, logout', async () => {
     const a = (await api('login', { user: 'alice' })).json();
     assert.match(a.token, /^[0-9a-f]{32}$/);
