@@ -49,9 +49,11 @@ typedef struct recovery {
     char user[72];
     char jid[JID_MAX];
     uint64_t cursor; /* largest id replayed (hello.last_id at first) */
-    uint64_t *ids;   /* the ids replayed, ascending */
+    uint64_t *ids;   /* the ids replayed, ascending (all runs) */
     size_t nids, capids;
-    held_t *held; /* grows up to HOLD_MAX; freed when the replay is done */
+    size_t count;   /* messages replayed by this run */
+    uint64_t again; /* another replay from this id is asked for (a relay gap); 0: none */
+    held_t *held;   /* grows up to HOLD_MAX; freed when the replay is done */
     size_t nheld, capheld, flushed;
     int state;
     int reset;    /* recovered.reset: the client must reload what it shows */
@@ -448,6 +450,33 @@ static int rec_replayed(const recovery_t *r, uint64_t id)
     return 0;
 }
 
+/* Adds id to the replayed ids, keeping them ascending; -1 when out of memory. */
+static int rec_note(recovery_t *r, uint64_t id)
+{
+    size_t lo = 0, hi = r->nids;
+
+    if (r->nids == r->capids) {
+        size_t ncap = r->capids ? 2 * r->capids : 128;
+        uint64_t *ni = realloc(r->ids, ncap * sizeof(*ni));
+        if (ni == NULL)
+            return -1;
+        r->ids = ni;
+        r->capids = ncap;
+    }
+    /* A later run may replay ids below the last one: find the place. */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(r->ids + lo + 1, r->ids + lo, (r->nids - lo) * sizeof(*r->ids));
+    r->ids[lo] = id;
+    r->nids++;
+    return 0;
+}
+
 static void on_rec_timer(uv_timer_t *t)
 {
     rec_step(t->data);
@@ -500,18 +529,14 @@ static void on_rec_page(void *ud, int status, const gw_rows_t *rows)
         row_msg(rows, i, r->jid, &m, &conv);
         if (m.id <= r->cursor)
             continue;
-        if (r->nids == r->capids) {
-            size_t ncap = r->capids ? 2 * r->capids : 128;
-            uint64_t *ni = realloc(r->ids, ncap * sizeof(*ni));
-            if (ni == NULL) {
-                r->reset = 1;
-                break;
-            }
-            r->ids = ni;
-            r->capids = ncap;
-        }
-        r->ids[r->nids++] = m.id;
         r->cursor = m.id;
+        if (rec_replayed(r, m.id))
+            continue; /* an earlier run replayed it */
+        if (rec_note(r, m.id) != 0) {
+            r->reset = 1;
+            break;
+        }
+        r->count++;
         /* A live copy held meanwhile goes out here, as part of the replay, instead. */
         for (size_t k = r->flushed; k < r->nheld; k++)
             if (r->held[k].id == m.id && r->held[k].p != NULL) {
@@ -524,7 +549,7 @@ static void on_rec_page(void *ud, int status, const gw_rows_t *rows)
     }
     if (r->reset || n < (size_t)page) {
         r->state = R_FLUSH;
-    } else if (r->nids >= RECOVER_MAX) {
+    } else if (r->count >= RECOVER_MAX) {
         r->reset = 1; /* more may follow than the gateway replays */
         r->state = R_FLUSH;
     }
@@ -575,17 +600,45 @@ static void rec_step(recovery_t *r)
     free(r->held);
     r->held = NULL;
     r->nheld = r->flushed = r->capheld = 0;
+    if (r->again != 0 && !r->reset) {
+        /* A relay gap began while this run paged: page again from before it. */
+        r->cursor = r->again;
+        r->again = 0;
+        r->state = R_PAGES;
+        rec_step(r);
+        return;
+    }
+    r->again = 0;
     r->state = R_DONE;
     gw_sbuf_init(&b, 256);
-    gw_sbuf_printf(&b, "{\"op\":\"recovered\",\"count\":%zu,\"reset\":%s}", r->nids,
+    gw_sbuf_printf(&b, "{\"op\":\"recovered\",\"count\":%zu,\"reset\":%s}", r->count,
                    r->reset ? "true" : "false");
     send_frame(s, &b);
 }
 
 void gw_history_recover(gw_history_t *h, gw_session_t *s, uint64_t after)
 {
-    recovery_t *r;
+    recovery_t *r = s->recovery;
 
+    if (r != NULL && gw_store_enabled(h->env.store)) {
+        /*
+         * Asked again (a relay gap, after a replay at hello or an earlier gap): a
+         * finished replay runs once more from after, skipping what it replayed
+         * before; one under way pages again from after once it is through.
+         */
+        if (r->state != R_DONE) {
+            if (r->again == 0 || after < r->again)
+                r->again = after;
+            return;
+        }
+        r->cursor = after;
+        r->count = 0;
+        r->reset = 0;
+        r->retries = 0;
+        r->state = R_PAGES;
+        rec_step(r);
+        return;
+    }
     if (!gw_store_enabled(h->env.store) || s->recovery != NULL ||
         (r = calloc(1, sizeof(*r))) == NULL) {
         gw_sbuf_t b;

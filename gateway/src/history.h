@@ -42,7 +42,9 @@ void gw_history_read(gw_history_t *h, gw_session_t *s, const char *peer, uint64_
  * Sends s what its user received or sent after id, page by page as s's queue
  * has room, then the live messages that arrived meanwhile, then
  * {"op":"recovered"}. Call right after the welcome, before anything is pushed
- * to s; from then on push s's live messages through gw_history_push().
+ * to s; from then on push s's live messages through gw_history_push(). May be
+ * called again for s (a relay gap): the replay runs once more from after,
+ * skipping what s was replayed before, or, if one is under way, after it.
  */
 void gw_history_recover(gw_history_t *h, gw_session_t *s, uint64_t after);
 

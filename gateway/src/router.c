@@ -1117,9 +1117,13 @@ static void recover_user(void *ud, gw_user_t *u)
 {
     gap_ctx_t *g = ud;
 
-    /* A session recovering already pages on to the present; it needs no second replay. */
+    /*
+     * Every session, also one that replayed before (at hello, or at an earlier gap):
+     * the history module runs a finished replay again and queues one for a replay
+     * under way.
+     */
     for (gw_session_t *s = u->sessions; s; s = s->next)
-        if (s->welcomed && !s->closing && s->recovery == NULL)
+        if (s->welcomed && !s->closing)
             gw_history_recover(g->r->history, s, g->after);
 }
 
