@@ -248,6 +248,10 @@ describe('demo page in Chromium', { skip }, () => {
     assert.equal(await dora.locator('#messages b').count(), 0);
     await type(dora, 'Received over long-poll too');
     await bubble(carl, 'Received over long-poll too').waitFor({ timeout: WAIT });
+    // A multi-line message over a GET (script JSONP): whole, not cut at the line break.
+    await type(carl, 'First line, 50% off\nsecond line + more');
+    await bubble(dora, 'second line + more').waitFor({ timeout: WAIT });
+    assert.match(await bubble(dora, 'second line + more').innerText(), /First line, 50% off\s+second line \+ more/);
     // A Node client over WebSocket reaches the long-poll page as well.
     const ed = track(webClient(gw.wsUrl, 'eddie'));
     await ed.connect();
