@@ -647,11 +647,28 @@ static int tag_hex(const gw_relay_key_t *key, const char *data, size_t len, char
     return 0;
 }
 
+/*
+ * Writes the tag over the zeros at b->data + tag_at: the HMAC of everything after
+ * "<tag> ". On failure the envelope (from start) is taken back and b marked overflowed.
+ */
+static void seal_tail(const gw_relay_key_t *key, gw_sbuf_t *b, size_t start, size_t tag_at)
+{
+    char hex[TAG_HEX];
+
+    if (b->overflow)
+        return;
+    if (tag_hex(key, b->data + tag_at + TAG_HEX + 1, b->len - tag_at - TAG_HEX - 1, hex) != 0) {
+        b->len = start;
+        b->overflow = 1;
+        return;
+    }
+    memcpy(b->data + tag_at, hex, TAG_HEX);
+}
+
 void gw_relay_seal(const gw_relay_key_t *key, uint64_t now_ms, int node, int db, const char *user,
                    const char *frame, size_t len, gw_sbuf_t *b)
 {
     size_t start, tag_at;
-    char hex[TAG_HEX];
 
     start = b->len;
     gw_sbuf_puts(b, "imgw2 ");
@@ -659,15 +676,7 @@ void gw_relay_seal(const gw_relay_key_t *key, uint64_t now_ms, int node, int db,
     gw_sbuf_printf(b, "%0*d ", TAG_HEX, 0);
     gw_sbuf_printf(b, "%" PRIu64 " %d %d %s\n", now_ms, node, db, user);
     gw_sbuf_append(b, frame, len);
-    if (b->overflow)
-        return;
-    /* Signed: everything after "imgw2 <tag> ". */
-    if (tag_hex(key, b->data + tag_at + TAG_HEX + 1, b->len - tag_at - TAG_HEX - 1, hex) != 0) {
-        b->len = start;
-        b->overflow = 1;
-        return;
-    }
-    memcpy(b->data + tag_at, hex, TAG_HEX);
+    seal_tail(key, b, start, tag_at); /* signed: everything after "imgw2 <tag> " */
 }
 
 /* The members of a msg frame, strictly: the right types, no NUL, nothing else. */
@@ -949,7 +958,6 @@ static void on_answer_reply(redisAsyncContext *ac, void *reply, void *priv)
 void gw_relay_seal_answer(const gw_relay_key_t *key, uint64_t now_ms, int node, int db,
                           const char *iq_id, int status, const char *detail, gw_sbuf_t *b)
 {
-    char hex[TAG_HEX];
     size_t start = b->len, tag_at;
 
     gw_sbuf_puts(b, "imgwc ");
@@ -957,14 +965,7 @@ void gw_relay_seal_answer(const gw_relay_key_t *key, uint64_t now_ms, int node, 
     gw_sbuf_printf(b, "%0*d ", TAG_HEX, 0);
     gw_sbuf_printf(b, "%" PRIu64 " %d %d\n%s %d %s", now_ms, node, db, iq_id, status,
                    detail ? detail : "");
-    if (b->overflow)
-        return;
-    if (tag_hex(key, b->data + tag_at + TAG_HEX + 1, b->len - tag_at - TAG_HEX - 1, hex) != 0) {
-        b->len = start;
-        b->overflow = 1;
-        return;
-    }
-    memcpy(b->data + tag_at, hex, TAG_HEX);
+    seal_tail(key, b, start, tag_at);
 }
 
 void gw_relay_pass_answer(gw_relay_t *r, int node, const char *iq_id, int status,

@@ -555,6 +555,20 @@ static void send_key(const gw_router_t *r, const char *user, const char *cid, ch
     snprintf(key, key_len, "%s/%s", from, cid ? cid : "");
 }
 
+/* The history row of a web send (a new one, or one an earlier run journalled). */
+static void send_row(gw_store_msg_t *sm, uint64_t id, uint64_t ts, const char *from, const char *to,
+                     const char *body, const char *kind, const char *cid, const char *stanza_id)
+{
+    sm->id = id;
+    sm->ts = ts;
+    sm->sender = from;
+    sm->recipient = to;
+    sm->body = body;
+    sm->kind = kind;
+    sm->cid = cid;
+    sm->stanza_id = stanza_id;
+}
+
 static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
 {
     char to[JID_MAX], from[JID_MAX], stanza_id[JID_MAX + 80];
@@ -644,14 +658,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
         return;
     }
     send_key(r, p->user, p->cid, from, sizeof(from), stanza_id, sizeof(stanza_id));
-    sm.id = p->id;
-    sm.ts = p->ts;
-    sm.sender = from;
-    sm.recipient = p->to;
-    sm.body = p->body;
-    sm.kind = p->kind;
-    sm.cid = p->cid;
-    sm.stanza_id = stanza_id;
+    send_row(&sm, p->id, p->ts, from, p->to, p->body, p->kind, p->cid, stanza_id);
     if (gw_store_write(r->store, &sm, on_send_stored, p) != 0)
         complete_send(p, GW_ENOMEM, 0, 0);
 }
@@ -706,14 +713,7 @@ static void replay_store(replay_send_t *rs)
     gw_store_msg_t sm;
 
     send_key(rs->r, m->user, m->cid, from, sizeof(from), key, sizeof(key));
-    sm.id = m->id;
-    sm.ts = m->ts;
-    sm.sender = from;
-    sm.recipient = m->to;
-    sm.body = m->body;
-    sm.kind = m->kind;
-    sm.cid = m->cid;
-    sm.stanza_id = key;
+    send_row(&sm, m->id, m->ts, from, m->to, m->body, m->kind, m->cid, key);
     if (gw_store_write(rs->r->store, &sm, on_replay_stored, rs) != 0)
         uv_timer_start(&rs->retry, on_replay_retry, 5000, 0);
 }

@@ -6,6 +6,7 @@
 // imgw:where:{user}, publishes on imgw:node:1, and B pushes the frame.
 import { after, before, describe, it } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
+import { sleep, until } from '../lib/bounded.mjs';
 import { startProsody } from '../lib/prosody.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { gatewayBuilt, startImgw } from '../lib/imgw.mjs';
@@ -17,22 +18,6 @@ const GW_A = `gw.${DOMAIN}`;
 const GW_B = `gw2.${DOMAIN}`;
 const SECRET = 's3cret';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, ms, probe) {
-  const deadline = Date.now() + ms;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(25);
-  }
-  throw new Error(`${what}: not within ${ms} ms${last ? ` (${last.message})` : ''}`);
-}
 
 describe('relay between gateways through Redis', { skip: !gatewayBuilt() && 'build/gateway/imgw is not built' }, () => {
   let prosody, redis, gwA, gwB, seller;

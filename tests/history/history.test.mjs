@@ -2,6 +2,7 @@
 // the gateway with pg_conninfo and a spool, WebSocket clients and an XMPP app user.
 import { after, before, describe, it } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
+import { until } from '../lib/bounded.mjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,16 +16,6 @@ const DOMAIN = 'shop.test';
 const GW = `gw.${DOMAIN}`;
 const J = (u) => `${u}@${GW}`;
 const NASTY = `it's "quoted" \\back\\slash 😀 tab\tnl\ncr\r ; DROP TABLE messages; -- $$ $1 %s <b>&amp;`;
-
-async function until(what, ms, probe) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('history', { skip: !gatewayBuilt() && 'build/gateway/imgw is not built' }, () => {
   let prosody, pg, gw, app, spool;
