@@ -65,6 +65,12 @@
 // presence) on an external server, from Prosody's storage on the private one; users whose
 // password the script does not know are not counted.
 //
+// `--dump FILE` (soak scenario) writes, for a post-mortem, every message followed (send,
+// ack and first arrival times, the ids it arrived under, whether its first arrival carried
+// an XEP-0203 delay, i.e. came from offline storage), the kill times and each app client's online/disconnect
+// times, as JSON (times in ms since the epoch). On an external server the tokens carry the
+// run's id, so a message an earlier run left in offline storage is not taken for this run's.
+//
 // Progress goes to stderr, the report (Markdown) to stdout.
 import { parseArgs } from 'node:util';
 import { execFile } from 'node:child_process';
@@ -112,6 +118,7 @@ const { values: opt } = parseArgs({
     password: { type: 'string', default: 'pw' },
     'xmpp-pid-file': { type: 'string' },
     'xmpp-restart-cmd': { type: 'string' },
+    dump: { type: 'string' },
   },
 });
 const SCENARIO = opt.scenario;
@@ -317,6 +324,9 @@ async function prepareExternalAccounts(users) {
 
 // The check scenario's users (a fresh pair per run for registration at the first login).
 const RUN = crypto.randomBytes(3).toString('hex');
+// A server that outlives the run may hand over messages of an earlier one (offline storage):
+// tokens name the run there.
+const TOK = EXTERNAL ? `${RUN}.` : '';
 const CHECK_USERS = [`${PREFIX}ckapp`, `${PREFIX}ckweb`];
 const REG_USERS = Array.from({ length: NGW }, (_, i) => `${PREFIX}reg${RUN}g${i}`);
 
@@ -410,10 +420,11 @@ function webClient(user, gi, transport) {
 
 function appClient(user) {
   const c = xmppClient({ service: `xmpp://${xs.host}:${xs.c2sPort}`, domain: DOMAIN, resource: 'phone', username: user, password: PASSWORD });
-  const a = { user, c, unconfirmed: [], seq: 0, online: false, seen: new Map() };
+  const a = { user, c, unconfirmed: [], seq: 0, online: false, seen: new Map(), events: [] };
   c.on('error', () => {});
   c.on('online', async () => {
     if (a.everOnline) stats.appReconnects++;
+    a.events.push(['online', Date.now()]);
     a.everOnline = true;
     a.online = true;
     try {
@@ -423,7 +434,7 @@ function appClient(user) {
     } catch { /* the next online event tries again */ }
   });
   c.on('offline', () => { a.online = false; });
-  c.on('disconnect', () => { a.online = false; });
+  c.on('disconnect', () => { a.online = false; a.events.push(['disconnect', Date.now()]); });
   c.on('stanza', (st) => {
     if (!st.is('message') || st.attrs.type === 'error') return;
     const body = st.getChildText('body') || '';
@@ -433,7 +444,9 @@ function appClient(user) {
     const ids = a.seen.get(token) ?? new Map();
     ids.set(st.attrs.id, (ids.get(st.attrs.id) ?? 0) + 1);
     a.seen.set(token, ids);
-    if (r) r.deliveries.set(user, { ids, recovered: 0, live: 1 });
+    // `at` and `delayed` describe the first arrival (a later one is a resend, same id).
+    const first = r?.deliveries.get(user);
+    if (r) r.deliveries.set(user, { ids, recovered: 0, live: 1, at: first?.at ?? Date.now(), delayed: first?.delayed ?? !!st.getChild('delay') });
   });
   return a;
 }
@@ -451,7 +464,7 @@ async function confirmApp(a) {
 /** An app message to a web user, recorded under a fresh token, sent (or kept for after a reconnect). */
 let n = 0;
 function appSend(a, to, extra = '') {
-  const token = `a${++n}`;
+  const token = `${TOK}a${++n}`;
   const stanza = xml('message', { to: `${to}@${DOMAIN}`, type: 'chat', id: `${a.user}-${RUN}-${++a.seq}` }, xml('body', {}, `soak ${token}${extra}`));
   record(token, { dir: 'app→web', from: a.user, to, id: stanza.attrs.id, sentAt: Date.now() });
   a.unconfirmed.push({ token, stanza });
@@ -830,6 +843,8 @@ async function scenarioLoad() {
 
 // ---- scenario: soak --------------------------------------------------------------
 
+const killLog = [];
+
 async function scenarioSoak() {
   const webs = webUsers.map((user, i) => webClient(user, i % gws.length, TRANSPORTS[Math.floor(i / gws.length) % TRANSPORTS.length]));
   await Promise.all(webs.map((c) => within(c.connect(), 30000, `web client ${c.soak.user} connects`)));
@@ -847,7 +862,7 @@ async function scenarioSoak() {
       await sleep(1000 / RATE * (0.5 + random()));
       if (!sending) break;
       const to = pick(appUsers);
-      const token = `w${++n}`;
+      const token = `${TOK}w${++n}`;
       record(token, { dir: 'web→app', from: c.soak.user, to, sentAt: Date.now() });
       c.send(`${to}@${DOMAIN}`, `soak ${token}`).then((ack) => {
         const r = msgs.get(token);
@@ -873,7 +888,6 @@ async function scenarioSoak() {
     postgres: () => pg,
     redis: () => redis,
   };
-  const killLog = [];
   async function killOne(kind) {
     const t = targets[kind]();
     const name = kind === 'gateway' ? `gateway :${t.port}` : kind;
@@ -1005,6 +1019,19 @@ async function scenarioSoak() {
     }
   }
   for (const [k, when] of killLog) log(`kill at +${Math.round((when - t0) / 1000)} s: ${k}`);
+  if (opt.dump) {
+    // Everything followed, for a post-mortem: times are ms since the epoch.
+    const out = {
+      t0, kills: killLog,
+      apps: apps.map((a) => ({ user: a.user, events: a.events })),
+      messages: [...msgs.values()].map((r) => ({
+        ...r, history: rows.get(r.token) ?? 0,
+        deliveries: Object.fromEntries([...r.deliveries].map(([u, d]) => [u, { ...d, ids: [...d.ids] }])),
+      })),
+    };
+    fs.writeFileSync(opt.dump, JSON.stringify(out));
+    log(`wrote ${opt.dump}`);
+  }
 
   for (const c of webs) c.close();
   for (const a of apps) await within(a.c.stop().catch(() => {}), 5000, 'app stop').catch(() => {});
