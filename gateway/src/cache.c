@@ -44,12 +44,13 @@
 #define GET_MAX            1000  /* largest limit a read asks Redis for */
 #define PUT_MAX            5000  /* a larger list is not cached (one script call each) */
 #define ENTRY_MAX          4096  /* longest entry JSON accepted back from Redis */
-#define PREVIEW_MAX        200   /* bytes of body kept in an entry, cut on a UTF-8 boundary */
+#define PREVIEW_MAX        200   /* characters of the body kept in an entry, as in the schema */
 #define CONNECT_TIMEOUT_MS 3000  /* connect + handshake */
 #define COMMAND_TIMEOUT_MS 5000  /* no reply while commands are outstanding: drop */
 #define FILL_WINDOW_S      60    /* a fill (miss, PostgreSQL read, put) must finish in this time */
 #define FILL_SLOTS         1024
 #define MARK_MAX           64
+#define ID_DIGITS          20 /* ids as zero-padded decimal strings in scripts */
 
 enum { S_UPDATE, S_PUT, S_GET, S_READ, S_COUNT };
 
@@ -91,114 +92,203 @@ static char unguarded_tag; /* imgw:web and similar: losing it is only counted */
 
 /* ---- Lua scripts --------------------------------------------------------
  *
- * KEYS layout for one user (get, put, read): valid, chats, order, unread,
- * gen, dirty. valid_gen() answers the generation and entry count when the
- * list is valid, else nil.
+ * KEYS layout for one user (get, put, read): valid, chats, order, marks,
+ * unids, gen, dirty. Message ids travel as 20-digit zero-padded decimal
+ * strings: Lua numbers are doubles and cannot hold them exactly, and padded
+ * strings compare (and sort in sorted sets by member) in id order.
+ *
+ *   order  ZSET, every score 0, member "<last id> <peer>": newest last by member
+ *   marks  HASH peer -> "<last id>:<read marker>"
+ *   unids  ZSET, every score 0, member "<peer> <id>": the peer's unread messages
+ *
+ * valid_gen() answers the generation, the entry count and the unread id count
+ * when the list is valid, else nil. whole() checks that every key still holds
+ * what the marker says (eviction can take one key alone) and drops the marker
+ * when not.
  */
-#define LUA_VALID                                                                                  \
+#define LUA_COMMON                                                                                 \
     "local function valid_gen(kv, kg)\n"                                                           \
     "  local v = redis.call('GET', kv)\n"                                                          \
     "  if not v then return nil end\n"                                                             \
-    "  local g, n = string.match(v, '^(.+):(%d+)$')\n"                                             \
+    "  local g, n, u = string.match(v, '^(.+):(%d+):(%d+)$')\n"                                    \
     "  local cur = redis.call('GET', kg)\n"                                                        \
     "  if not g or not cur or g ~= cur then return nil end\n"                                      \
-    "  return g, tonumber(n)\n"                                                                    \
+    "  return g, tonumber(n), tonumber(u)\n"                                                       \
+    "end\n"                                                                                        \
+    "local function whole(kv, kc, ko, km, ku, n, u)\n"                                             \
+    "  if redis.call('HLEN', kc) ~= n or redis.call('ZCARD', ko) ~= n\n"                           \
+    "     or redis.call('HLEN', km) ~= n or redis.call('ZCARD', ku) ~= u then\n"                   \
+    "    redis.call('DEL', kv)\n"                                                                  \
+    "    return false\n"                                                                           \
+    "  end\n"                                                                                      \
+    "  return true\n"                                                                              \
+    "end\n"                                                                                        \
+    "local function later(a, b)\n"                                                                 \
+    "  if #a ~= #b then return #a > #b end\n"                                                      \
+    "  for i = 1, #a do\n"                                                                         \
+    "    local x, y = string.byte(a, i), string.byte(b, i)\n"                                      \
+    "    if x ~= y then return x > y end\n"                                                        \
+    "  end\n"                                                                                      \
+    "  return false\n"                                                                             \
+    "end\n"                                                                                        \
+    "local function drop_read(ku, peer, id)\n"                                                     \
+    "  redis.call('ZREMRANGEBYLEX', ku, '[' .. peer .. ' ', '[' .. peer .. ' ' .. id)\n"           \
     "end\n"
 
 /*
- * on_message. KEYS: gen, recent, then valid, chats, order, unread, dirty for
- * the sender (3..7) and the recipient (8..12). ARGV: ttl, recent_max, frame
- * ('' = none), score, fill window, stamp, then peer, entry, unread increment
- * for the sender (7..9) and the recipient (10..12).
+ * on_message. KEYS: gen, recent, then valid, chats, order, marks, unids,
+ * dirty for the sender (3..8) and the recipient (9..14). ARGV: ttl,
+ * recent_max, frame ('' = none), id (20 digits), fill window, stamp, most
+ * unread ids a list may hold, then peer and entry for the sender's side (8, 9)
+ * and the recipient's (10, 11).
+ *
+ * The sender has read everything up to the message (the schema moves the
+ * sender's marker too); the recipient has one more unread message unless the
+ * marker is already past it. Unread messages are a set of ids, so a message
+ * applied twice, or after a read that covers it, changes nothing.
  */
 static const char script_update[] =
-    LUA_VALID "local function side(k, a)\n"
-              "  redis.call('SET', KEYS[k+4], ARGV[6], 'EX', ARGV[5])\n"
-              "  local g, n = valid_gen(KEYS[k], KEYS[1])\n"
-              "  if not g then return 0 end\n"
-              "  local s = redis.call('ZSCORE', KEYS[k+2], ARGV[a])\n"
-              "  if not s then\n"
-              "    redis.call('SET', KEYS[k], g .. ':' .. (n + 1))\n"
-              "  end\n"
-              "  if not s or tonumber(s) <= tonumber(ARGV[4]) then\n"
-              "    redis.call('ZADD', KEYS[k+2], ARGV[4], ARGV[a])\n"
-              "    redis.call('HSET', KEYS[k+1], ARGV[a], ARGV[a+1])\n"
-              "  end\n"
-              "  redis.call('HINCRBY', KEYS[k+3], ARGV[a], ARGV[a+2])\n"
-              "  for j = k, k + 3 do redis.call('EXPIRE', KEYS[j], ARGV[1]) end\n"
-              "  return 1\n"
-              "end\n"
-              "local r = side(3, 7) + side(8, 10)\n"
-              "if ARGV[3] ~= '' and tonumber(ARGV[2]) > 0 then\n"
-              "  redis.call('LPUSH', KEYS[2], ARGV[3])\n"
-              "  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)\n"
-              "  redis.call('EXPIRE', KEYS[2], ARGV[1])\n"
-              "end\n"
-              "return r\n";
+    LUA_COMMON "local function side(k, a, own)\n"
+               "  redis.call('SET', KEYS[k+5], ARGV[6], 'EX', ARGV[5])\n"
+               "  local g, n, u = valid_gen(KEYS[k], KEYS[1])\n"
+               "  if not g then return 0 end\n"
+               "  if not whole(KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], n, u) then\n"
+               "    return 0\n"
+               "  end\n"
+               "  local peer, id = ARGV[a], ARGV[4]\n"
+               "  local m = redis.call('HGET', KEYS[k+3], peer)\n"
+               "  local last, rd = '', '00000000000000000000'\n"
+               "  if m then\n"
+               "    last, rd = string.sub(m, 1, 20), string.sub(m, 22, 41)\n"
+               "  else\n"
+               "    n = n + 1\n"
+               "  end\n"
+               "  if later(id, last) then\n"
+               "    if m then redis.call('ZREM', KEYS[k+2], last .. ' ' .. peer) end\n"
+               "    redis.call('ZADD', KEYS[k+2], 0, id .. ' ' .. peer)\n"
+               "    redis.call('HSET', KEYS[k+1], peer, ARGV[a+1])\n"
+               "    last = id\n"
+               "  end\n"
+               "  if own then\n"
+               "    if later(id, rd) then\n"
+               "      rd = id\n"
+               "      drop_read(KEYS[k+4], peer, id)\n"
+               "    end\n"
+               "  elseif later(id, rd) then\n"
+               "    redis.call('ZADD', KEYS[k+4], 0, peer .. ' ' .. id)\n"
+               "  end\n"
+               "  redis.call('HSET', KEYS[k+3], peer, last .. ':' .. rd)\n"
+               "  u = redis.call('ZCARD', KEYS[k+4])\n"
+               "  if u > tonumber(ARGV[7]) then\n"
+               "    redis.call('DEL', KEYS[k])\n"
+               "    return 0\n"
+               "  end\n"
+               "  redis.call('SET', KEYS[k], g .. ':' .. n .. ':' .. u, 'EX', ARGV[1])\n"
+               "  for j = k + 1, k + 4 do redis.call('EXPIRE', KEYS[j], ARGV[1]) end\n"
+               "  return 1\n"
+               "end\n"
+               "local r = side(3, 8, true) + side(9, 10, false)\n"
+               "if ARGV[3] ~= '' and tonumber(ARGV[2]) > 0 then\n"
+               "  redis.call('LPUSH', KEYS[2], ARGV[3])\n"
+               "  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)\n"
+               "  redis.call('EXPIRE', KEYS[2], ARGV[1])\n"
+               "end\n"
+               "return r\n";
 
 /*
  * put_chats. ARGV: ttl, fresh generation token (used only when imgw:gen is
- * missing), has_mark, mark, then peer, score, entry, unread per entry.
+ * missing), has_mark, mark, then per entry: peer, last id (20 digits), entry,
+ * read marker (20 digits), unread ids (20 digits each, concatenated).
  * Answers the entry count, or -1 when the fill was overtaken by an update.
  */
-static const char script_put[] = "local d = redis.call('GET', KEYS[6]) or ''\n"
-                                 "if ARGV[3] == '1' then\n"
-                                 "  if d ~= ARGV[4] then return -1 end\n"
-                                 "elseif d ~= '' then return -1 end\n"
-                                 "local g = redis.call('GET', KEYS[5])\n"
-                                 "if not g then g = ARGV[2]; redis.call('SET', KEYS[5], g) end\n"
-                                 "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])\n"
-                                 "for i = 5, #ARGV, 4 do\n"
-                                 "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+2])\n"
-                                 "  redis.call('ZADD', KEYS[3], ARGV[i+1], ARGV[i])\n"
-                                 "  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i+3])\n"
-                                 "end\n"
-                                 "local n = redis.call('ZCARD', KEYS[3])\n"
-                                 "redis.call('SET', KEYS[1], g .. ':' .. n, 'EX', ARGV[1])\n"
-                                 "for j = 2, 4 do redis.call('EXPIRE', KEYS[j], ARGV[1]) end\n"
-                                 "return n\n";
+static const char script_put[] =
+    "local d = redis.call('GET', KEYS[7]) or ''\n"
+    "if ARGV[3] == '1' then\n"
+    "  if d ~= ARGV[4] then return -1 end\n"
+    "elseif d ~= '' then return -1 end\n"
+    "local g = redis.call('GET', KEYS[6])\n"
+    "if not g then g = ARGV[2]; redis.call('SET', KEYS[6], g) end\n"
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])\n"
+    "for i = 5, #ARGV, 5 do\n"
+    "  local peer = ARGV[i]\n"
+    "  redis.call('HSET', KEYS[2], peer, ARGV[i+2])\n"
+    "  redis.call('ZADD', KEYS[3], 0, ARGV[i+1] .. ' ' .. peer)\n"
+    "  redis.call('HSET', KEYS[4], peer, ARGV[i+1] .. ':' .. ARGV[i+3])\n"
+    "  local ids, b = ARGV[i+4], {}\n"
+    "  for j = 1, #ids, 20 do\n"
+    "    b[#b + 1] = 0\n"
+    "    b[#b + 1] = peer .. ' ' .. string.sub(ids, j, j + 19)\n"
+    "    if #b >= 1000 then redis.call('ZADD', KEYS[5], unpack(b)); b = {} end\n"
+    "  end\n"
+    "  if #b > 0 then redis.call('ZADD', KEYS[5], unpack(b)) end\n"
+    "end\n"
+    "local n = redis.call('HLEN', KEYS[2])\n"
+    "local u = redis.call('ZCARD', KEYS[5])\n"
+    "redis.call('SET', KEYS[1], g .. ':' .. n .. ':' .. u, 'EX', ARGV[1])\n"
+    "for j = 2, 5 do redis.call('EXPIRE', KEYS[j], ARGV[1]) end\n"
+    "return n\n";
 
 /*
  * get_chats. ARGV: limit. A hit answers an array of peer, entry, unread
  * triples, most recent first; a miss answers the dirty stamp as a string
  * ('' when none). An inconsistent list is invalidated and answered as a miss.
  */
-static const char script_get[] =
-    LUA_VALID "local g, n = valid_gen(KEYS[1], KEYS[5])\n"
-              "local function miss()\n"
-              "  return redis.call('GET', KEYS[6]) or ''\n"
-              "end\n"
-              "if not g then return miss() end\n"
-              "if redis.call('ZCARD', KEYS[3]) ~= n or redis.call('HLEN', KEYS[2]) ~= n\n"
-              "   or redis.call('HLEN', KEYS[4]) ~= n then\n"
-              "  redis.call('DEL', KEYS[1])\n"
-              "  return miss()\n"
-              "end\n"
-              "local lim = tonumber(ARGV[1])\n"
-              "if n == 0 or lim <= 0 then return {} end\n"
-              "local peers = redis.call('ZREVRANGE', KEYS[3], 0, lim - 1)\n"
-              "local e = redis.call('HMGET', KEYS[2], unpack(peers))\n"
-              "local u = redis.call('HMGET', KEYS[4], unpack(peers))\n"
-              "local out = {}\n"
-              "for i = 1, #peers do\n"
-              "  if not e[i] or not u[i] then\n"
-              "    redis.call('DEL', KEYS[1])\n"
-              "    return miss()\n"
-              "  end\n"
-              "  out[#out + 1] = peers[i]\n"
-              "  out[#out + 1] = e[i]\n"
-              "  out[#out + 1] = u[i]\n"
-              "end\n"
-              "return out\n";
+static const char script_get[] = LUA_COMMON
+    "local g, n, u = valid_gen(KEYS[1], KEYS[6])\n"
+    "local function miss()\n"
+    "  return redis.call('GET', KEYS[7]) or ''\n"
+    "end\n"
+    "if not g then return miss() end\n"
+    "if not whole(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], n, u) then\n"
+    "  return miss()\n"
+    "end\n"
+    "local lim = tonumber(ARGV[1])\n"
+    "if n == 0 or lim <= 0 then return {} end\n"
+    "local mem = redis.call('ZREVRANGE', KEYS[3], 0, lim - 1)\n"
+    "local peers = {}\n"
+    "for i = 1, #mem do peers[i] = string.sub(mem[i], 22) end\n"
+    "local e = redis.call('HMGET', KEYS[2], unpack(peers))\n"
+    "local out = {}\n"
+    "for i = 1, #peers do\n"
+    "  if not e[i] then\n"
+    "    redis.call('DEL', KEYS[1])\n"
+    "    return miss()\n"
+    "  end\n"
+    "  out[#out + 1] = peers[i]\n"
+    "  out[#out + 1] = e[i]\n"
+    "  out[#out + 1] = tostring(redis.call('ZLEXCOUNT', KEYS[5], '[' .. peers[i] .. ' ',\n"
+    "                                      '[' .. peers[i] .. ' ~'))\n"
+    "end\n"
+    "return out\n";
 
-/* mark_read. ARGV: ttl, peer, stamp, fill window. */
+/*
+ * mark_read. ARGV: ttl, peer, the marker PostgreSQL moved to (20 digits),
+ * stamp, fill window. A marker for a conversation the list does not have yet
+ * (its first message is still on its way here) cannot be kept for later: the
+ * list is dropped and rebuilt on its next read.
+ */
 static const char script_read[] =
-    LUA_VALID "redis.call('SET', KEYS[6], ARGV[3], 'EX', ARGV[4])\n"
-              "if not valid_gen(KEYS[1], KEYS[5]) then return 0 end\n"
-              "if redis.call('HEXISTS', KEYS[4], ARGV[2]) == 0 then return 0 end\n"
-              "redis.call('HSET', KEYS[4], ARGV[2], '0')\n"
-              "for j = 1, 4 do redis.call('EXPIRE', KEYS[j], ARGV[1]) end\n"
-              "return 1\n";
+    LUA_COMMON "redis.call('SET', KEYS[7], ARGV[4], 'EX', ARGV[5])\n"
+               "local g, n, u = valid_gen(KEYS[1], KEYS[6])\n"
+               "if not g then return 0 end\n"
+               "if not whole(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], n, u) then\n"
+               "  return 0\n"
+               "end\n"
+               "local peer = ARGV[2]\n"
+               "local m = redis.call('HGET', KEYS[4], peer)\n"
+               "if not m then\n"
+               "  redis.call('DEL', KEYS[1])\n"
+               "  return 0\n"
+               "end\n"
+               "local last, rd = string.sub(m, 1, 20), string.sub(m, 22, 41)\n"
+               "if later(ARGV[3], rd) then\n"
+               "  drop_read(KEYS[5], peer, ARGV[3])\n"
+               "  redis.call('HSET', KEYS[4], peer, last .. ':' .. ARGV[3])\n"
+               "  u = redis.call('ZCARD', KEYS[5])\n"
+               "end\n"
+               "redis.call('SET', KEYS[1], g .. ':' .. n .. ':' .. u, 'EX', ARGV[1])\n"
+               "for j = 2, 5 do redis.call('EXPIRE', KEYS[j], ARGV[1]) end\n"
+               "return 1\n";
 
 static const char *const scripts[S_COUNT] = {script_update, script_put, script_get, script_read};
 static const char *const script_names[S_COUNT] = {"update", "put", "get", "read"};
@@ -242,34 +332,48 @@ static int make_key(char *buf, size_t len, const char *kind, const char *name)
     return n < 0 || (size_t)n >= len ? GW_ERANGE : 0;
 }
 
-/* The six per-user keys in script order: valid, chats, order, unread, gen, dirty. */
+/* The seven per-user keys in script order: valid, chats, order, marks, unids, gen, dirty. */
+enum { K_VALID, K_CHATS, K_ORDER, K_MARKS, K_UNIDS, K_GEN, K_DIRTY, K_COUNT };
+
 typedef struct ukeys {
-    char k[6][KEY_MAX];
+    char k[K_COUNT][KEY_MAX];
 } ukeys_t;
 
 static int user_keys(ukeys_t *u, const char *user)
 {
-    static const char *const kinds[] = {"valid", "chats", "order", "unread"};
+    static const char *const kinds[] = {"valid", "chats", "order", "marks", "unids"};
 
     if (user == NULL || *user == '\0')
         return GW_EINVAL;
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < 5; i++)
         if (make_key(u->k[i], KEY_MAX, kinds[i], user) != 0)
             return GW_ERANGE;
-    snprintf(u->k[4], KEY_MAX, "imgw:gen");
-    return make_key(u->k[5], KEY_MAX, "dirty", user);
+    snprintf(u->k[K_GEN], KEY_MAX, "imgw:gen");
+    return make_key(u->k[K_DIRTY], KEY_MAX, "dirty", user);
 }
 
-/* Length of the longest prefix of s, at most max bytes, that ends on a UTF-8 boundary. */
+/* Writes id as 20 zero-padded digits (ID_DIGITS + 1 bytes with the NUL). */
+static void pad_id(char *out, uint64_t id)
+{
+    snprintf(out, ID_DIGITS + 1, "%020" PRIu64, id);
+}
+
+/*
+ * Length in bytes of the first max characters (code points) of the UTF-8 string s:
+ * the preview PostgreSQL keeps is left(body, 200), which counts characters, and a
+ * cached list must say exactly what PostgreSQL says.
+ */
 static size_t utf8_prefix(const char *s, size_t max)
 {
-    size_t n = strlen(s);
+    size_t n = 0, chars = 0;
 
-    if (n <= max)
-        return n;
-    n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
+    for (; s[n] != '\0'; n++) {
+        if (((unsigned char)s[n] & 0xC0) == 0x80)
+            continue; /* continuation byte: part of the character already counted */
+        if (chars == max)
+            break;
+        chars++;
+    }
     return n;
 }
 
@@ -540,9 +644,9 @@ int gw_cache_is_up(const gw_cache_t *c)
 void gw_cache_on_message(gw_cache_t *c, const gw_cache_msg_t *m, const char *conv_key)
 {
     ukeys_t *ks = NULL, *kr = NULL;
-    char gen[] = "imgw:gen", recent[KEY_MAX];
-    char ttl[16], rmax[16], score[24], win[16], stamp[24];
-    const char *argv[3 + 12 + 12];
+    char recent[KEY_MAX];
+    char ttl[16], rmax[16], id[ID_DIGITS + 1], win[16], stamp[24], idsmax[16];
+    const char *argv[3 + 14 + 11];
     size_t lens[GW_ARRAY_SIZE(argv)];
     json_object *es = NULL, *er = NULL;
     const char *kind, *body;
@@ -579,39 +683,39 @@ void gw_cache_on_message(gw_cache_t *c, const gw_cache_msg_t *m, const char *con
     }
     snprintf(ttl, sizeof(ttl), "%d", c->ttl_s);
     snprintf(rmax, sizeof(rmax), "%d", c->recent);
-    snprintf(score, sizeof(score), "%" PRIu64, m->id);
+    pad_id(id, m->id);
     snprintf(win, sizeof(win), "%d", FILL_WINDOW_S);
     snprintf(stamp, sizeof(stamp), "m%" PRIu64, m->id);
+    snprintf(idsmax, sizeof(idsmax), "%d", GW_CACHE_UNREAD_IDS_MAX);
 
-    argv[i] = "12"; /* numkeys */
+    argv[i] = "14"; /* numkeys */
     lens[i++] = 2;
 #define ARG(s, n) (argv[i] = (s), lens[i++] = (n))
 #define ARGS(s)   ARG((s), strlen(s))
-    ARGS(gen);
+    ARGS(ks->k[K_GEN]);
     ARGS(recent);
-    for (int k = 0; k < 4; k++)
+    for (int k = K_VALID; k <= K_UNIDS; k++)
         ARGS(ks->k[k]);
-    ARGS(ks->k[5]);
-    for (int k = 0; k < 4; k++)
+    ARGS(ks->k[K_DIRTY]);
+    for (int k = K_VALID; k <= K_UNIDS; k++)
         ARGS(kr->k[k]);
-    ARGS(kr->k[5]);
+    ARGS(kr->k[K_DIRTY]);
     ARGS(ttl);
     ARGS(rmax);
     if (m->frame_json != NULL)
         ARGS(m->frame_json);
     else
         ARG("", 0);
-    ARGS(score);
+    ARGS(id);
     ARGS(win);
     ARGS(stamp);
+    ARGS(idsmax);
     ARGS(m->recipient);
     argv[i] = entry_text(es, &elen_s);
     lens[i++] = elen_s;
-    ARG("0", 1);
     ARGS(m->sender);
     argv[i] = entry_text(er, &elen_r);
     lens[i++] = elen_r;
-    ARG("1", 1);
 #undef ARG
 #undef ARGS
     send_guarded(c, S_UPDATE, i, argv, lens);
@@ -622,13 +726,25 @@ done:
     free(kr);
 }
 
-void gw_cache_mark_read(gw_cache_t *c, const char *user, const char *peer)
+/* Appends the user's seven keys to argv (after "numkeys"). */
+static int push_user_keys(const ukeys_t *k, const char **argv, size_t *lens, int i)
+{
+    argv[i] = "7";
+    lens[i++] = 1;
+    for (int j = 0; j < K_COUNT; j++) {
+        argv[i] = k->k[j];
+        lens[i++] = strlen(k->k[j]);
+    }
+    return i;
+}
+
+void gw_cache_mark_read(gw_cache_t *c, const char *user, const char *peer, uint64_t marker)
 {
     ukeys_t *k;
-    char ttl[16], win[16], stamp[64];
-    const char *argv[3 + 6 + 4];
+    char ttl[16], win[16], stamp[64], rd[ID_DIGITS + 1];
+    const char *argv[3 + K_COUNT + 5];
     size_t lens[GW_ARRAY_SIZE(argv)];
-    int i = 3;
+    int i;
 
     if (c == NULL || c->conn == NULL || peer == NULL)
         return;
@@ -645,16 +761,14 @@ void gw_cache_mark_read(gw_cache_t *c, const char *user, const char *peer)
     snprintf(ttl, sizeof(ttl), "%d", c->ttl_s);
     snprintf(win, sizeof(win), "%d", FILL_WINDOW_S);
     make_token(c, stamp, sizeof(stamp));
-    argv[2] = "6";
-    lens[2] = 1;
-    for (int j = 0; j < 6; j++) {
-        argv[i] = k->k[j];
-        lens[i++] = strlen(k->k[j]);
-    }
+    pad_id(rd, marker);
+    i = push_user_keys(k, argv, lens, 2);
     argv[i] = ttl;
     lens[i++] = strlen(ttl);
     argv[i] = peer;
     lens[i++] = strlen(peer);
+    argv[i] = rd;
+    lens[i++] = strlen(rd);
     argv[i] = stamp;
     lens[i++] = strlen(stamp);
     argv[i] = win;
@@ -886,9 +1000,9 @@ void gw_cache_get_chats(gw_cache_t *c, const char *user, size_t limit, gw_cache_
     ukeys_t *k;
     get_req_t *q;
     char lim[24];
-    const char *argv[3 + 6 + 1];
+    const char *argv[3 + K_COUNT + 1];
     size_t lens[GW_ARRAY_SIZE(argv)];
-    int i = 3, rc;
+    int i, rc;
 
     if (c == NULL || c->conn == NULL) {
         cb(ud, GW_ENOTFOUND, NULL, 0);
@@ -906,7 +1020,7 @@ void gw_cache_get_chats(gw_cache_t *c, const char *user, size_t limit, gw_cache_
         cb(ud, GW_ENOTFOUND, NULL, 0);
         return;
     }
-    q = malloc(sizeof(*q) + strlen(k->k[0]) + 1);
+    q = malloc(sizeof(*q) + strlen(k->k[K_VALID]) + 1);
     if (q == NULL) {
         free(k);
         c->st.errors++;
@@ -917,19 +1031,14 @@ void gw_cache_get_chats(gw_cache_t *c, const char *user, size_t limit, gw_cache_
     q->cb = cb;
     q->ud = ud;
     q->user_hash = fnv1a(user);
-    memcpy(q->valid_key, k->k[0], strlen(k->k[0]) + 1);
+    memcpy(q->valid_key, k->k[K_VALID], strlen(k->k[K_VALID]) + 1);
     snprintf(lim, sizeof(lim), "%zu", limit < GET_MAX ? limit : (size_t)GET_MAX);
     send_bump(c);
     argv[0] = "EVALSHA";
     lens[0] = 7;
     argv[1] = c->sha[S_GET];
     lens[1] = 40;
-    argv[2] = "6";
-    lens[2] = 1;
-    for (int j = 0; j < 6; j++) {
-        argv[i] = k->k[j];
-        lens[i++] = strlen(k->k[j]);
-    }
+    i = push_user_keys(k, argv, lens, 2);
     argv[i] = lim;
     lens[i++] = strlen(lim);
     rc = send_argv(c, on_get_reply, q, i, argv, lens);
@@ -941,13 +1050,48 @@ void gw_cache_get_chats(gw_cache_t *c, const char *user, size_t limit, gw_cache_
     }
 }
 
+/*
+ * Appends the unread ids of one entry, as ID_DIGITS-digit strings, to out (room
+ * for n of them). ids is PostgreSQL's space-separated list; it must hold
+ * exactly n ids, each a positive decimal below 2^63, or the fill is refused.
+ */
+static int pack_ids(const char *ids, uint32_t n, char *out)
+{
+    uint32_t got = 0;
+    const char *p = ids;
+
+    if (ids == NULL)
+        return GW_EINVAL;
+    while (*p) {
+        uint64_t v = 0;
+        size_t len = 0;
+
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            break;
+        for (; *p >= '0' && *p <= '9'; p++, len++) {
+            if (len >= 19)
+                return GW_EINVAL;
+            v = v * 10 + (uint64_t)(*p - '0');
+        }
+        if (len == 0 || (*p != ' ' && *p != '\0') || v == 0 || got >= n)
+            return GW_EINVAL;
+        pad_id(out + (size_t)got * ID_DIGITS, v);
+        got++;
+    }
+    return got == n ? 0 : GW_EINVAL;
+}
+
 void gw_cache_put_chats(gw_cache_t *c, const char *user, const gw_chat_t *chats, size_t n)
 {
     ukeys_t *k = NULL;
     const char **argv = NULL;
-    size_t *lens = NULL, argc = 3 + 6 + 4 + 4 * n, i = 3;
+    size_t *lens = NULL, argc = 3 + K_COUNT + 4 + 5 * n, i = 3;
     json_object **objs = NULL;
-    char *nums = NULL; /* 2 x 24 bytes per entry: score and unread */
+    char *nums = NULL; /* two padded ids per entry: last id and read marker */
+    char *ids = NULL;  /* every entry's unread ids, padded, back to back */
+    size_t nids = 0, at = 0;
     char ttl[16], tok[64], mark[MARK_MAX];
     int has_mark;
 
@@ -955,6 +1099,13 @@ void gw_cache_put_chats(gw_cache_t *c, const char *user, const gw_chat_t *chats,
         return;
     if (n > PUT_MAX) {
         gw_info("cache", "chat list of %zu entries not cached (limit %d)", n, PUT_MAX);
+        return;
+    }
+    for (size_t e = 0; e < n; e++)
+        nids += chats[e].unread;
+    if (nids > GW_CACHE_UNREAD_IDS_MAX) {
+        gw_debug("cache", "chat list with %zu unread messages not cached (limit %d)", nids,
+                 GW_CACHE_UNREAD_IDS_MAX);
         return;
     }
     if (!can_send(c)) {
@@ -966,19 +1117,15 @@ void gw_cache_put_chats(gw_cache_t *c, const char *user, const gw_chat_t *chats,
     argv = calloc(argc, sizeof(*argv));
     lens = calloc(argc, sizeof(*lens));
     objs = calloc(n ? n : 1, sizeof(*objs));
-    nums = malloc(48 * (n ? n : 1));
-    if (k == NULL || argv == NULL || lens == NULL || objs == NULL || nums == NULL ||
+    nums = malloc(2 * (ID_DIGITS + 1) * (n ? n : 1));
+    ids = malloc(ID_DIGITS * (nids ? nids : 1) + 1);
+    if (k == NULL || argv == NULL || lens == NULL || objs == NULL || nums == NULL || ids == NULL ||
         user_keys(k, user) != 0)
         goto fail;
     snprintf(ttl, sizeof(ttl), "%d", c->ttl_s);
     make_token(c, tok, sizeof(tok));
     has_mark = fill_take(c, fnv1a(user), mark);
-    argv[2] = "6";
-    lens[2] = 1;
-    for (int j = 0; j < 6; j++) {
-        argv[i] = k->k[j];
-        lens[i++] = strlen(k->k[j]);
-    }
+    i = (size_t)push_user_keys(k, argv, lens, 2);
     argv[i] = ttl;
     lens[i++] = strlen(ttl);
     argv[i] = tok;
@@ -989,26 +1136,34 @@ void gw_cache_put_chats(gw_cache_t *c, const char *user, const gw_chat_t *chats,
     lens[i++] = has_mark ? strlen(mark) : 0;
     for (size_t e = 0; e < n; e++) {
         const gw_chat_t *ch = &chats[e];
-        char *score = nums + 48 * e, *unread = score + 24;
+        char *last = nums + 2 * (ID_DIGITS + 1) * e, *rd = last + ID_DIGITS + 1;
         const char *preview = ch->preview ? ch->preview : "";
 
-        if (ch->peer == NULL || ch->peer[0] == '\0')
+        if (ch->peer == NULL || ch->peer[0] == '\0' || strchr(ch->peer, ' ') != NULL)
             goto fail;
+        if (pack_ids(ch->unread_ids, ch->unread, ids + at * ID_DIGITS) != 0) {
+            gw_warn("cache", "chat list of %s not cached: unread ids of %s do not match the count",
+                    user, ch->peer);
+            goto fail;
+        }
         objs[e] =
             entry_json(ch->peer, ch->last_id, ch->last_ts, ch->last_sender ? ch->last_sender : "",
                        ch->kind ? ch->kind : "text", preview, utf8_prefix(preview, PREVIEW_MAX));
         if (objs[e] == NULL)
             goto fail;
-        snprintf(score, 24, "%" PRIu64, ch->last_id);
-        snprintf(unread, 24, "%" PRIu32, ch->unread);
+        pad_id(last, ch->last_id);
+        pad_id(rd, ch->last_read);
         argv[i] = ch->peer;
         lens[i++] = strlen(ch->peer);
-        argv[i] = score;
-        lens[i++] = strlen(score);
+        argv[i] = last;
+        lens[i++] = ID_DIGITS;
         argv[i] = entry_text(objs[e], &lens[i]);
         i++;
-        argv[i] = unread;
-        lens[i++] = strlen(unread);
+        argv[i] = rd;
+        lens[i++] = ID_DIGITS;
+        argv[i] = ids + at * ID_DIGITS;
+        lens[i++] = (size_t)ch->unread * ID_DIGITS;
+        at += ch->unread;
     }
     if (i > (size_t)INT32_MAX)
         goto fail;
@@ -1031,6 +1186,7 @@ done:
         for (size_t e = 0; e < n; e++)
             json_object_put(objs[e]);
     free(objs);
+    free(ids);
     free(nums);
     free(lens);
     free(argv);

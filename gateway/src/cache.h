@@ -10,10 +10,12 @@
  *
  * Key schema (documented in docs/redis.md; prefix "imgw:"):
  *   imgw:chats:{user}   HASH  peer -> JSON {peer,last_id,last_ts,last_sender,kind,preview}
- *   imgw:order:{user}   ZSET  peer scored by last_id (chat list order)
- *   imgw:unread:{user}  HASH  peer -> unread count
- *   imgw:valid:{user}   STRING "<generation>:<n>" while the three keys above are complete
- *                       for user (n entries; generation must equal imgw:gen)
+ *   imgw:order:{user}   ZSET  "<last id> <peer>" (score 0; chat list order by member)
+ *   imgw:marks:{user}   HASH  peer -> "<last id>:<read marker>"
+ *   imgw:unids:{user}   ZSET  "<peer> <id>" (score 0): the unread messages' ids
+ *   imgw:valid:{user}   STRING "<generation>:<n>:<u>" while the four keys above are
+ *                       complete for user (n entries, u unread ids; generation must
+ *                       equal imgw:gen). Ids in members are 20-digit zero-padded.
  *   imgw:gen            STRING generation; changed when a chat-list write may have been
  *                       lost (disconnect, error, command limit), invalidating every list
  *   imgw:dirty:{user}   STRING stamp of the last update (60 s TTL); a refill read before
@@ -43,9 +45,15 @@ typedef struct gw_chat {
     uint64_t last_ts;        /* its time, ms since the epoch */
     const char *last_sender; /* bare JID */
     const char *kind;        /* "text" or "image" */
-    const char *preview;     /* first characters of the body (UTF-8, at most 200 bytes) */
+    const char *preview;     /* the body's first 200 characters (UTF-8), as in the schema */
     uint32_t unread;         /* messages from peer the user has not read */
+    /* For gw_cache_put_chats only (ignored in answers): */
+    uint64_t last_read;     /* the user's read marker in this conversation */
+    const char *unread_ids; /* the unread messages' ids, space separated (NULL: unknown) */
 } gw_chat_t;
+
+/* A list whose entries hold more unread messages than this altogether is not cached. */
+#define GW_CACHE_UNREAD_IDS_MAX 10000
 
 /* A message as the cache sees it. Strings are NUL-terminated. */
 typedef struct gw_cache_msg {
@@ -71,15 +79,21 @@ int gw_cache_new(uv_loop_t *loop, const gw_config_t *cfg, gw_cache_t **out);
 int gw_cache_is_up(const gw_cache_t *c);
 
 /*
- * A message was stored: update both users' chat lists (order, entry,
- * unread + 1 for the recipient, unread unchanged for the sender) where their
- * lists are valid, and push frame_json onto the conversation's recent list.
- * conv_key is the conversation key (both JIDs sorted, space separated).
+ * A message was stored: update both users' chat lists where they are valid
+ * (order and entry; the recipient gains an unread message unless the read
+ * marker is past it, the sender's marker moves to it as in the schema), and
+ * push frame_json onto the conversation's recent list. Idempotent: applying a
+ * message twice changes nothing. conv_key is the conversation key (both JIDs
+ * sorted, space separated).
  */
 void gw_cache_on_message(gw_cache_t *c, const gw_cache_msg_t *m, const char *conv_key);
 
-/* user read the conversation with peer: unread for it becomes 0 (if the list is valid). */
-void gw_cache_mark_read(gw_cache_t *c, const char *user, const char *peer);
+/*
+ * PostgreSQL moved user's read marker in the conversation with peer to marker:
+ * the unread messages up to it are dropped (if the list is valid). A list that
+ * does not know the conversation yet is invalidated instead.
+ */
+void gw_cache_mark_read(gw_cache_t *c, const char *user, const char *peer, uint64_t marker);
 
 /* Adds user to / removes user from imgw:web. */
 void gw_cache_web_user(gw_cache_t *c, const char *user, int online);
@@ -97,7 +111,9 @@ void gw_cache_get_chats(gw_cache_t *c, const char *user, size_t limit, gw_cache_
 
 /*
  * Replaces user's cached chat list with chats[0..n) (the complete list, as
- * read from PostgreSQL) and marks it valid, atomically (one Lua script). The
+ * read from PostgreSQL, with every entry's last_read and unread_ids; a list
+ * without them, or with more than GW_CACHE_UNREAD_IDS_MAX unread messages, is
+ * not cached) and marks it valid, atomically (one Lua script). The
  * refill is refused when the user's list changed since the miss that caused it
  * (imgw:dirty), so a message stored meanwhile cannot be lost from the cache.
  */

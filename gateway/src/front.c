@@ -60,7 +60,34 @@ typedef struct ws_conn {
     uint8_t pending;     /* holds a place in the front's pending count */
     uint64_t last_tx_ms; /* framed: the last frame written (heartbeats only after idle) */
     char addr[GW_PENDING_ADDR_MAX];
+    uint8_t rx_paused; /* reading from the client paused: its answers fill the queue */
 } ws_conn_t;
+
+/*
+ * Backpressure. A client that pipelines requests faster than it reads the
+ * answers would overflow its own queue (1008) with acks; instead, reading from
+ * it pauses while queued frames plus the answers it is owed reach half of
+ * session_queue_max, and resumes below a quarter. What lws has read already
+ * stays in its buffer meanwhile (at most rx_buffer_bytes).
+ */
+static void rx_backpressure(gw_front_t *f, gw_session_t *s)
+{
+    ws_conn_t *c = (ws_conn_t *)s;
+    uint32_t max = (uint32_t)f->cfg->session_queue_max, used = s->qlen + s->owed;
+
+    if (!c->rx_paused && used >= (max + 1) / 2) {
+        c->rx_paused = 1;
+        lws_rx_flow_control((struct lws *)s->conn, 0);
+    } else if (c->rx_paused && used <= max / 4) {
+        c->rx_paused = 0;
+        lws_rx_flow_control((struct lws *)s->conn, 1);
+    }
+}
+
+static void on_answered(gw_session_t *s)
+{
+    rx_backpressure(s->tp_ctx, s);
+}
 
 static int ws_mode_of(const char *path)
 {
@@ -294,6 +321,7 @@ static int write_next(gw_front_t *f, struct lws *wsi, gw_session_t *s)
     }
     if (c->mode == WS_SOCKJS_FRAMED) {
         int rc = write_framed(f, wsi, c);
+        rx_backpressure(f, s);
         if (rc <= 0)
             return rc;
         if (!s->closing)
@@ -307,6 +335,7 @@ static int write_next(gw_front_t *f, struct lws *wsi, gw_session_t *s)
         gw_payload_unref(p);
         if (n < 0)
             return -1;
+        rx_backpressure(f, s);
         if (s->qlen || s->closing || f->shutting_down)
             lws_callback_on_writable(wsi);
         return 0;
@@ -383,7 +412,18 @@ static void deliver(gw_front_t *f, gw_session_t *s, const char *data, size_t len
         gw_front_close(f, s, 1002, "Broken framing.");
 }
 
+static int rx_frames(gw_front_t *f, struct lws *wsi, gw_session_t *s, const char *in, size_t len);
+
 static int on_rx(gw_front_t *f, struct lws *wsi, gw_session_t *s, const char *in, size_t len)
+{
+    int rc = rx_frames(f, wsi, s, in, len);
+
+    if (!s->closing)
+        rx_backpressure(f, s);
+    return rc;
+}
+
+static int rx_frames(gw_front_t *f, struct lws *wsi, gw_session_t *s, const char *in, size_t len)
 {
     int final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
     size_t max = ((ws_conn_t *)s)->mode == WS_SOCKJS_FRAMED ? (size_t)f->cfg->max_post_bytes
@@ -545,6 +585,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         s->tp_ctx = f;
         s->conn = wsi;
         s->id = ++f->next_id;
+        s->on_answered = on_answered;
         f->nsessions++;
         c->last_tx_ms = gw_now_ms();
         gw_http_client_addr(f->cfg, wsi, c->addr, sizeof(c->addr));

@@ -107,8 +107,10 @@ int gw_metrics_render(char *buf, size_t len, const struct gw_cache *cache,
         "# TYPE imgw_link_ups_total counter\nimgw_link_ups_total %" PRIu64 "\n"
         "# TYPE imgw_link_downs_total counter\nimgw_link_downs_total %" PRIu64 "\n"
         "# TYPE imgw_reloads_total counter\nimgw_reloads_total %" PRIu64 "\n"
-        "# TYPE imgw_reload_failures_total counter\nimgw_reload_failures_total %" PRIu64 "\n",
-        gw_metrics.link_ups, gw_metrics.link_downs, gw_metrics.reloads, gw_metrics.reload_failures);
+        "# TYPE imgw_reload_failures_total counter\nimgw_reload_failures_total %" PRIu64 "\n"
+        "# TYPE imgw_sockjs_receivers_total counter\nimgw_sockjs_receivers_total %" PRIu64 "\n",
+        gw_metrics.link_ups, gw_metrics.link_downs, gw_metrics.reloads, gw_metrics.reload_failures,
+        gw_metrics.sockjs_receivers);
     if (cache != NULL)
         put(buf, len, &off,
             "# TYPE imgw_redis_up gauge\nimgw_redis_up %d\n"

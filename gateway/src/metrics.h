@@ -29,12 +29,13 @@ typedef struct gw_hist {
 } gw_hist_t;
 
 typedef struct gw_metrics {
-    gw_hist_t store_batch;    /* one multi-row INSERT: sent to result */
-    gw_hist_t send_ack;       /* a browser send: frame parsed to ack queued */
-    uint64_t link_ups;        /* component handshakes that succeeded */
-    uint64_t link_downs;      /* component link losses (each is followed by a reconnect) */
-    uint64_t reloads;         /* SIGHUP reloads applied */
-    uint64_t reload_failures; /* SIGHUP reloads refused (bad file) */
+    gw_hist_t store_batch;     /* one multi-row INSERT: sent to result */
+    gw_hist_t send_ack;        /* a browser send: frame parsed to ack queued */
+    uint64_t link_ups;         /* component handshakes that succeeded */
+    uint64_t link_downs;       /* component link losses (each is followed by a reconnect) */
+    uint64_t reloads;          /* SIGHUP reloads applied */
+    uint64_t reload_failures;  /* SIGHUP reloads refused (bad file) */
+    uint64_t sockjs_receivers; /* SockJS receiver requests attached to their session */
 } gw_metrics_t;
 
 extern gw_metrics_t gw_metrics;

@@ -109,6 +109,7 @@ static void on_close(void *ud, gw_session_t *s)
             gw_debug("router", "user %s has no more sessions", user);
         }
     }
+    gw_history_forget(r->history, s);
     free(s->open_conv);
     s->open_conv = NULL;
 }
@@ -423,7 +424,7 @@ typedef struct pending_send {
 } pending_send_t;
 
 /* Shows the sender's other tabs what one tab sent. */
-static void echo_to_tabs(gw_session_t *sender, const gw_msg_t *m)
+static void echo_to_tabs(gw_router_t *r, gw_session_t *sender, const gw_msg_t *m)
 {
     gw_user_t *u = sender->user;
     gw_payload_t *enc[2] = {NULL, NULL}; /* encoded once per value of "open" */
@@ -436,7 +437,7 @@ static void echo_to_tabs(gw_session_t *sender, const gw_msg_t *m)
             continue;
         if (enc[open] == NULL)
             enc[open] = gw_proto_msg(m, m->to, open);
-        gw_session_send(o, enc[open]);
+        gw_history_push(r->history, o, enc[open], m->id);
     }
     gw_payload_unref(enc[0]);
     gw_payload_unref(enc[1]);
@@ -472,6 +473,8 @@ static void complete_send(pending_send_t *p, int status, uint64_t stored_id, uin
 
     if (e && e->pending == p)
         e->pending = NULL;
+    if (s)
+        gw_session_answered(s);
     if (status < 0) {
         gw_outbox_cancel(r->outbox, p->entry);
         refuse_send(p, s, "store_unavailable",
@@ -520,7 +523,7 @@ static void complete_send(pending_send_t *p, int status, uint64_t stored_id, uin
     if (s) {
         send_payload(s, gw_proto_ack(p->cid, p->id, p->ts, queued));
         gw_hist_since(&gw_metrics.send_ack, p->t0_ns);
-        echo_to_tabs(s, &m);
+        echo_to_tabs(r, s, &m);
     }
     free(p);
 }
@@ -576,9 +579,15 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     e = gw_cidmap_get(r->cids, s->user->id, f->cid);
     if (e != NULL) {
         r->st.retries++;
-        if (e->pending)
-            ((pending_send_t *)e->pending)->session_id = s->id;
-        else
+        if (e->pending) {
+            pending_send_t *ps = e->pending;
+            gw_session_t *old = gw_registry_find_session(r->reg, ps->user, ps->session_id);
+            /* The ack goes to the session that asked last; it is owed the answer now. */
+            if (old != NULL)
+                gw_session_answered(old);
+            ps->session_id = s->id;
+            gw_session_owe(s);
+        } else
             send_payload(
                 s, gw_proto_ack(f->cid, e->id, e->ts, gw_outbox_is_waiting(r->outbox, e->id)));
         return;
@@ -629,6 +638,7 @@ static void handle_send(gw_router_t *r, gw_session_t *s, const gw_frame_t *f)
     e->id = p->id;
     e->ts = p->ts;
     e->pending = p;
+    gw_session_owe(s);
     if (!gw_store_enabled(r->store)) {
         complete_send(p, GW_STORE_STORED, p->id, p->ts);
         return;
@@ -907,7 +917,7 @@ static void push_incoming(gw_router_t *r, const char *user, const gw_msg_t *m)
             continue;
         if (*slot == NULL)
             *slot = gw_proto_msg(m, m->from, open);
-        gw_session_send(s, *slot);
+        gw_history_push(r->history, s, *slot, m->id);
         r->st.frames_out++;
     }
     /* Other gateways may hold more of the user's browsers (allow_multiple). */
@@ -1083,7 +1093,7 @@ static void on_relayed(void *ud, const char *user, const gw_msg_t *m)
             continue;
         if (enc[open] == NULL && (enc[open] = gw_proto_msg(m, m->from, open)) == NULL)
             continue;
-        gw_session_send(s, enc[open]);
+        gw_history_push(r->history, s, enc[open], m->id);
         r->st.frames_out++;
     }
     gw_payload_unref(enc[0]);
@@ -1107,8 +1117,9 @@ static void recover_user(void *ud, gw_user_t *u)
 {
     gap_ctx_t *g = ud;
 
+    /* A session recovering already pages on to the present; it needs no second replay. */
     for (gw_session_t *s = u->sessions; s; s = s->next)
-        if (s->welcomed && !s->closing)
+        if (s->welcomed && !s->closing && s->recovery == NULL)
             gw_history_recover(g->r->history, s, g->after);
 }
 
@@ -1185,7 +1196,7 @@ int gw_router_start(uv_loop_t *loop, const gw_config_t *cfg, gw_router_t **out)
     if ((rc = gw_front_new(loop, cfg, &fcbs, r, &r->front)) != 0)
         goto fail;
     {
-        gw_history_env_t env = {r->store, r->cache, r->reg, r->users_domain};
+        gw_history_env_t env = {loop, cfg, r->store, r->cache, r->reg, r->users_domain};
         if ((rc = gw_history_new(&env, &r->history)) != 0)
             goto fail;
     }

@@ -45,6 +45,12 @@ struct gw_session {
     uint8_t closing; /* a close has been requested */
     uint16_t close_code;
     const char *close_reason; /* static string */
+    /*
+     * Optional (NULL by default): called when an answer the session was owed is
+     * queued, so a transport that paused reading from the client (backpressure)
+     * can look again at whether it has room.
+     */
+    void (*on_answered)(gw_session_t *s);
 
     /* routing (router.c) */
     gw_user_t *user;                /* NULL until hello succeeds */
@@ -53,6 +59,13 @@ struct gw_session {
     uint64_t recover_after;         /* hello's last_id: recover after the welcome */
     uint8_t welcomed;               /* welcome sent: the session receives messages */
     uint64_t id;
+    /*
+     * Answers this session is owed: requests accepted and still waiting (a send
+     * for its store, a history query). With qlen they bound what the session's
+     * queue may still have to take, which is what backpressure looks at.
+     */
+    uint32_t owed;
+    void *recovery; /* history.c: replay state after hello.last_id, or NULL */
 };
 
 /*
@@ -70,6 +83,21 @@ static inline void gw_session_send(gw_session_t *s, gw_payload_t *p)
 {
     if (p != NULL)
         s->tp->send(s->tp_ctx, s, p);
+}
+
+/* s accepted a request that answers later (see owed). */
+static inline void gw_session_owe(gw_session_t *s)
+{
+    s->owed++;
+}
+
+/* The answer to one of s's requests has been queued (or will never come). */
+static inline void gw_session_answered(gw_session_t *s)
+{
+    if (s->owed > 0)
+        s->owed--;
+    if (s->on_answered != NULL)
+        s->on_answered(s);
 }
 
 /* Closes s through its transport after what is queued. */

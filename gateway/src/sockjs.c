@@ -10,6 +10,7 @@
 #include "sockjs.h"
 #include "gw.h"
 #include "log.h"
+#include "metrics.h"
 #include "text.h"
 
 #include <inttypes.h>
@@ -925,6 +926,7 @@ static int receive(gw_http_req_t *r, gw_sockjs_t *m, const char *sid, int kind, 
         return one_frame(r, x->s.close_code, x->s.close_reason);
     }
     x->recv = r;
+    gw_metrics.sockjs_receivers++;
     x->gone_ms = 0;
     x->sent = 0;
     x->hb_ms = gw_now_ms() + GW_SOCKJS_HEARTBEAT_MS;

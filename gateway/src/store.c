@@ -1423,13 +1423,11 @@ static const char page_sql[] =
     "(extract(epoch FROM created_at) * 1000)::bigint "
     "FROM messages WHERE conv = imgw_conv_key($1, $2) AND id < $3 ORDER BY id DESC LIMIT $4";
 
-static const char chats_sql[] =
-    "SELECT peer_jid, last_message_id, (extract(epoch FROM last_message_at) * 1000)::bigint, "
-    "last_sender, last_kind, last_preview, unread "
-    "FROM conversation_state WHERE user_jid = $1 ORDER BY last_message_id DESC LIMIT $2";
+/* imgw_chat_list (schema 006): the entries, read markers and unread ids in one snapshot. */
+static const char chats_sql[] = "SELECT * FROM imgw_chat_list($1, $2, $3)";
 
-/* imgw_mark_read (schema 003) locks, then counts, so unread stays exact with concurrent writers. */
-static const char mark_read_sql[] = "SELECT last_read_id, unread FROM imgw_mark_read($1, $2, $3)";
+/* imgw_read (schema 006) locks, then clamps and counts; it always answers the marker. */
+static const char mark_read_sql[] = "SELECT last_read_id, unread, moved FROM imgw_read($1, $2, $3)";
 
 static const char recover_sql[] =
     "SELECT m.id, m.sender, m.recipient, m.body, m.kind, m.client_id, "
@@ -1448,12 +1446,14 @@ int gw_store_page(gw_store_t *s, const char *a, const char *b, uint64_t before, 
     return submit(s, page_sql, cb, ud, 4, a, b, bs, ls);
 }
 
-int gw_store_chats(gw_store_t *s, const char *user, int limit, gw_store_rows_cb cb, void *ud)
+int gw_store_chats(gw_store_t *s, const char *user, int limit, int ids_max, gw_store_rows_cb cb,
+                   void *ud)
 {
-    char ls[16];
+    char ls[16], is[16];
 
     snprintf(ls, sizeof(ls), "%d", limit);
-    return submit(s, chats_sql, cb, ud, 2, user, ls);
+    snprintf(is, sizeof(is), "%d", ids_max);
+    return submit(s, chats_sql, cb, ud, 3, user, ls, is);
 }
 
 int gw_store_mark_read(gw_store_t *s, const char *user, const char *peer, uint64_t id,

@@ -95,9 +95,12 @@ int gw_store_write(gw_store_t *s, const gw_store_msg_t *m, gw_store_write_cb cb,
 int gw_store_page(gw_store_t *s, const char *a, const char *b, uint64_t before, int limit,
                   gw_store_rows_cb cb, void *ud);
 /* Chat list of user, most recent first: peer, last_id, last_ms, last_sender, last_kind,
- * preview, unread. */
-int gw_store_chats(gw_store_t *s, const char *user, int limit, gw_store_rows_cb cb, void *ud);
-/* Marks read up to id: last_read_id, unread (no row when nothing changed). */
+ * preview, unread, last_read_id, unread_ids (the ids of the unread messages, oldest first,
+ * space separated; NULL everywhere when the user has more than ids_max unread in all). */
+int gw_store_chats(gw_store_t *s, const char *user, int limit, int ids_max, gw_store_rows_cb cb,
+                   void *ud);
+/* Moves the read marker to the newest message of the conversation at or below id (never
+ * back): last_read_id, unread, moved ("t" or "f"); no row when there is no conversation. */
 int gw_store_mark_read(gw_store_t *s, const char *user, const char *peer, uint64_t id,
                        gw_store_rows_cb cb, void *ud);
 /* Messages of user's conversations after id, oldest first: id, sender, recipient, body,

@@ -177,9 +177,14 @@ describe('SockJS 0.3 protocol conformance', { skip: !gatewayBuilt() && 'build/ga
     it('an aborted receiver is noticed by the next one at once: c[1002], not c[2010]', async () => {
       const s = sid();
       assert.equal((await POST(`${base}/000/${s}/xhr`)).body, 'o\n');
+      // The raw request attaches as the receiver; a probing request could take its place if it
+      // came first, so wait for the gateway's count of attached receivers instead.
+      const attached = async () => Number(/^imgw_sockjs_receivers_total (\d+)$/m.exec(await (await fetch(`${gw.httpUrl}/metrics`)).text())[1]);
+      const before = await attached();
       const c = await rawConnect(gw.port);
       c.write(`POST /sockjs/getUserMsg/000/${s}/xhr HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);
-      await until('the receiver waits', 5000, async () => (await POST(`${base}/000/${s}/xhr`)).body.startsWith('c[2010'));
+      await until('the receiver waits', 5000, async () => (await attached()) > before);
+      assert.ok((await POST(`${base}/000/${s}/xhr`)).body.startsWith('c[2010'), 'a second receiver is refused');
       c.destroy();
       await c.closed(1000);
       assert.equal((await POST(`${base}/000/${s}/xhr`)).body, 'c[1002,"Connection interrupted"]\n');

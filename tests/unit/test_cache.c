@@ -32,7 +32,7 @@ typedef struct result {
     int status;
     size_t n;
     char peer[MAXE][64];
-    char preview[MAXE][256];
+    char preview[MAXE][1024];
     char sender[MAXE][64];
     uint64_t last_id[MAXE];
     uint32_t unread[MAXE];
@@ -213,12 +213,15 @@ static void message(gw_cache_t *c, uint64_t id, const char *from, const char *to
     gw_cache_on_message(c, &m, conv);
 }
 
-/* Makes user's list valid with two conversations: carol (newest, read) and bob (2 unread). */
+/*
+ * Makes user's list valid with two conversations: carol (newest, read up to 200) and
+ * bob (read up to 50; 81 and 100 unread).
+ */
 static void fill(gw_cache_t *c, const char *user)
 {
     gw_chat_t in[2] = {
-        {"carol@x", 200, 1700000000200ull, "carol@x", "text", "hi there", 0},
-        {"bob@x", 100, 1700000000100ull, "bob@x", "image", "img", 2},
+        {"carol@x", 200, 1700000000200ull, "carol@x", "text", "hi there", 0, 200, ""},
+        {"bob@x", 100, 1700000000100ull, "bob@x", "image", "img", 2, 50, "81 100"},
     };
     result_t r;
 
@@ -309,7 +312,8 @@ static void test_live(void)
     ASSERT_EQ(r.status, GW_ENOTFOUND);
     ASSERT_EQ(redis_int("EXISTS %s", "imgw:chats:bob@x"), 0);
     ASSERT_EQ(redis_int("EXISTS %s", "imgw:order:bob@x"), 0);
-    ASSERT_EQ(redis_int("EXISTS %s", "imgw:unread:bob@x"), 0);
+    ASSERT_EQ(redis_int("EXISTS %s", "imgw:marks:bob@x"), 0);
+    ASSERT_EQ(redis_int("EXISTS %s", "imgw:unids:bob@x"), 0);
 
     /* The sender's side: a new peer, unread unchanged; an older message does not move it back. */
     message(c, 400, "alice@x", "dave@x", "to dave", NULL);
@@ -328,20 +332,58 @@ static void test_live(void)
     ASSERT_STR(r.preview[2], "older than carol's");
     ASSERT_EQ(r.unread[2], 4);
 
-    /* The preview is cut at 200 bytes on a character boundary. */
+    /* The preview is the first 200 characters, as PostgreSQL's left(body, 200). */
     memset(body, 0, sizeof(body));
-    for (int i = 0; i < 150; i++)
+    for (int i = 0; i < 210; i++)
         memcpy(body + 2 * i, "\xc3\xa9", 2); /* é */
     message(c, 500, "erin@x", "alice@x", body, NULL);
     get(c, "alice@x", 10, &r);
     ASSERT_STR(r.peer[0], "erin@x");
-    ASSERT_EQ(strlen(r.preview[0]), 200);
+    ASSERT_EQ(strlen(r.preview[0]), 2 * 200);
 
-    /* mark_read zeroes unread. */
-    gw_cache_mark_read(c, "alice@x", "bob@x");
+    /* A message applied twice counts once. */
+    message(c, 340, "bob@x", "alice@x", "older than carol's", NULL);
+    get(c, "alice@x", 10, &r);
+    ASSERT_EQ(r.unread[3], 4);
+
+    /* mark_read part way leaves what is after the marker; a marker never moves back. */
+    gw_cache_mark_read(c, "alice@x", "bob@x", 300);
     get(c, "alice@x", 10, &r);
     ASSERT_STR(r.peer[3], "bob@x");
+    ASSERT_EQ(r.unread[3], 1);
+    gw_cache_mark_read(c, "alice@x", "bob@x", 90);
+    get(c, "alice@x", 10, &r);
+    ASSERT_EQ(r.unread[3], 1);
+    /* A message the marker has passed is not unread (it was committed before the read). */
+    message(c, 299, "bob@x", "alice@x", "late but read", NULL);
+    get(c, "alice@x", 10, &r);
+    ASSERT_EQ(r.unread[3], 1);
+    /* mark_read to the end zeroes it. */
+    gw_cache_mark_read(c, "alice@x", "bob@x", 340);
+    get(c, "alice@x", 10, &r);
     ASSERT_EQ(r.unread[3], 0);
+    /* A reply moves the replier's marker past what it answers. */
+    message(c, 510, "bob@x", "alice@x", "one more", NULL);
+    message(c, 520, "bob@x", "alice@x", "and another", NULL);
+    get(c, "alice@x", 10, &r);
+    ASSERT_STR(r.peer[0], "bob@x");
+    ASSERT_EQ(r.unread[0], 2);
+    message(c, 530, "alice@x", "bob@x", "answer", NULL);
+    get(c, "alice@x", 10, &r);
+    ASSERT_STR(r.peer[0], "bob@x");
+    ASSERT_EQ(r.unread[0], 0);
+    /* Ids that differ in the last digits only keep their order (no doubles). */
+    message(c, 385912041820389377ull, "zed@x", "alice@x", "z1", NULL);
+    message(c, 385912041820389376ull, "yan@x", "alice@x", "y1", NULL);
+    get(c, "alice@x", 10, &r);
+    ASSERT_STR(r.peer[0], "zed@x");
+    ASSERT_STR(r.peer[1], "yan@x");
+    ASSERT_EQ(r.last_id[0], 385912041820389377ull);
+    /* A read for a conversation the list does not have yet invalidates the list. */
+    gw_cache_mark_read(c, "alice@x", "newcomer@x", 600);
+    get(c, "alice@x", 10, &r);
+    ASSERT_EQ(r.status, GW_ENOTFOUND);
+    fill(c, "alice@x");
 
     /* A message during a fill (after the miss, before the put) makes the put a no-op. */
     get(c, "frank@x", 10, &r);
@@ -377,9 +419,23 @@ static void test_live(void)
     get(c, "alice@x", 10, &r);
     ASSERT_EQ(r.status, 0);
     /* So is a list that lost a key (eviction). */
-    freeReplyObject(redisCommand(rc, "DEL imgw:unread:alice@x"));
+    freeReplyObject(redisCommand(rc, "DEL imgw:marks:alice@x"));
     get(c, "alice@x", 10, &r);
     ASSERT_EQ(r.status, GW_ENOTFOUND);
+    fill(c, "alice@x");
+    get(c, "alice@x", 10, &r);
+    ASSERT_EQ(r.status, 0);
+    freeReplyObject(redisCommand(rc, "DEL imgw:unids:alice@x"));
+    get(c, "alice@x", 10, &r);
+    ASSERT_EQ(r.status, GW_ENOTFOUND);
+    /* A fill whose unread ids do not match its counts is not cached. */
+    {
+        gw_chat_t bad[1] = {{"bob@x", 100, 1700000000100ull, "bob@x", "text", "x", 2, 50, "81"}};
+        get(c, "lena@x", 10, &r);
+        gw_cache_put_chats(c, "lena@x", bad, 1);
+        get(c, "lena@x", 10, &r);
+        ASSERT_EQ(r.status, GW_ENOTFOUND);
+    }
 
     /* FLUSHALL: everything misses again. */
     fill(c, "alice@x");
@@ -467,7 +523,7 @@ static void test_live(void)
     ASSERT_EQ(r.status, GW_EIO);
     gw_cache_get_stats(c, &st);
     message(c, 20000, "bob@x", "alice@x", "down", NULL);
-    gw_cache_mark_read(c, "alice@x", "bob@x");
+    gw_cache_mark_read(c, "alice@x", "bob@x", 20000);
     gw_cache_put_chats(c, "alice@x", NULL, 0);
     gw_cache_web_user(c, "alice@x", 1);
     gw_cache_get_stats(c, &st2);
