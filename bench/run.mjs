@@ -24,7 +24,7 @@ import { spawn } from 'node:child_process';
 import { startGateway } from './lib/gateway.mjs';
 import { startPostgres } from '../tests/lib/postgres.mjs';
 import { startRedis } from '../tests/lib/redis.mjs';
-import { cpuSeconds, cpuSecondsOf, dirStats, machineBusySeconds, machineInfo, processTree, rssKiB } from './lib/procstat.mjs';
+import { cpuSeconds, cpuSecondsOf, cpuSplit, dirStats, machineBusySeconds, machineInfo, processTree, rssKiB } from './lib/procstat.mjs';
 import { startBenchProsody } from './lib/prosody-bench.mjs';
 import { fmt, mergeCounts, mergeTimelines, ratio, summarize } from './lib/stats.mjs';
 
@@ -192,6 +192,21 @@ async function waitForQuiet(kind, ownPids) {
  * One phase: 'imgw' (web sessions on the gateway) or 'prosody' (web sessions as XMPP
  * over WebSocket on Prosody).
  */
+/**
+ * One counter from the gateway's /metrics (NaN when it cannot be read).
+ * @param {{listenPort:number}} gateway
+ * @param {string} name
+ */
+async function gatewayCounter(gateway, name) {
+  try {
+    const r = await fetch(`http://127.0.0.1:${gateway.listenPort}/metrics`);
+    const m = (await r.text()).match(new RegExp(`^${name} (\\d+)$`, 'm'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 async function runPhase(kind, baseDir) {
   const dir = path.join(baseDir, kind);
   const res = { kind, problems: [] };
@@ -385,6 +400,8 @@ async function runPhase(kind, baseDir) {
     };
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k, cpuSecondsOf(v)]));
     const busy0 = machineBusySeconds();
+    const split0 = gateway ? cpuSplit(gateway.pid) : null;
+    const batches0 = full ? await gatewayCounter(gateway, 'imgw_store_batches_total') : NaN;
     const attached = startAttached(kind, gateway ? gateway.pid : '', prosodyPid);
     const w0 = Date.now();
     log(`${kind}: sending ${R} msg/s for ${S} s`);
@@ -392,6 +409,8 @@ async function runPhase(kind, baseDir) {
     const got = await drain(receivers, done.sent);
     const windowSeconds = (Date.now() - w0) / 1000;
     await stopAttached(attached);
+    const split1 = gateway ? cpuSplit(gateway.pid) : null;
+    const batches1 = full ? await gatewayCounter(gateway, 'imgw_store_batches_total') : NaN;
     const cpu1 = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k, cpuSecondsOf(v)]));
     const machineBusy = machineBusySeconds() - busy0;
     const stats = await Promise.all(receivers.map((r) => r.ask({ cmd: 'collect' }, 'stats')));
@@ -413,6 +432,12 @@ async function runPhase(kind, baseDir) {
       latencyMs: lat,
       afterGatewayMs: viaGateway ? summarize(stats.map((x) => x.afterGw)) : null,
       cpuSeconds: cpu,
+      // The gateway's CPU split: user mode (its code and its libraries) and kernel mode
+      // (system calls: socket writes and reads, polling).
+      imgwUserSystemSeconds: split0 ? [split1.user - split0.user, split1.system - split0.system] : null,
+      // PostgreSQL transactions the gateway's writer committed (one per batch): a count,
+      // so unlike CPU seconds it does not depend on other work on the machine.
+      storeBatches: batches1 - batches0,
       // Everything else that ran on the machine meanwhile (other users, the kernel's
       // work not charged to a process, this orchestrator).
       otherCpuSeconds: machineBusy - Object.values(cpu).reduce((a, b) => a + b, 0),
@@ -604,11 +629,15 @@ function report(results, meta) {
   row('CPU s in window: rest of the machine', (r) => r.load.otherCpuSeconds, 2, false);
   row('CPU window (s)', (r) => r.load.windowSeconds, 1, false);
   row('**CPU µs per message: imgw**', (r) => (gw(r) ? r.load.cpuUsPerMsg.imgw : '-'), 1, false);
+  row('of which user / kernel mode (µs)', (r) => (gw(r) && r.load.imgwUserSystemSeconds
+    ? r.load.imgwUserSystemSeconds.map((v) => fmt((v / r.load.delivered) * 1e6, 1)).join(' / ') : '-'), 0, false);
   row('**CPU µs per message: Prosody**', (r) => r.load.cpuUsPerMsg.prosody, 1);
   row('CPU µs per message: PostgreSQL / Redis', (r) => (full(r)
     ? `${fmt(r.load.cpuUsPerMsg.postgres, 1)} / ${fmt(r.load.cpuUsPerMsg.redis, 1)}` : '-'), 0, false);
   row('CPU µs per message: imgw + Prosody', (r) => r.load.cpuUsPerMsg.prosody + (r.load.cpuUsPerMsg.imgw || 0), 1);
   row('CPU µs per message: load generators', (r) => r.load.cpuUsPerMsg.receivers + r.load.cpuUsPerMsg.senders, 1);
+  row('messages per PostgreSQL batch (writer transactions)', (r) => (full(r) && r.load.storeBatches > 0
+    ? fmt(r.load.delivered / r.load.storeBatches, 1) : '-'), 0, false);
   row('Prosody offline store after the run (messages / bytes)', (r) => (full(r) && r.offlineAfter
     ? `${fmt(r.offlineAfter.items)} / ${fmt(r.offlineAfter.bytes)}` : '-'), 0, false);
   L.push('');

@@ -44,6 +44,21 @@ export function cpuSeconds(pid) {
 }
 
 /**
+ * @param {number} pid
+ * @returns {{user:number, system:number}} CPU seconds in user and kernel mode so far
+ *   (NaN when the process is gone)
+ */
+export function cpuSplit(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(rest[11]) / ticksPerSecond, system: Number(rest[12]) / ticksPerSecond };
+  } catch {
+    return { user: NaN, system: NaN };
+  }
+}
+
+/**
  * Sums CPU seconds over several processes.
  * @param {number[]} pids
  */
