@@ -22,11 +22,15 @@
  * such change is a uv_poll_start: with libuv 1.44 that is two epoll_ctl calls
  * (an ADD that fails with EEXIST, then a MOD) when the mask changes, four per
  * command. Once connected, a command's addWrite only marks the context and a
- * uv_prepare hook writes everything marked just before the loop polls, so the
- * commands of one iteration (a burst of messages' cache updates and relay
- * forwards) go out pipelined in one write(), and POLLOUT is armed only when
- * the socket does not take it all. A mask that does not change is not set
- * again.
+ * uv_idle hook writes everything marked at the start of the next loop
+ * iteration, so the commands of one iteration (a burst of messages' cache
+ * updates and relay forwards) go out pipelined in one write(), and POLLOUT is
+ * armed only when the socket does not take it all. A mask that does not
+ * change is not set again. An idle hook rather than a prepare hook: a command
+ * may be issued from another prepare hook (the link's flush steps libstrophe,
+ * which may read a stanza), and a prepare hook started there would not run
+ * before the poll, which may then block; an active idle hook keeps the poll
+ * from blocking until it has run.
  *
  * AUTH. With a password set, AUTH (with the ACL user, when set) is the first
  * command on every new connection, for every owner (the cache's connection
@@ -94,7 +98,7 @@ static uint64_t next_rand(gw_redisconn_t *c)
 typedef struct rpoll {
     redisAsyncContext *ac; /* NULL once hiredis cleaned up */
     uv_poll_t h;
-    uv_prepare_t flush; /* writes the marked output before the loop polls */
+    uv_idle_t flush; /* writes the marked output in the next loop iteration */
     int events;
     int handles;        /* open libuv handles; the struct is freed with the last */
     uint8_t want_write; /* output waits for the flush hook */
@@ -147,11 +151,11 @@ static void rpoll_del_read(void *p)
 {
     rpoll_update(p, 0, UV_READABLE);
 }
-static void on_flush(uv_prepare_t *h)
+static void on_flush(uv_idle_t *h)
 {
     rpoll_t *p = h->data;
 
-    uv_prepare_stop(&p->flush);
+    uv_idle_stop(&p->flush);
     if (p->ac != NULL && p->want_write) {
         p->want_write = 0;
         handle_write(p);
@@ -169,7 +173,7 @@ static void rpoll_add_write(void *priv)
     }
     if (!p->want_write) {
         p->want_write = 1;
-        uv_prepare_start(&p->flush, on_flush);
+        uv_idle_start(&p->flush, on_flush);
     }
 }
 static void rpoll_del_write(void *priv)
@@ -177,7 +181,7 @@ static void rpoll_del_write(void *priv)
     rpoll_t *p = priv;
 
     p->want_write = 0;
-    uv_prepare_stop(&p->flush);
+    uv_idle_stop(&p->flush);
     rpoll_update(p, 0, UV_WRITABLE);
 }
 
@@ -209,7 +213,7 @@ static int rpoll_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(p);
         return GW_EIO;
     }
-    uv_prepare_init(loop, &p->flush);
+    uv_idle_init(loop, &p->flush);
     p->handles = 2;
     p->flush.data = p;
     p->h.data = p;
