@@ -20,8 +20,11 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { forkChild } from './lib/child.mjs';
+import { spawn } from 'node:child_process';
 import { startGateway } from './lib/gateway.mjs';
-import { cpuSeconds, cpuSecondsOf, machineBusySeconds, machineInfo, rssKiB } from './lib/procstat.mjs';
+import { startPostgres } from '../tests/lib/postgres.mjs';
+import { startRedis } from '../tests/lib/redis.mjs';
+import { cpuSeconds, cpuSecondsOf, cpuSplit, dirStats, machineBusySeconds, machineInfo, processTree, rssKiB } from './lib/procstat.mjs';
 import { startBenchProsody } from './lib/prosody-bench.mjs';
 import { fmt, mergeCounts, mergeTimelines, ratio, summarize } from './lib/stats.mjs';
 
@@ -34,7 +37,8 @@ const USAGE = `usage: node bench/run.mjs [options]
   --rate R          aggregate messages per second from the XMPP senders (default 1000)
   --duration S      seconds of sending (default 20)
   --senders M       XMPP c2s sender connections (default 10)
-  --mode MODE       both | imgw | prosody (default both)
+  --mode MODES      comma-separated phases: imgw, imgw-full, prosody; or both
+                    (= imgw,prosody) or all (= imgw,imgw-full,prosody) (default both)
   --per-proc K      web sessions per load process (default 10000, at most 15000)
   --concurrency C   session opens in flight per load process (default 100)
   --warmup S        seconds of unmeasured sending first (default 2)
@@ -46,6 +50,12 @@ const USAGE = `usage: node bench/run.mjs [options]
   --prosody-config LUA  extra global Prosody config, after the bench's (repeatable)
   --quiet-wait S    before each measured window, wait up to S s until the rest of the
                     machine uses less than 0.15 of a core (default 0: do not wait)
+  --pg-fsync on|off imgw-full: PostgreSQL fsync (default on, as in production;
+                    synchronous_commit stays on either way)
+  --attach CMD      during each measured window run CMD through sh, {gw} replaced by the
+                    gateway's PID and {prosody} by Prosody's, {phase} by the phase name;
+                    it gets SIGINT at the end of the window and its output goes to stderr
+                    (e.g. 'strace -c -f -p {gw}', 'perf record -g -p {gw} -o /tmp/{phase}.data')
   --json FILE       also write the raw results as JSON
   --keep            keep the temp dir (configs, logs) for inspection
   -h, --help`;
@@ -66,6 +76,8 @@ const { values: opt } = parseArgs({
     'gateway-set': { type: 'string', multiple: true, default: [] },
     'prosody-config': { type: 'string', multiple: true, default: [] },
     json: { type: 'string' },
+    'pg-fsync': { type: 'string', default: 'on' },
+    attach: { type: 'string' },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -84,8 +96,12 @@ const concurrency = Number(opt.concurrency);
 const warmup = Number(opt.warmup);
 const settle = Number(opt.settle);
 const quietWait = Number(opt['quiet-wait']);
+const MODE_ALIASES = { both: 'imgw,prosody', all: 'imgw,imgw-full,prosody' };
+const KINDS = ['imgw', 'imgw-full', 'prosody'];
+const kindsAsked = (MODE_ALIASES[opt.mode] ?? opt.mode).split(',').map((k) => k.trim());
 if (![N, R, S, M, perProc, concurrency].every((v) => Number.isInteger(v) && v > 0) ||
-    !['both', 'imgw', 'prosody'].includes(opt.mode) || !(warmup >= 0) || !(settle >= 0) || !(quietWait >= 0)) {
+    !kindsAsked.every((k) => KINDS.includes(k)) || !['on', 'off'].includes(opt['pg-fsync']) ||
+    !(warmup >= 0) || !(settle >= 0) || !(quietWait >= 0)) {
   console.error(USAGE);
   process.exit(2);
 }
@@ -176,14 +192,47 @@ async function waitForQuiet(kind, ownPids) {
  * One phase: 'imgw' (web sessions on the gateway) or 'prosody' (web sessions as XMPP
  * over WebSocket on Prosody).
  */
+/**
+ * One counter from the gateway's /metrics (NaN when it cannot be read).
+ * @param {{listenPort:number}} gateway
+ * @param {string} name
+ */
+async function gatewayCounter(gateway, name) {
+  try {
+    const r = await fetch(`http://127.0.0.1:${gateway.listenPort}/metrics`);
+    const m = (await r.text()).match(new RegExp(`^${name} (\\d+)$`, 'm'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 async function runPhase(kind, baseDir) {
   const dir = path.join(baseDir, kind);
   const res = { kind, problems: [] };
-  const holder = kind === 'imgw' ? 'imgw' : 'prosody';
+  const viaGateway = kind !== 'prosody';
+  const full = kind === 'imgw-full';
+  let pg = null;
+  let redis = null;
+  if (full) {
+    log(`${kind}: starting PostgreSQL (fsync ${opt['pg-fsync']}) and Redis`);
+    pg = await startPostgres({
+      db: 'imgw',
+      settings: opt['pg-fsync'] === 'on' ? { fsync: 'on', full_page_writes: 'on' } : {},
+    });
+    live.servers.add(pg);
+    redis = await startRedis();
+    live.servers.add(redis);
+  }
   log(`${kind}: starting Prosody`);
   const prosody = await startBenchProsody({
     domain: DOMAIN,
-    component: kind === 'imgw' ? { domain: GW_DOMAIN, secret: SECRET } : null,
+    component: viaGateway ? { domain: GW_DOMAIN, secret: SECRET } : null,
+    // Same-JID mode: the companion (protocol version 1) makes every web user an online
+    // resource uN@DOMAIN/web and copies each message to the gateway; mod_offline is
+    // loaded so that what it stores for web users (it should store nothing) shows.
+    companion: full ? { gateway: GW_DOMAIN } : null,
+    modules: full ? ['offline'] : [],
     websocket: kind === 'prosody',
     extraConfig: opt['prosody-config'].join('\n'),
   });
@@ -201,8 +250,20 @@ async function runPhase(kind, baseDir) {
   }
 
   let gateway = null;
-  if (kind === 'imgw') {
-    log(`imgw: starting ${opt.gateway} (copied to ${gatewayBinary})`);
+  if (viaGateway) {
+    log(`${kind}: starting ${opt.gateway} (copied to ${gatewayBinary})`);
+    const fullConf = {};
+    if (full) {
+      const spool = path.join(dir, 'spool');
+      await fs.mkdir(spool, { recursive: true });
+      Object.assign(fullConf, {
+        mode: 'samejid',
+        pg_conninfo: `"${pg.connString}"`,
+        spool_dir: spool,
+        redis_host: '127.0.0.1',
+        redis_port: String(redis.port),
+      });
+    }
     gateway = await startGateway({
       binary: gatewayBinary,
       dir,
@@ -210,12 +271,28 @@ async function runPhase(kind, baseDir) {
       xmppDomain: DOMAIN,
       componentDomain: GW_DOMAIN,
       componentSecret: SECRET,
-      extra: gatewayExtra,
+      extra: { ...fullConf, ...gatewayExtra },
     });
     live.servers.add(gateway);
     res.gatewayConfig = gateway.config;
+    if (full) {
+      // Same-JID hellos of unknown users wait for the companion, so the link must be up.
+      const t = Date.now();
+      for (;;) {
+        let h = null;
+        try {
+          h = await (await fetch(`http://127.0.0.1:${gateway.listenPort}/health`,
+            { signal: AbortSignal.timeout(2000) })).json();
+        } catch { /* not yet */ }
+        if (h && h.link === 'up') break;
+        if (gateway.exited || Date.now() - t > 20000) {
+          throw new Error(`${kind}: the gateway's XMPP link is not up: ${JSON.stringify(h)}\n${await gateway.tail()}`);
+        }
+        await sleep(100);
+      }
+    }
   }
-  const holderPid = kind === 'imgw' ? gateway.pid : prosodyPid;
+  const holderPid = viaGateway ? gateway.pid : prosodyPid;
   const serversDown = () => {
     const out = [];
     if (gateway && gateway.exited) out.push(`imgw exited ${JSON.stringify(gateway.exited)}`);
@@ -241,8 +318,8 @@ async function runPhase(kind, baseDir) {
     const first = Math.floor((i * N) / nProcs);
     const next = Math.floor(((i + 1) * N) / nProcs);
     const r = forkChild(path.join(here, 'lib/receiver-proc.mjs'), {
-      kind: kind === 'imgw' ? 'imgw' : 'xmpp-ws',
-      url: kind === 'imgw' ? gateway.url : `ws://127.0.0.1:${prosody.httpPort}/xmpp-websocket`,
+      kind: viaGateway ? 'imgw' : 'xmpp-ws',
+      url: viaGateway ? gateway.url : `ws://127.0.0.1:${prosody.httpPort}/xmpp-websocket`,
       first,
       count: next - first,
       prefix: USER_PREFIX,
@@ -250,7 +327,7 @@ async function runPhase(kind, baseDir) {
       password: PASSWORD,
       // Each load process has its own source address, so the phases never run short of
       // ephemeral ports on one address pair.
-      localAddress: `127.0.${kind === 'imgw' ? 1 : 2}.${i + 1}`,
+      localAddress: `127.0.${KINDS.indexOf(kind) + 1}.${i + 1}`,
       concurrency,
       openTimeoutMs: 60000,
     }, { heapMiB: 2048 });
@@ -285,13 +362,15 @@ async function runPhase(kind, baseDir) {
   const up = res.sessions.up || NaN;
   res.rss.holderPerSessionKiB = (res.rss.holderIdle - res.rss.holderBefore) / up;
   res.rss.prosodyPerSessionKiB = (res.rss.prosodyIdle - res.rss.prosodyBefore) / up;
-  res.rss.serverPerSessionKiB = kind === 'imgw'
+  res.rss.serverPerSessionKiB = viaGateway
     ? res.rss.holderPerSessionKiB + res.rss.prosodyPerSessionKiB
     : res.rss.prosodyPerSessionKiB;
   res.rss.receiversKiB = receivers.reduce((s, r) => s + rssKiB(r.pid), 0);
   for (const d of serversDown()) res.problems.push(`after opening sessions: ${d}`);
 
   const targets = { prefix: USER_PREFIX, count: N, domain: kind === 'imgw' ? GW_DOMAIN : DOMAIN };
+  const offline = () => (full ? dirStats(path.join(prosody.dir, 'data', 'bench%2elocalhost', 'offline')) : null);
+  res.offlineBefore = offline();
   if (!res.sessions.up) res.problems.push('no session opened; nothing to measure');
   if (warmup > 0 && !serversDown().length && res.sessions.up) {
     await Promise.all(receivers.map((r) => r.ask({ cmd: 'reset', run: 'w' }, 'reset')));
@@ -304,7 +383,8 @@ async function runPhase(kind, baseDir) {
   }
 
   if (!serversDown().length && res.sessions.up && !(res.warmup && res.warmup.delivered === 0)) {
-    const ownPids = [holderPid, prosodyPid, sender.pid, process.pid, ...receivers.map((r) => r.pid)];
+    const ownPids = [holderPid, prosodyPid, sender.pid, process.pid, ...receivers.map((r) => r.pid),
+      ...(pg ? processTree(pg.pid) : []), ...(redis ? [redis.pid] : [])];
     if (quietWait > 0) res.otherLoadBefore = await waitForQuiet(kind, [...new Set(ownPids)]);
     // Timeline buckets count from a moment shortly before the first send.
     const start = performance.timeOrigin + performance.now();
@@ -312,16 +392,25 @@ async function runPhase(kind, baseDir) {
     const pids = {
       imgw: gateway ? [gateway.pid] : [],
       prosody: [prosodyPid],
+      // PostgreSQL's work is done in its backends, children of the postmaster.
+      postgres: pg ? processTree(pg.pid) : [],
+      redis: redis ? [redis.pid] : [],
       receivers: receivers.map((r) => r.pid),
       senders: [sender.pid],
     };
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k, cpuSecondsOf(v)]));
     const busy0 = machineBusySeconds();
+    const split0 = gateway ? cpuSplit(gateway.pid) : null;
+    const batches0 = full ? await gatewayCounter(gateway, 'imgw_store_batches_total') : NaN;
+    const attached = startAttached(kind, gateway ? gateway.pid : '', prosodyPid);
     const w0 = Date.now();
     log(`${kind}: sending ${R} msg/s for ${S} s`);
     const done = await sender.ask({ cmd: 'run', run: 'm', rate: R, seconds: S, targets, skip }, 'done');
     const got = await drain(receivers, done.sent);
     const windowSeconds = (Date.now() - w0) / 1000;
+    await stopAttached(attached);
+    const split1 = gateway ? cpuSplit(gateway.pid) : null;
+    const batches1 = full ? await gatewayCounter(gateway, 'imgw_store_batches_total') : NaN;
     const cpu1 = Object.fromEntries(Object.entries(pids).map(([k, v]) => [k, cpuSecondsOf(v)]));
     const machineBusy = machineBusySeconds() - busy0;
     const stats = await Promise.all(receivers.map((r) => r.ask({ cmd: 'collect' }, 'stats')));
@@ -341,8 +430,14 @@ async function runPhase(kind, baseDir) {
       deliveredPerSec: delivered / done.seconds,
       windowSeconds,
       latencyMs: lat,
-      afterGatewayMs: kind === 'imgw' ? summarize(stats.map((x) => x.afterGw)) : null,
+      afterGatewayMs: viaGateway ? summarize(stats.map((x) => x.afterGw)) : null,
       cpuSeconds: cpu,
+      // The gateway's CPU split: user mode (its code and its libraries) and kernel mode
+      // (system calls: socket writes and reads, polling).
+      imgwUserSystemSeconds: split0 ? [split1.user - split0.user, split1.system - split0.system] : null,
+      // PostgreSQL transactions the gateway's writer committed (one per batch): a count,
+      // so unlike CPU seconds it does not depend on other work on the machine.
+      storeBatches: batches1 - batches0,
       // Everything else that ran on the machine meanwhile (other users, the kernel's
       // work not charged to a process, this orchestrator).
       otherCpuSeconds: machineBusy - Object.values(cpu).reduce((a, b) => a + b, 0),
@@ -376,6 +471,14 @@ async function runPhase(kind, baseDir) {
     }
     res.rss.holderAfterLoad = rssKiB(holderPid);
     res.rss.prosodyAfterLoad = rssKiB(prosodyPid);
+    if (full) {
+      // Prosody writes an offline message as it routes it; give the last ones a moment.
+      await sleep(1000);
+      res.offlineAfter = offline();
+      if (res.offlineAfter.items > (res.offlineBefore?.items ?? 0)) {
+        res.problems.push(`Prosody stored ${res.offlineAfter.items - (res.offlineBefore?.items ?? 0)} message(s) offline for web-online users`);
+      }
+    }
   }
   for (const d of serversDown()) res.problems.push(`at the end: ${d}`);
   if (gateway && gateway.exited) res.gatewayLogTail = await gateway.tail();
@@ -394,7 +497,36 @@ async function runPhase(kind, baseDir) {
   }
   await prosodyHandle.stop();
   live.servers.delete(prosodyHandle);
+  for (const s of [redis, pg]) {
+    if (!s) continue;
+    await s.cleanup();
+    live.servers.delete(s);
+  }
   return res;
+}
+
+/**
+ * Starts --attach for a measured window (or nothing).
+ * @returns {{child: import('node:child_process').ChildProcess, exited: Promise<void>}|null}
+ */
+function startAttached(kind, gwPid, prosodyPid) {
+  if (!opt.attach) return null;
+  const cmd = opt.attach.replaceAll('{gw}', String(gwPid)).replaceAll('{prosody}', String(prosodyPid))
+    .replaceAll('{phase}', kind);
+  log(`${kind}: attaching: ${cmd}`);
+  // Its own process group, so that SIGINT reaches the tool and not only sh.
+  const child = spawn('sh', ['-c', `exec ${cmd}`], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  live.children.add({ kill: () => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } } });
+  return { child, exited };
+}
+
+async function stopAttached(a) {
+  if (!a) return;
+  try { process.kill(-a.child.pid, 'SIGINT'); } catch { /* gone */ }
+  const t = setTimeout(() => { try { process.kill(-a.child.pid, 'SIGKILL'); } catch { /* gone */ } }, 30000);
+  await a.exited;
+  clearTimeout(t);
 }
 
 /** Which gateway build ran: binary hash and time, and the tree it most likely came from. */
@@ -424,12 +556,17 @@ function prosodyVersion() {
 
 const KiB = (v) => fmt(v / 1024, 1);
 
-/** Builds the Markdown report. */
+const COLUMN = {
+  imgw: 'imgw, component only (JSON/WebSocket)',
+  'imgw-full': 'imgw production path (same-JID, companion v1, PostgreSQL, Redis)',
+  prosody: 'Prosody (XMPP over WebSocket)',
+};
+
+/** Builds the Markdown report: one column per phase, then each gateway phase / Prosody. */
 function report(results, meta) {
-  const g = results.find((r) => r.kind === 'imgw');
   const p = results.find((r) => r.kind === 'prosody');
-  const cols = [g, p].filter(Boolean);
-  const both = g && p;
+  const cols = results;
+  const ratioCols = p ? results.filter((r) => r !== p) : [];
   const L = [];
   L.push(`### Run of ${meta.date}`);
   L.push('');
@@ -444,17 +581,24 @@ function report(results, meta) {
     L.push(`Gateway: \`${gb.path}\` sha256 ${gb.sha256 ?? '?'} built ${gb.mtime ?? '?'}, ` +
       `tree at ${gb.commit ?? '?'}${gb.dirty ? ' with uncommitted changes under gateway/' : ''}.`);
   }
+  if (results.some((r) => r.kind === 'imgw-full')) {
+    L.push('');
+    L.push(`Production path: PostgreSQL 15 with fsync ${opt['pg-fsync']} and synchronous_commit on, ` +
+      'Redis 7 (chat lists, unread counts, relay directory), Prosody with mod_imgw_companion and mod_offline.');
+  }
   L.push('');
-  const head = ['', ...(g ? ['imgw (component + JSON/WebSocket)'] : []),
-    ...(p ? ['Prosody (XMPP over WebSocket)'] : []), ...(both ? ['imgw / Prosody'] : [])];
+  const head = ['', ...cols.map((r) => COLUMN[r.kind]), ...ratioCols.map((r) => `${r.kind} / Prosody`)];
   L.push(`| ${head.join(' | ')} |`);
   L.push(`|${head.map((_, i) => (i ? '---:' : '---')).join('|')}|`);
   const row = (label, get, digits = 0, withRatio = true) => {
     const vals = cols.map((r) => { try { return get(r); } catch { return NaN; } });
     const cells = vals.map((v) => (typeof v === 'string' ? v : fmt(v, digits)));
-    if (both) cells.push(withRatio ? ratio(vals[0], vals[1]) : '');
+    const pv = p ? vals[cols.indexOf(p)] : NaN;
+    for (const r of ratioCols) cells.push(withRatio ? ratio(vals[cols.indexOf(r)], pv) : '');
     L.push(`| ${label} | ${cells.join(' | ')} |`);
   };
+  const gw = (r) => r.kind !== 'prosody';
+  const full = (r) => r.kind === 'imgw-full';
   row('web sessions up / requested', (r) => `${fmt(r.sessions.up)} / ${fmt(r.sessions.requested)}`, 0, false);
   row('time to open all sessions (s)', (r) => r.sessions.openSeconds, 1);
   row('session holder RSS before / idle (MiB)', (r) => `${KiB(r.rss.holderBefore)} / ${KiB(r.rss.holderIdle)}`, 0, false);
@@ -477,37 +621,55 @@ function report(results, meta) {
     : '-'), 0, false);
   row('load process event-loop delay p99 / max (ms)', (r) =>
     `${fmt(r.load.receiverLoopDelayMs.p99, 1)} / ${fmt(r.load.receiverLoopDelayMs.max, 1)}`, 0, false);
-  row(`CPU s in window: imgw`, (r) => (r.kind === 'imgw' ? r.load.cpuSeconds.imgw : '-'), 2, false);
+  row('CPU s in window: imgw', (r) => (gw(r) ? r.load.cpuSeconds.imgw : '-'), 2, false);
   row('CPU s in window: Prosody', (r) => r.load.cpuSeconds.prosody, 2);
+  row('CPU s in window: PostgreSQL / Redis', (r) => (full(r)
+    ? `${fmt(r.load.cpuSeconds.postgres, 2)} / ${fmt(r.load.cpuSeconds.redis, 2)}` : '-'), 0, false);
   row('CPU s in window: load (receivers + senders)', (r) => r.load.cpuSeconds.receivers + r.load.cpuSeconds.senders, 2);
   row('CPU s in window: rest of the machine', (r) => r.load.otherCpuSeconds, 2, false);
   row('CPU window (s)', (r) => r.load.windowSeconds, 1, false);
-  row('**CPU µs per message: imgw**', (r) => (r.kind === 'imgw' ? r.load.cpuUsPerMsg.imgw : '-'), 1, false);
+  row('**CPU µs per message: imgw**', (r) => (gw(r) ? r.load.cpuUsPerMsg.imgw : '-'), 1, false);
+  row('of which user / kernel mode (µs)', (r) => (gw(r) && r.load.imgwUserSystemSeconds
+    ? r.load.imgwUserSystemSeconds.map((v) => fmt((v / r.load.delivered) * 1e6, 1)).join(' / ') : '-'), 0, false);
   row('**CPU µs per message: Prosody**', (r) => r.load.cpuUsPerMsg.prosody, 1);
-  row('CPU µs per message: servers total', (r) => r.load.cpuUsPerMsg.prosody + (r.load.cpuUsPerMsg.imgw || 0), 1);
+  row('CPU µs per message: PostgreSQL / Redis', (r) => (full(r)
+    ? `${fmt(r.load.cpuUsPerMsg.postgres, 1)} / ${fmt(r.load.cpuUsPerMsg.redis, 1)}` : '-'), 0, false);
+  row('CPU µs per message: imgw + Prosody', (r) => r.load.cpuUsPerMsg.prosody + (r.load.cpuUsPerMsg.imgw || 0), 1);
   row('CPU µs per message: load generators', (r) => r.load.cpuUsPerMsg.receivers + r.load.cpuUsPerMsg.senders, 1);
+  row('messages per PostgreSQL batch (writer transactions)', (r) => (full(r) && r.load.storeBatches > 0
+    ? fmt(r.load.delivered / r.load.storeBatches, 1) : '-'), 0, false);
+  row('Prosody offline store after the run (messages / bytes)', (r) => (full(r) && r.offlineAfter
+    ? `${fmt(r.offlineAfter.items)} / ${fmt(r.offlineAfter.bytes)}` : '-'), 0, false);
   L.push('');
-  L.push('"Session holder" is the process that holds the web sessions: imgw in the imgw column, ' +
+  L.push('"Session holder" is the process that holds the web sessions: imgw in the imgw columns, ' +
     `Prosody in the Prosody column. RSS per session is (idle RSS − RSS before) / sessions up, ` +
     `idle RSS and CPU taken ${settle} s after the last session opened. ` +
     'CPU is utime+stime from /proc over the window from the first send until the last message ' +
-    'arrived (or 2 s without progress). Latency is from just before the sender\'s write to the ' +
+    'arrived (or 2 s without progress); PostgreSQL\'s is the postmaster and all its backends. ' +
+    'Latency is from just before the sender\'s write to the ' +
     'receiving load process\'s handler, both on this machine\'s clock.');
-  if (g) {
+  for (const g of results.filter(gw)) {
     L.push('');
-    L.push('Targets (imgw column):');
+    L.push(`Targets (${g.kind} column):`);
     const t = (ok, text) => L.push(`- ${ok === null ? 'n/a' : ok ? 'met' : '**missed**'}: ${text}`);
-    t(g.sessions.up >= 20000 ? true : (N < 20000 ? null : false),
-      `20,000 idle sessions on one gateway — ${fmt(g.sessions.up)} up` +
-      (N < 20000 ? ` (asked for ${fmt(N)}; one process here may hold at most 20,000 open files)` : ''));
     t(g.rss.holderPerSessionKiB <= 8, `≤ 8 KiB gateway RSS per idle session — ${fmt(g.rss.holderPerSessionKiB, 2)} KiB`);
     if (g.load) {
       t(R >= 2000 ? g.load.latencyMs.p99 <= 5 && g.load.lost === 0 : null,
         `p99 ≤ 5 ms at 2,000 msg/s — p99 ${fmt(g.load.latencyMs.p99, 2)} ms at ${fmt(g.load.deliveredPerSec)} msg/s delivered` +
         (R < 2000 ? ' (this run offered less than 2,000 msg/s)' : ''));
-      t(g.load.cpuUsPerMsg.imgw < g.load.cpuUsPerMsg.prosody,
-        `gateway CPU per message below the XMPP server's — imgw ${fmt(g.load.cpuUsPerMsg.imgw, 1)} µs, ` +
-        `Prosody ${fmt(g.load.cpuUsPerMsg.prosody, 1)} µs per message`);
+      const limit = g.kind === 'imgw-full' ? 25 : R >= 5000 ? 10 : 15;
+      t(g.kind === 'imgw' && R < 2000 ? null : g.load.cpuUsPerMsg.imgw <= limit,
+        `gateway CPU per message ≤ ${limit} µs — ${fmt(g.load.cpuUsPerMsg.imgw, 1)} µs`);
+      if (p && p.load) {
+        const both = g.load.cpuUsPerMsg.imgw + g.load.cpuUsPerMsg.prosody;
+        t(g.kind === 'imgw' ? both <= 0.9 * p.load.cpuUsPerMsg.prosody : null,
+          `gateway + XMPP server ≤ 0.9 × the XMPP server alone — ${fmt(both, 1)} against ` +
+          `${fmt(p.load.cpuUsPerMsg.prosody, 1)} µs (${ratio(both, p.load.cpuUsPerMsg.prosody)})`);
+      }
+      if (g.kind === 'imgw-full' && g.offlineAfter) {
+        t(g.offlineAfter.items === (g.offlineBefore?.items ?? 0),
+          `nothing stored offline for web-online users — ${fmt(g.offlineAfter.items)} message(s) in Prosody's offline store`);
+      }
     }
   }
   for (const r of results) {
@@ -530,8 +692,8 @@ async function main() {
     gateway: null,
     params: { sessions: N, rate: R, duration: S, senders: M, mode: opt.mode, perProc, concurrency, warmup, settle },
   };
-  const kinds = opt.mode === 'both' ? ['imgw', 'prosody'] : [opt.mode];
-  if (kinds.includes('imgw')) {
+  const kinds = KINDS.filter((k) => kindsAsked.includes(k));
+  if (kinds.some((k) => k !== 'prosody')) {
     // Run a private copy: the gateway may be rebuilt in the tree while we run, and the
     // report must name the binary that was measured.
     gatewayBinary = path.join(baseDir, 'imgw-under-test');

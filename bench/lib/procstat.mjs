@@ -44,6 +44,21 @@ export function cpuSeconds(pid) {
 }
 
 /**
+ * @param {number} pid
+ * @returns {{user:number, system:number}} CPU seconds in user and kernel mode so far
+ *   (NaN when the process is gone)
+ */
+export function cpuSplit(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(rest[11]) / ticksPerSecond, system: Number(rest[12]) / ticksPerSecond };
+  } catch {
+    return { user: NaN, system: NaN };
+  }
+}
+
+/**
  * Sums CPU seconds over several processes.
  * @param {number[]} pids
  */
@@ -87,4 +102,52 @@ export function machineBusySeconds() {
   } catch {
     return NaN;
   }
+}
+
+/**
+ * A process and all its descendants, read from /proc (e.g. PostgreSQL's postmaster and
+ * its backends).
+ * @param {number} root
+ * @returns {number[]}
+ */
+export function processTree(root) {
+  if (!root) return [];
+  const children = new Map();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(d));
+    } catch { /* gone meanwhile */ }
+  }
+  const out = [];
+  for (const stack = [root]; stack.length;) {
+    const pid = stack.pop();
+    out.push(pid);
+    for (const c of children.get(pid) || []) stack.push(c);
+  }
+  return out;
+}
+
+/**
+ * Size of a Prosody file-store folder (e.g. data/<host>/offline): files, bytes, and the
+ * `item(` records in them (one per stored message in Prosody's list files).
+ * @param {string} dir
+ * @returns {{files:number, bytes:number, items:number}}
+ */
+export function dirStats(dir) {
+  const out = { files: 0, bytes: 0, items: 0 };
+  let names = [];
+  try { names = fs.readdirSync(dir); } catch { return out; }
+  for (const n of names) {
+    try {
+      const text = fs.readFileSync(`${dir}/${n}`, 'utf8');
+      out.files++;
+      out.bytes += Buffer.byteLength(text);
+      out.items += (text.match(/^item\(/gm) || []).length;
+    } catch { /* gone meanwhile */ }
+  }
+  return out;
 }

@@ -39,6 +39,8 @@ export function encodePathElement(s) {
  * @param {string} opts.domain
  * @param {{domain:string, secret:string}|null} [opts.component]
  * @param {boolean} [opts.websocket]
+ * @param {{gateway:string}|null} [opts.companion]  load mod_imgw_companion for that gateway
+ * @param {string[]} [opts.modules]  more global modules (e.g. 'offline')
  * @param {string} [opts.extraConfig]  raw Lua for the global section (after ours)
  * @returns {Promise<object>} the tests/lib/prosody.mjs instance, plus addAccounts(users)
  */
@@ -47,6 +49,8 @@ export async function startBenchProsody(opts) {
     domain: opts.domain,
     components: opts.component ? [opts.component] : [],
     websocket: !!opts.websocket,
+    companion: opts.companion || null,
+    modules: opts.modules || [],
     logLevel: 'warn',
     // Later assignments win in Prosody's config file, so these override the test defaults.
     extraConfig: [

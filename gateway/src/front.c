@@ -158,10 +158,33 @@ static void free_queue(gw_session_t *s)
 
 void gw_front_send(gw_front_t *f, gw_session_t *s, gw_payload_t *p)
 {
+    ws_conn_t *c = (ws_conn_t *)s;
+    struct lws *wsi = (struct lws *)s->conn;
     int rc;
 
     if (s->closing || p == NULL)
         return;
+    /*
+     * Nothing waits before this frame: written now. Going through the queue
+     * costs a POLLOUT round trip per frame: lws_callback_on_writable changes the
+     * socket's poll mask (libuv: an epoll_ctl ADD that fails with EEXIST, then a
+     * MOD), the loop wakes for the writable event, and lws drops POLLOUT again
+     * after the write (two more): four epoll_ctl and a service call per frame.
+     * lws_write buffers whatever the socket does not take and asks for POLLOUT
+     * itself; while it holds such a remainder (lws_partial_buffered) frames
+     * queue, so the order is kept.
+     */
+    if (s->qlen == 0 && c->mode != WS_SOCKJS_FRAMED && !f->shutting_down &&
+        !lws_partial_buffered(wsi)) {
+        if (lws_write(wsi, gw_payload_data(p), p->len, LWS_WRITE_TEXT) >= 0)
+            return;
+        /* The connection failed: lws closes it; nothing more goes out on it. */
+        s->closing = 1;
+        s->close_code = 1011;
+        s->close_reason = "write failed";
+        lws_callback_on_writable(wsi);
+        return;
+    }
     rc = gw_session_queue_push(s, p, (uint32_t)f->cfg->session_queue_max);
     if (rc != 0) {
         gw_warn("front", "session %llu: outbound queue full (%u frames), closing",

@@ -17,6 +17,21 @@
  * Reconnecting. Capped exponential backoff with full jitter on the upper
  * half, so that gateways restarted together do not reconnect in step.
  *
+ * Writes once per loop iteration. hiredis asks for POLLOUT (addWrite) after
+ * every command and drops it (delWrite) once the buffer is written, and every
+ * such change is a uv_poll_start: with libuv 1.44 that is two epoll_ctl calls
+ * (an ADD that fails with EEXIST, then a MOD) when the mask changes, four per
+ * command. Once connected, a command's addWrite only marks the context and a
+ * uv_idle hook writes everything marked at the start of the next loop
+ * iteration, so the commands of one iteration (a burst of messages' cache
+ * updates and relay forwards) go out pipelined in one write(), and POLLOUT is
+ * armed only when the socket does not take it all. A mask that does not
+ * change is not set again. An idle hook rather than a prepare hook: a command
+ * may be issued from another prepare hook (the link's flush steps libstrophe,
+ * which may read a stanza), and a prepare hook started there would not run
+ * before the poll, which may then block; an active idle hook keeps the poll
+ * from blocking until it has run.
+ *
  * AUTH. With a password set, AUTH (with the ACL user, when set) is the first
  * command on every new connection, for every owner (the cache's connection
  * and both of the relay's), and the owner's on_connected waits for its
@@ -83,8 +98,20 @@ static uint64_t next_rand(gw_redisconn_t *c)
 typedef struct rpoll {
     redisAsyncContext *ac; /* NULL once hiredis cleaned up */
     uv_poll_t h;
+    uv_idle_t flush; /* writes the marked output in the next loop iteration */
     int events;
+    int handles;        /* open libuv handles; the struct is freed with the last */
+    uint8_t want_write; /* output waits for the flush hook */
+    uint8_t writing;    /* inside redisAsyncHandleWrite: addWrite then means "not all written" */
 } rpoll_t;
+
+static void handle_write(rpoll_t *p)
+{
+    p->writing = 1;
+    redisAsyncHandleWrite(p->ac);
+    /* hiredis may have freed the context (a write error): p->ac is NULL then. */
+    p->writing = 0;
+}
 
 static void rpoll_cb(uv_poll_t *h, int status, int events)
 {
@@ -98,17 +125,18 @@ static void rpoll_cb(uv_poll_t *h, int status, int events)
     if (p->ac != NULL && (events & UV_READABLE))
         redisAsyncHandleRead(p->ac);
     if (p->ac != NULL && (events & UV_WRITABLE))
-        redisAsyncHandleWrite(p->ac);
+        handle_write(p);
     if (status < 0 && p->ac != NULL && p->events)
         uv_poll_start(&p->h, p->events, rpoll_cb);
 }
 
 static void rpoll_update(rpoll_t *p, int add, int mask)
 {
-    if (add)
-        p->events |= mask;
-    else
-        p->events &= ~mask;
+    int events = add ? p->events | mask : p->events & ~mask;
+
+    if (events == p->events)
+        return;
+    p->events = events;
     if (p->events)
         uv_poll_start(&p->h, p->events, rpoll_cb);
     else
@@ -123,18 +151,46 @@ static void rpoll_del_read(void *p)
 {
     rpoll_update(p, 0, UV_READABLE);
 }
-static void rpoll_add_write(void *p)
+static void on_flush(uv_idle_t *h)
 {
-    rpoll_update(p, 1, UV_WRITABLE);
+    rpoll_t *p = h->data;
+
+    uv_idle_stop(&p->flush);
+    if (p->ac != NULL && p->want_write) {
+        p->want_write = 0;
+        handle_write(p);
+    }
 }
-static void rpoll_del_write(void *p)
+
+static void rpoll_add_write(void *priv)
 {
+    rpoll_t *p = priv;
+
+    /* Connecting (POLLOUT tells when it is done), or a write that did not finish. */
+    if (p->writing || p->ac == NULL || !(p->ac->c.flags & REDIS_CONNECTED)) {
+        rpoll_update(p, 1, UV_WRITABLE);
+        return;
+    }
+    if (!p->want_write) {
+        p->want_write = 1;
+        uv_idle_start(&p->flush, on_flush);
+    }
+}
+static void rpoll_del_write(void *priv)
+{
+    rpoll_t *p = priv;
+
+    p->want_write = 0;
+    uv_idle_stop(&p->flush);
     rpoll_update(p, 0, UV_WRITABLE);
 }
 
 static void rpoll_closed(uv_handle_t *h)
 {
-    free(h->data);
+    rpoll_t *p = h->data;
+
+    if (--p->handles == 0)
+        free(p);
 }
 
 static void rpoll_cleanup(void *priv)
@@ -142,7 +198,9 @@ static void rpoll_cleanup(void *priv)
     rpoll_t *p = priv;
 
     p->ac = NULL;
+    p->want_write = 0;
     uv_close((uv_handle_t *)&p->h, rpoll_closed);
+    uv_close((uv_handle_t *)&p->flush, rpoll_closed);
 }
 
 static int rpoll_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -155,6 +213,9 @@ static int rpoll_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(p);
         return GW_EIO;
     }
+    uv_idle_init(loop, &p->flush);
+    p->handles = 2;
+    p->flush.data = p;
     p->h.data = p;
     p->ac = ac;
     ac->ev.data = p;

@@ -9,22 +9,81 @@
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * SHA-256, fetched from the provider once. OpenSSL 3's one-shot HMAC() fetches
+ * the MAC and the digest and builds and frees a MAC context on every call:
+ * ~26,000 instructions for a short message (callgrind), ~9 % of the gateway's
+ * work per message on the production path, where every relay envelope and
+ * every signed stanza id is one HMAC. The construction below (RFC 2104) on a
+ * fetched digest and one reused digest context costs a fraction of that.
+ */
+static EVP_MD *sha256_md(void)
+{
+    static EVP_MD *md;
+
+    if (md == NULL)
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    return md;
+}
+
+static EVP_MD_CTX *digest_ctx(void)
+{
+    static EVP_MD_CTX *ctx;
+
+    if (ctx == NULL)
+        ctx = EVP_MD_CTX_new();
+    return ctx;
+}
+
+/* SHA-256 of a[0..alen) followed by b[0..blen) into out (32 bytes). 0 or -1. */
+static int sha256_2(EVP_MD *md, EVP_MD_CTX *ctx, const void *a, size_t alen, const void *b,
+                    size_t blen, unsigned char out[32])
+{
+    unsigned int n = 0;
+
+    if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, a, alen) ||
+        (blen > 0 && !EVP_DigestUpdate(ctx, b, blen)) || !EVP_DigestFinal_ex(ctx, out, &n) ||
+        n != 32)
+        return -1;
+    return 0;
+}
+
 int gw_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
                    unsigned char out[32])
 {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
+    EVP_MD *md = sha256_md();
+    EVP_MD_CTX *ctx = digest_ctx();
+    unsigned char k0[64], pad[64], inner[32];
+    int rc = GW_EINVAL;
 
-    if (keylen > INT32_MAX ||
-        HMAC(EVP_sha256(), key, (int)keylen, msg, len, mac, &maclen) == NULL || maclen != 32)
+    if (md == NULL || ctx == NULL || (key == NULL && keylen > 0) || (msg == NULL && len > 0))
         return GW_EINVAL;
-    memcpy(out, mac, 32);
-    return 0;
+    memset(k0, 0, sizeof(k0));
+    /* A key longer than the block is replaced by its digest (RFC 2104, section 2). */
+    if (keylen > sizeof(k0)) {
+        if (sha256_2(md, ctx, key, keylen, NULL, 0, k0) != 0)
+            goto done;
+    } else if (keylen > 0) {
+        memcpy(k0, key, keylen);
+    }
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] = (unsigned char)(k0[i] ^ 0x36);
+    if (sha256_2(md, ctx, pad, sizeof(pad), msg, len, inner) != 0)
+        goto done;
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] = (unsigned char)(k0[i] ^ 0x5c);
+    if (sha256_2(md, ctx, pad, sizeof(pad), inner, sizeof(inner), out) != 0)
+        goto done;
+    rc = 0;
+done:
+    OPENSSL_cleanse(k0, sizeof(k0));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(inner, sizeof(inner));
+    return rc;
 }
 
 int gw_ct_equal(const void *a, const void *b, size_t n)
