@@ -484,17 +484,33 @@ local function end_instance(node, why)
 		tostring(node), tostring(inst.boot), why, n);
 end
 
+-- Whether a gateway domain's component stream is connected. A killed gateway's instance
+-- lives on until its lease ends, but mod_component bounces what is sent to a domain with
+-- no stream, and a copy sent there would wait for its ack timeout: the live instances of
+-- connected domains come first. (mod_component keeps the flag in its environment.)
+local function component_up(d)
+	local h = prosody.hosts[d];
+	local env = h and h.modules and h.modules.component;
+	return env == nil or env.connected ~= false;
+end
+
 -- The component domain the next copy goes to: round-robin over the domains that have a
--- live instance (with one gateway domain, always that one).
+-- live instance and a connected stream, else over those with a live instance (with one
+-- gateway domain, always that one).
 local rr = 0;
 local function next_gateway()
 	if #gateway_list < 2 then return gateway; end
-	local live = {};
+	local live, up = {}, {};
 	for _, d in ipairs(gateway_list) do
 		for node, inst in pairs(instances) do
-			if node ~= "v0" and inst.domain == d then live[#live + 1] = d; break; end
+			if node ~= "v0" and inst.domain == d then
+				live[#live + 1] = d;
+				if component_up(d) then up[#up + 1] = d; end
+				break;
+			end
 		end
 	end
+	if #up > 0 then live = up; end
 	if #live == 0 then return gateway; end
 	rr = rr % #live + 1;
 	return live[rr];

@@ -142,4 +142,20 @@ describe('two gateways on one XMPP domain', { skip: !gatewayBuilt() && 'build/ga
     await until('all stored once', 10000, async () => (await stored("body LIKE 'orphan %'")) === N);
     await within(gwB.start(), 20000, 'gateway B restarts');
   });
+
+  it('while a killed gateway\'s lease runs, copies go only to the gateway whose stream is up', async () => {
+    await until('B is an instance again', 10000, () => /companion found on shop\.test \(version 1/.test(gwB.logText()), gwB.logText);
+    const t = await web(gwA, 'buyer1');
+    await gwB.kill(); // its instance lives on until the lease ends
+    const N = 10;
+    const bounced = () => (prosody.logText().match(/Component not connected, bouncing error/g) ?? []).length;
+    const before = bounced();
+    for (let i = 1; i <= N; i++) await seller.send(chat(`buyer1@${DOMAIN}`, `lease ${i}`, `l${i}`));
+    const ids = await collect(t, 'lease ', N);
+    assert.equal(ids.size, N);
+    // Before: every other copy went to B's domain, was bounced by Prosody and reached A
+    // only after the ack timeout.
+    assert.equal(bounced() - before, 0, 'no copy sent to the domain without a stream');
+    await within(gwB.start(), 20000, 'gateway B restarts');
+  });
 });
