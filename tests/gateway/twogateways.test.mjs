@@ -13,7 +13,7 @@ import { startRedis } from '../lib/redis.mjs';
 import { gatewayBuilt, startImgw } from '../lib/imgw.mjs';
 import { openWs } from '../lib/wsclient.mjs';
 import { until, within } from '../lib/bounded.mjs';
-import { login, nextPresence, stopAll, xml } from '../lib/xmpp.mjs';
+import { login, nextMessage, nextPresence, stopAll, xml } from '../lib/xmpp.mjs';
 
 const DOMAIN = 'shop.test';
 const GW_A = `gw.${DOMAIN}`;
@@ -120,6 +120,11 @@ describe('two gateways on one XMPP domain', { skip: !gatewayBuilt() && 'build/ga
     const onA = await web(gwA, 'buyer2');
     assert.equal((await nextPresence(seller, fromWeb('buyer2'), 5000)).attrs.type, undefined);
     const onB = await web(gwB, 'buyer2');
+    // B announces buyer2 to the companion on its stream right after the welcome; a send-as
+    // from B arriving at the seller was handled after it (one stream, in order). Without
+    // this wait A's leave could be handled first and the resource blink.
+    onB.send({ op: 'send', to: `seller7@${DOMAIN}`, body: 'via B', cid: 'viaB' });
+    await nextMessage(seller, (m) => m.getChildText('body') === 'via B', 10000);
     await onA.close();
     await assert.rejects(nextPresence(seller, fromWeb('buyer2'), 1000), /no matching stanza/, 'still online through B');
     await onB.close();
