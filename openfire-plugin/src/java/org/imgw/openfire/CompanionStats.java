@@ -50,4 +50,10 @@ public final class CompanionStats {
     public final AtomicLong copiesDropped = new AtomicLong();
     /** Send-as requests not routed again because the same (sender, id) was routed recently (section 10). */
     public final AtomicLong sendAsDuplicates = new AtomicLong();
+    /** Send-as messages Openfire stored offline while their recipient was logging in (section 11). */
+    public final AtomicLong loginRaceHeld = new AtomicLong();
+    /** Of those, routed again once the login was over. */
+    public final AtomicLong loginRaceRerouted = new AtomicLong();
+    /** Of those, given up because too many were kept at once. */
+    public final AtomicLong loginRaceDropped = new AtomicLong();
 }
