@@ -44,6 +44,11 @@ final class CompanionInterceptor implements PacketInterceptor {
             if (flow.onMessage((Message) packet, incoming, processed)) {
                 throw new PacketRejectedException();
             }
+            if (loginRace != null && !incoming && processed && session instanceof ClientSession) {
+                // Openfire handed the message to a client session (LocalSession.process, after
+                // deliver; a closed connection's packet goes back to offline storage there).
+                loginRace.handedOver((Message) packet);
+            }
         } else if (packet instanceof Presence) {
             flow.onPresence((Presence) packet, incoming, processed);
             if (loginRace != null && incoming && session instanceof ClientSession) {

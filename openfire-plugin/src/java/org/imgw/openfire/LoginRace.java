@@ -4,6 +4,7 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.IdentityHashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -49,10 +50,15 @@ public final class LoginRace {
     /** Most logins under way tracked at once. */
     public static final int DEFAULT_MAX_LOGINS = 20000;
 
+    /** Most handed-over keys remembered per user during a login; past it repeats are possible, losses not. */
+    private static final int MAX_HANDED_OVER = 2000;
+
     private static final class UserState {
         int inProgress;
         long lastDoneAt;
         final List<Message> held = new ArrayList<Message>();
+        /** Keys of messages Openfire handed to a session of the user while tracked. */
+        final Set<String> handedOver = new HashSet<String>();
     }
 
     private final PacketSink sink;
@@ -74,6 +80,8 @@ public final class LoginRace {
     /** Kept messages, oldest first (for the bound); the same objects as in the users' lists. */
     private final ArrayDeque<Message> heldOrder = new ArrayDeque<Message>();
     private int heldCount;
+    /** users.size(), readable without the lock: the outgoing pass of every message checks it. */
+    private volatile int trackedUsers;
 
     /** With the default bounds. */
     public LoginRace(PacketSink sink, CompanionStats stats, String serverDomain) {
@@ -158,6 +166,7 @@ public final class LoginRace {
         if (u == null) {
             u = new UserState();
             users.put(user, u);
+            trackedUsers = users.size();
         }
         u.inProgress++;
     }
@@ -201,7 +210,7 @@ public final class LoginRace {
             if (u == null || (u.inProgress == 0 && now - u.lastDoneAt > graceMillis)) {
                 return;
             }
-            if (rescued.contains(k, now)) {
+            if (rescued.contains(k, now) || u.handedOver.contains(k)) {
                 return;
             }
             copy = m.createCopy();
@@ -225,6 +234,49 @@ public final class LoginRace {
         if (u != null && removeSame(u.held, oldest)) {
             heldCount--;
             stats.loginRaceDropped.incrementAndGet();
+        }
+    }
+
+    /**
+     * The interceptor's outgoing pass of a message to a local client session: Openfire hands it to
+     * that session (from offline storage during a login, or live). A kept message handed over
+     * this way is not routed again, which saves the repeat for the messages stored after the
+     * login started but before Openfire read the store. Cheap when no login is tracked.
+     */
+    public void handedOver(Message m) {
+        if (trackedUsers == 0) {
+            return;
+        }
+        String k = key(m);
+        if (k == null) {
+            return;
+        }
+        synchronized (this) {
+            UserState u = users.get(m.getTo().getNode());
+            if (u == null) {
+                return;
+            }
+            if (u.handedOver.size() < MAX_HANDED_OVER) {
+                u.handedOver.add(k);
+            }
+            for (Iterator<Message> i = u.held.iterator(); i.hasNext();) {
+                Message h = i.next();
+                if (k.equals(key(h))) {
+                    i.remove();
+                    heldCount--;
+                    removeFromOrder(h);
+                    stats.loginRaceHandedOver.incrementAndGet();
+                }
+            }
+        }
+    }
+
+    private void removeFromOrder(Message m) {
+        for (Iterator<Message> i = heldOrder.iterator(); i.hasNext();) {
+            if (i.next() == m) {
+                i.remove();
+                return;
+            }
         }
     }
 
@@ -257,6 +309,7 @@ public final class LoginRace {
                     i.remove();
                 }
             }
+            trackedUsers = users.size();
             if (!out.isEmpty()) {
                 final Set<Message> gone = Collections.newSetFromMap(new IdentityHashMap<Message, Boolean>());
                 gone.addAll(out);

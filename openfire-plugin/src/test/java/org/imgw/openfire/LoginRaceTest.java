@@ -80,7 +80,7 @@ public class LoginRaceTest {
             }
             Session s = sessions.get(m.getTo().getNode());
             if (s != null && s.initialized && s.presence.isAvailable()) {
-                delivered.add(m);
+                deliver(s, m);
                 return;
             }
             offline.add(m);
@@ -109,9 +109,22 @@ public class LoginRaceTest {
                 }
             }
             afterDelete.run();
-            delivered.addAll(selected);
+            for (Message m : selected) {
+                deliver(s, m);
+            }
             s.initialized = true;
             interceptor.interceptPacket(available, s, true, true);
+        }
+
+        /** LocalSession.process: the outgoing interceptor passes around the write. */
+        void deliver(Session s, Message m) {
+            try {
+                interceptor.interceptPacket(m, s, false, false);
+                delivered.add(m);
+                interceptor.interceptPacket(m, s, false, true);
+            } catch (PacketRejectedException e) {
+                throw new AssertionError(e);
+            }
         }
 
         int deliveredWithId(String id) {
@@ -227,6 +240,39 @@ public class LoginRaceTest {
         assertEquals(2, openfire.deliveredWithId("w2"));
         tick(200);
         assertEquals(2, openfire.deliveredWithId("w2"));
+    }
+
+    @Test
+    public void aSendAsStoredBeforeTheSelectIsHandedOverByOpenfireAndNotRepeated() throws Exception {
+        Session app = new Session(SELLER + "/app");
+        openfire.sessions.put("seller7", app);
+        // The login has started (first interceptor pass), Openfire has not read the store yet.
+        interceptor.interceptPacket(new Presence(), app, true, false);
+        openfire.route(sendAs("w10"));
+        assertEquals(1, race.held());
+        app.presence = new Presence();
+        Message row = openfire.offline.remove(0);
+        openfire.deliver(app, row);
+        assertEquals(0, race.held());
+        app.initialized = true;
+        interceptor.interceptPacket(new Presence(), app, true, true);
+        tick(200);
+        assertEquals(1, openfire.deliveredWithId("w10"));
+        assertEquals(1, stats.loginRaceHandedOver.get());
+        assertEquals(0, stats.loginRaceRerouted.get());
+    }
+
+    @Test
+    public void aLateStoredReportOfAMessageAlreadyHandedOverIsNotKept() throws Exception {
+        Session app = new Session(SELLER + "/app");
+        openfire.sessions.put("seller7", app);
+        interceptor.interceptPacket(new Presence(), app, true, false);
+        Message m = message("<message xmlns='jabber:client' from='buyer42@shop.example/web' to='" + SELLER
+                + "' id='w11' type='chat'><body>x</body></message>");
+        race.routing(m, clock.now);
+        openfire.deliver(app, m);
+        listener.messageStored(m);
+        assertEquals(0, race.held());
     }
 
     @Test
