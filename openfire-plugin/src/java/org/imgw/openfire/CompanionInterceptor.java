@@ -28,7 +28,7 @@ final class CompanionInterceptor implements PacketInterceptor {
     }
 
     /**
-     * @param loginRace told about logins (section 11); may be null
+     * @param loginRace told about logins (section 10); may be null
      * @param clock time for loginRace
      */
     CompanionInterceptor(MessageFlow flow, LoginRace loginRace, MessageFlow.Clock clock) {
@@ -58,7 +58,7 @@ final class CompanionInterceptor implements PacketInterceptor {
     }
 
     /**
-     * Section 11: a client's available presence without 'to' on a session Openfire has not
+     * Section 10 (Openfire login race): a client's available presence without 'to' on a session Openfire has not
      * initialized yet is the login that hands the offline messages over (PresenceUpdateHandler,
      * on this same thread, between the two passes); its processed pass comes after the retrieval.
      */

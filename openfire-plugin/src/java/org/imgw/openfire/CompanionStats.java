@@ -50,7 +50,7 @@ public final class CompanionStats {
     public final AtomicLong copiesDropped = new AtomicLong();
     /** Send-as requests not routed again because the same (sender, id) was routed recently (section 10). */
     public final AtomicLong sendAsDuplicates = new AtomicLong();
-    /** Send-as messages Openfire stored offline while their recipient was logging in (section 11). */
+    /** Send-as messages Openfire stored offline while their recipient was logging in (section 10). */
     public final AtomicLong loginRaceHeld = new AtomicLong();
     /** Of those, handed over by Openfire itself during the login (not routed again). */
     public final AtomicLong loginRaceHandedOver = new AtomicLong();

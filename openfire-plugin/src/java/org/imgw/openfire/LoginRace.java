@@ -16,7 +16,7 @@ import org.xmpp.packet.Message;
 
 /**
  * Closes Openfire's offline-store login race for the messages the companion routes as a user
- * (section 11 of the companion protocol).
+ * (section 10 of the companion protocol, "Openfire: a recipient logging in").
  *
  * <p>Openfire (4.1 through 5.x) hands a user's offline messages over when the user's first
  * available presence is handled: {@code PresenceUpdateHandler} makes the session available, then
@@ -33,8 +33,10 @@ import org.xmpp.packet.Message;
  * after it (the listener runs after the row is written, so it may come late), is kept and routed
  * again by {@link #tick} once no login of that user is under way. A message stored before the
  * login started was committed before the SELECT and is handed over by Openfire; it is not kept.
- * Routing again may deliver a message twice (once from offline storage, once again) with the same
- * stanza id; receivers drop repeated ids. Each message is routed again at most once.
+ * A kept message that Openfire hands to a session of the user ({@link #handedOver}: it was stored
+ * after the login started but before the SELECT) is not routed again either. What is left may
+ * still reach the user twice (one stored after the DELETE stays in the store for the next login)
+ * with the same stanza id; receivers drop repeated ids. Each message is routed again at most once.
  *
  * <p>Bounded: at most {@code maxHeld} messages kept (oldest given up first, counted), logins that
  * never finish are forgotten after {@code maxAgeMillis}, the send-as keys are a {@link RecentKeys}.

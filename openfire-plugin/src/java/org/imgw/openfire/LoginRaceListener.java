@@ -7,7 +7,7 @@ import org.slf4j.LoggerFactory;
 import org.xmpp.packet.Message;
 
 /**
- * Openfire's offline-storage events, for section 11 ({@link LoginRace}). Openfire 4.1 through 4.6
+ * Openfire's offline-storage events, for section 10 ({@link LoginRace}). Openfire 4.1 through 4.6
  * call {@code messageStored(Message)}; 4.7 and later declare {@code messageStored(OfflineMessage)}
  * instead. Both are implemented, so the one this Openfire's interface names is found at run time
  * (the JVM resolves an interface call by name and descriptor). Openfire 4.1 does not guard its

@@ -70,7 +70,7 @@ public final class MessageFlow {
     /**
      * As above, plus:
      *
-     * @param loginRace told about every send-as message before it is routed (section 11); may be null
+     * @param loginRace told about every send-as message before it is routed (section 10); may be null
      */
     public MessageFlow(Settings settings, UserStore users, PacketSink sink, RecentKeys recent, Clock clock,
             IdSource ids, CompanionStats stats, WebUsers web, RealSessions sessions, CopyLedger ledger,

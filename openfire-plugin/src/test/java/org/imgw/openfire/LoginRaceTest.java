@@ -25,7 +25,7 @@ import org.xmpp.packet.Packet;
 import org.xmpp.packet.Presence;
 
 /**
- * Section 11: Openfire's offline-store login race. The model below does what Openfire 4.1.6 does
+ * Section 10: Openfire's offline-store login race. The model below does what Openfire 4.1.6 does
  * for a login (PresenceRouter's interceptor passes around PresenceUpdateHandler: session available,
  * SELECT of the user's offline rows, DELETE of all the user's rows, session initialized) and for a
  * message to a bare JID (delivered to an initialized available session, else stored offline and
