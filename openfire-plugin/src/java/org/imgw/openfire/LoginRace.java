@@ -52,8 +52,11 @@ public final class LoginRace {
     /** Most logins under way tracked at once. */
     public static final int DEFAULT_MAX_LOGINS = 20000;
 
-    /** Most handed-over keys remembered per user during a login; past it repeats are possible, losses not. */
-    private static final int MAX_HANDED_OVER = 2000;
+    /**
+     * Most handed-over keys remembered, all users together; past it a kept message that Openfire
+     * did hand over may be routed again (a repeat, never a loss).
+     */
+    private static final int MAX_HANDED_OVER = 100000;
 
     private static final class UserState {
         int inProgress;
@@ -82,6 +85,7 @@ public final class LoginRace {
     /** Kept messages, oldest first (for the bound); the same objects as in the users' lists. */
     private final ArrayDeque<Message> heldOrder = new ArrayDeque<Message>();
     private int heldCount;
+    private int handedOverCount;
     /** users.size(), readable without the lock: the outgoing pass of every message checks it. */
     private volatile int trackedUsers;
 
@@ -258,8 +262,8 @@ public final class LoginRace {
             if (u == null) {
                 return;
             }
-            if (u.handedOver.size() < MAX_HANDED_OVER) {
-                u.handedOver.add(k);
+            if (handedOverCount < MAX_HANDED_OVER && u.handedOver.add(k)) {
+                handedOverCount++;
             }
             for (Iterator<Message> i = u.held.iterator(); i.hasNext();) {
                 Message h = i.next();
@@ -308,6 +312,7 @@ public final class LoginRace {
                     u.held.clear();
                 }
                 if (now - u.lastDoneAt > graceMillis) {
+                    handedOverCount -= u.handedOver.size();
                     i.remove();
                 }
             }
