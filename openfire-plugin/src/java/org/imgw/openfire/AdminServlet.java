@@ -112,6 +112,9 @@ public final class AdminServlet extends HttpServlet {
         row(w, "Messages sent as a user", Long.toString(s.sentAs.get()));
         row(w, "Send-as requests refused", Long.toString(s.sendAsRefused.get()));
         row(w, "Send-as requests routed once (duplicates dropped)", Long.toString(s.sendAsDuplicates.get()));
+        row(w, "Send-as stored offline during the recipient's login / handed over by Openfire / routed again / given up",
+                s.loginRaceHeld.get() + " / " + s.loginRaceHandedOver.get() + " / " + s.loginRaceRerouted.get() + " / "
+                        + s.loginRaceDropped.get());
         row(w, "Web presence requests (version 0)", Long.toString(s.presenceUpdates.get()));
         row(w, "HTTP user endpoint", "/plugins/" + rt.pluginName + CompanionPlugin.API_PATH
                 + (rt.settings.secret().isEmpty() ? " (disabled: no secret)" : " (enabled)"));

@@ -11,6 +11,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.jivesoftware.admin.AuthCheckFilter;
 import org.jivesoftware.database.DbConnectionManager;
+import org.jivesoftware.openfire.OfflineMessageStrategy;
 import org.jivesoftware.openfire.PacketRouter;
 import org.jivesoftware.openfire.XMPPServer;
 import org.jivesoftware.openfire.container.Plugin;
@@ -49,6 +50,8 @@ public final class CompanionPlugin implements Plugin {
         CompanionIQHandler iqHandler1;
         CompanionInterceptor interceptor;
         CompanionPresenceListener presenceListener;
+        LoginRace loginRace;
+        LoginRaceListener offlineListener;
         ScheduledExecutorService timer;
         boolean featureAdded;
         boolean feature1Added;
@@ -100,6 +103,7 @@ public final class CompanionPlugin implements Plugin {
         CompanionIq1 iq1 = new CompanionIq1(rt.settings, users, rt.web, rt.ledger, clock, rt.stats);
         WebPresence webPresence = new WebPresence(rt.settings, rt.web, new OpenfireRosters(server.getRosterManager()),
                 sink, rt.stats);
+        rt.loginRace = new LoginRace(sink, rt.stats, rt.settings.serverDomain());
         final String idPrefix = "copy-" + UUID.randomUUID().toString().substring(0, 8) + "-";
         final AtomicLong sequence = new AtomicLong();
         MessageFlow flow = new MessageFlow(rt.settings, users, sink,
@@ -110,7 +114,8 @@ public final class CompanionPlugin implements Plugin {
                         return idPrefix + sequence.incrementAndGet();
                     }
                 }, rt.stats, rt.web, new OpenfireSessions(server.getSessionManager()), rt.ledger,
-                new RecentKeys(rt.settings.sendAsDedupSeconds() * 1000L, rt.settings.sendAsDedupMax()), webPresence);
+                new RecentKeys(rt.settings.sendAsDedupSeconds() * 1000L, rt.settings.sendAsDedupMax()), webPresence,
+                rt.loginRace);
 
         try {
             rt.iqHandler = new CompanionIQHandler("user", Companion.NS, new CompanionIQHandler.Logic() {
@@ -131,7 +136,9 @@ public final class CompanionPlugin implements Plugin {
             rt.featureAdded = true;
             server.getIQDiscoInfoHandler().addServerFeature(Companion.NS1);
             rt.feature1Added = true;
-            rt.interceptor = new CompanionInterceptor(flow);
+            rt.offlineListener = new LoginRaceListener(rt.loginRace, clock);
+            OfflineMessageStrategy.addListener(rt.offlineListener);
+            rt.interceptor = new CompanionInterceptor(flow, rt.loginRace, clock);
             InterceptorManager.getInstance().addInterceptor(rt.interceptor);
             rt.presenceListener = new CompanionPresenceListener(webPresence);
             PresenceEventDispatcher.addListener(rt.presenceListener);
@@ -179,6 +186,7 @@ public final class CompanionPlugin implements Plugin {
             long now = System.currentTimeMillis();
             rt.web.expire(now);
             rt.ledger.tick(now, rt.web.anyInstance());
+            rt.loginRace.tick(now);
         } catch (Throwable t) {
             Log.error("imgw companion: timer run failed", t);
         }
@@ -202,6 +210,14 @@ public final class CompanionPlugin implements Plugin {
                 Log.warn("imgw companion: removing the presence listener failed", e);
             }
             rt.presenceListener = null;
+        }
+        if (rt.offlineListener != null) {
+            try {
+                OfflineMessageStrategy.removeListener(rt.offlineListener);
+            } catch (RuntimeException e) {
+                Log.warn("imgw companion: removing the offline message listener failed", e);
+            }
+            rt.offlineListener = null;
         }
         if (rt.excludeAdded) {
             try {

@@ -50,4 +50,12 @@ public final class CompanionStats {
     public final AtomicLong copiesDropped = new AtomicLong();
     /** Send-as requests not routed again because the same (sender, id) was routed recently (section 10). */
     public final AtomicLong sendAsDuplicates = new AtomicLong();
+    /** Send-as messages Openfire stored offline while their recipient was logging in (section 10). */
+    public final AtomicLong loginRaceHeld = new AtomicLong();
+    /** Of those, handed over by Openfire itself during the login (not routed again). */
+    public final AtomicLong loginRaceHandedOver = new AtomicLong();
+    /** Of those, routed again once the login was over. */
+    public final AtomicLong loginRaceRerouted = new AtomicLong();
+    /** Of those, given up because too many were kept at once. */
+    public final AtomicLong loginRaceDropped = new AtomicLong();
 }

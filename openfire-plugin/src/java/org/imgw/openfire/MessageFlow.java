@@ -42,6 +42,7 @@ public final class MessageFlow {
     private final CopyLedger ledger;
     private final RecentKeys sendAsRecent;
     private final WebPresence presence;
+    private final LoginRace loginRace;
 
     private static final int NOT_COPIED = 0;
     private static final int COPIED = 1;
@@ -63,6 +64,18 @@ public final class MessageFlow {
     public MessageFlow(Settings settings, UserStore users, PacketSink sink, RecentKeys recent, Clock clock,
             IdSource ids, CompanionStats stats, WebUsers web, RealSessions sessions, CopyLedger ledger,
             RecentKeys sendAsRecent, WebPresence presence) {
+        this(settings, users, sink, recent, clock, ids, stats, web, sessions, ledger, sendAsRecent, presence, null);
+    }
+
+    /**
+     * As above, plus:
+     *
+     * @param loginRace told about every send-as message before it is routed (section 10); may be null
+     */
+    public MessageFlow(Settings settings, UserStore users, PacketSink sink, RecentKeys recent, Clock clock,
+            IdSource ids, CompanionStats stats, WebUsers web, RealSessions sessions, CopyLedger ledger,
+            RecentKeys sendAsRecent, WebPresence presence, LoginRace loginRace) {
+        this.loginRace = loginRace;
         this.settings = settings;
         this.users = users;
         this.sink = sink;
@@ -173,6 +186,10 @@ public final class MessageFlow {
             return;
         }
         stats.sentAs.incrementAndGet();
+        if (loginRace != null) {
+            // Before routing: Openfire reports an offline store from inside route().
+            loginRace.routing(routed, clock.now());
+        }
         sink.route(routed);
     }
 

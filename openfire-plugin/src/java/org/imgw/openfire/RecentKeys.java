@@ -46,6 +46,18 @@ public final class RecentKeys {
         return true;
     }
 
+    /**
+     * True when the key was recorded within the window; records nothing.
+     *
+     * @param key the key
+     * @param nowMillis the current time
+     */
+    public synchronized boolean contains(String key, long nowMillis) {
+        expire(nowMillis);
+        Long at = seen.get(key);
+        return at != null && nowMillis - at < windowMillis;
+    }
+
     /** Number of keys remembered now. */
     public synchronized int size() {
         return seen.size();
