@@ -146,9 +146,14 @@ describe('HTTP transports: errors, message bounds, vanished receivers', { skip: 
     assert.equal(await (await post('xhr')).text(), 'o\n');
     await post('xhr_send', batch([{ op: 'hello', user }]));
     assert.match(await (await post('xhr')).text(), /welcome/);
+    // Wait for the gateway's count of attached receivers: a probing request could take the
+    // raw request's place if it came first (and then wait itself).
+    const attached = async () => Number(/^imgw_sockjs_receivers_total (\d+)$/m.exec(await (await fetch(`${gw.httpUrl}/metrics`)).text())[1]);
+    const before = await attached();
     const c = await rawConnect(gw.port);
     c.write(`POST ${base}/xhr HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);
-    await until('the receiver waits', 5000, async () => (await (await post('xhr')).text()).startsWith('c[2010'));
+    await until('the receiver waits', 5000, async () => (await attached()) > before);
+    assert.ok((await (await post('xhr')).text()).startsWith('c[2010'), 'a second receiver is refused');
     c.destroy(); // the browser goes away (a reload)
     // Noticed within seconds, far below the 25 s heartbeat: until then a new receiver
     // would get c[2010,"Another connection still open"].

@@ -193,8 +193,11 @@ describe('SockJS 0.3 protocol conformance', { skip: !gatewayBuilt() && 'build/ga
     it('a second receiver gets c[2010]; a closed session answers its close frame to every receiver', async () => {
       const url = `${base}/000/${sid()}`;
       assert.equal((await POST(`${url}/xhr`)).body, 'o\n');
+      const attached = async () => Number(/^imgw_sockjs_receivers_total (\d+)$/m.exec(await (await fetch(`${gw.httpUrl}/metrics`)).text())[1]);
+      const before = await attached();
       const waiting = POST(`${url}/xhr`);
-      await until('the first receiver waits', 5000, async () => (await POST(`${url}/xhr`)).body === 'c[2010,"Another connection still open"]\n');
+      await until('the first receiver waits', 5000, async () => (await attached()) > before);
+      assert.equal((await POST(`${url}/xhr`)).body, 'c[2010,"Another connection still open"]\n');
       // A bad hello: the gateway closes with 4401; the waiting receiver gets the frames.
       await POST(`${url}/xhr_send`, { body: JSON.stringify([JSON.stringify({ op: 'hello' })]) });
       const w = await waiting;

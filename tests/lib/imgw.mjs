@@ -31,7 +31,7 @@ export function gatewayBuilt() {
 /**
  * @param {{ prosody?: { componentPort: number, domain: string },
  *           componentDomain?: string, secret?: string,
- *           config?: Record<string, string|number>, waitLinkUp?: boolean,
+ *           config?: Record<string, string|number>, waitLinkUp?: boolean, waitStore?: boolean,
  *           env?: Record<string,string> }} o
  */
 export async function startImgw(o = {}) {
@@ -114,5 +114,18 @@ export async function startImgw(o = {}) {
     },
   };
   await gw.start();
+  // With PostgreSQL configured, the first start also waits for the store's connection: a
+  // send before it (with no spool_dir) is refused store_unavailable, which a test that
+  // did not stop the database does not expect. (Restarts do not wait: a test or the soak
+  // may restart a gateway while the database is down.)
+  if (o.config?.pg_conninfo && o.waitStore !== false) {
+    try {
+      await until(`imgw :${port} store up`, 20000, async () =>
+        /^imgw_store_up 1$/m.test(await (await fetch(`${gw.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text()), gw.logText);
+    } catch (err) {
+      await gw.stop();
+      throw err;
+    }
+  }
   return gw;
 }
