@@ -148,7 +148,7 @@ describe('HTTP transports: errors, message bounds, vanished receivers', { skip: 
     assert.match(await (await post('xhr')).text(), /welcome/);
     // Wait for the gateway's count of attached receivers: a probing request could take the
     // raw request's place if it came first (and then wait itself).
-    const attached = async () => Number(/^imgw_sockjs_receivers_total (\d+)$/m.exec(await (await fetch(`${gw.httpUrl}/metrics`)).text())[1]);
+    const attached = () => gw.metric('imgw_sockjs_receivers_total');
     const before = await attached();
     const c = await rawConnect(gw.port);
     c.write(`POST ${base}/xhr HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);

@@ -179,7 +179,7 @@ describe('SockJS 0.3 protocol conformance', { skip: !gatewayBuilt() && 'build/ga
       assert.equal((await POST(`${base}/000/${s}/xhr`)).body, 'o\n');
       // The raw request attaches as the receiver; a probing request could take its place if it
       // came first, so wait for the gateway's count of attached receivers instead.
-      const attached = async () => Number(/^imgw_sockjs_receivers_total (\d+)$/m.exec(await (await fetch(`${gw.httpUrl}/metrics`)).text())[1]);
+      const attached = () => gw.metric('imgw_sockjs_receivers_total');
       const before = await attached();
       const c = await rawConnect(gw.port);
       c.write(`POST /sockjs/getUserMsg/000/${s}/xhr HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);
@@ -193,7 +193,7 @@ describe('SockJS 0.3 protocol conformance', { skip: !gatewayBuilt() && 'build/ga
     it('a second receiver gets c[2010]; a closed session answers its close frame to every receiver', async () => {
       const url = `${base}/000/${sid()}`;
       assert.equal((await POST(`${url}/xhr`)).body, 'o\n');
-      const attached = async () => Number(/^imgw_sockjs_receivers_total (\d+)$/m.exec(await (await fetch(`${gw.httpUrl}/metrics`)).text())[1]);
+      const attached = () => gw.metric('imgw_sockjs_receivers_total');
       const before = await attached();
       const waiting = POST(`${url}/xhr`);
       await until('the first receiver waits', 5000, async () => (await attached()) > before);

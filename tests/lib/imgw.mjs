@@ -73,6 +73,12 @@ export async function startImgw(o = {}) {
       const res = await fetch(`${gw.httpUrl}/health`, { signal: AbortSignal.timeout(5000) });
       return res.json();
     },
+    /** The value of one /metrics line (NaN when absent). */
+    async metric(name) {
+      const text = await (await fetch(`${gw.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+      const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : NaN;
+    },
     async waitLink(state, ms = 10000) {
       return until(`imgw :${port} link ${state}`, ms, async () => (await gw.health()).link === state, gw.logText);
     },
@@ -120,8 +126,7 @@ export async function startImgw(o = {}) {
   // may restart a gateway while the database is down.)
   if (o.config?.pg_conninfo && o.waitStore !== false) {
     try {
-      await until(`imgw :${port} store up`, 20000, async () =>
-        /^imgw_store_up 1$/m.test(await (await fetch(`${gw.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text()), gw.logText);
+      await until(`imgw :${port} store up`, 20000, async () => (await gw.metric('imgw_store_up')) === 1, gw.logText);
     } catch (err) {
       await gw.stop();
       throw err;
