@@ -12,6 +12,7 @@
 
 import { describe, test, before, after } from '../lib/test.mjs';
 import assert from 'node:assert/strict';
+import { until as untilAsync } from '../lib/bounded.mjs';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -480,7 +481,8 @@ describe('web client with the real gateway', { skip }, () => {
       await kim.send('carol', evil);
       const item = page.locator(`#chat-list li[data-conv="${jidOf('kim')}"]`);
       await item.locator('.unread').waitFor({ timeout: 10000 });
-      assert.equal((await item.locator('.unread').textContent()).trim(), '2');
+      // The bubble shows 1 when the first message arrives, then 2.
+      await untilAsync('the unread bubble says 2', 10000, async () => (await item.locator('.unread').textContent()).trim() === '2');
       assert.equal(await page.title(), '(2) imgw demo');
 
       await item.locator('button').click();

@@ -170,16 +170,17 @@ export async function startProsody({
   startTimeoutMs = 15000,
 } = {}) {
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'imgw-prosody-'));
-  const [c2sPort, componentPort, httpPort] = await freePorts(websocket ? 3 : 2);
+  let [c2sPort, componentPort, httpPort] = await freePorts(websocket ? 3 : 2);
   const cfgPath = path.join(dir, 'prosody.cfg.lua');
   const logPath = path.join(dir, 'prosody.log');
   const errPath = path.join(dir, 'stderr.log');
   await fs.promises.mkdir(path.join(dir, 'data'), { recursive: true });
   await fs.promises.mkdir(path.join(dir, 'certs'), { recursive: true });
-  await fs.promises.writeFile(cfgPath, configText({
+  const writeConfig = () => fs.promises.writeFile(cfgPath, configText({
     dir, domain, components, companion, websocket, extraConfig, hostConfig, modules, logLevel,
     c2sPort, componentPort, httpPort: websocket ? httpPort : undefined,
   }));
+  await writeConfig();
 
   let child = null;
   const outPath = path.join(dir, 'stdout.log');
@@ -214,6 +215,7 @@ export async function startProsody({
       fs.closeSync(err);
     }
     child = c;
+    const logFrom = logText().length, errFrom = stderrText().length;
     let exitInfo = null;
     c.exited.then((e) => {
       exitInfo = e.error ? `spawn error: ${e.error}` : e.signal ? `signal ${e.signal}` : `exit code ${e.code}`;
@@ -226,8 +228,16 @@ export async function startProsody({
       const ports = components.length ? [c2sPort, componentPort] : [c2sPort];
       if (websocket) ports.push(httpPort);
       for (const port of ports) await waitForPort(port, { deadline, abort });
+      // A port another process took between freePorts() and the bind: Prosody logs it and
+      // runs on without it, and the port check above may have met the other process.
+      if (/Failed to open server port/.test(logText().slice(logFrom) + stderrText().slice(errFrom))) {
+        const e = new Error('a port was taken by another process');
+        e.portTaken = true;
+        throw e;
+      }
     } catch (e) {
       await stop();
+      if (e.portTaken) throw e;
       throw new Error(`Prosody did not start: ${e.message}\n${outputTails()}`);
     }
   }
@@ -256,7 +266,17 @@ export async function startProsody({
   // Registering offline (before the first start) writes straight to the data dir.
   for (const [user, pass] of users) await register(user, pass);
   try {
-    await start();
+    // Fresh ports when one was taken meanwhile (other suites run in parallel), three times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await start();
+        break;
+      } catch (err) {
+        if (!err.portTaken || attempt === 3) throw err;
+        [c2sPort, componentPort, httpPort] = await freePorts(websocket ? 3 : 2);
+        await writeConfig();
+      }
+    }
   } catch (err) {
     if (!process.env.IMGW_KEEP_TMP) await fs.promises.rm(dir, { recursive: true, force: true });
     throw err;
