@@ -453,8 +453,18 @@ static int rec_replayed(const recovery_t *r, uint64_t id)
 /* Adds id to the replayed ids, keeping them ascending; -1 when out of memory. */
 static int rec_note(recovery_t *r, uint64_t id)
 {
-    size_t lo = 0, hi = r->nids;
+    size_t lo = 0, hi;
 
+    if (r->nids >= 4 * RECOVER_MAX) {
+        /*
+         * Replays after many relay gaps: the oldest half goes. They only stop a late
+         * live copy being sent again, which the client drops by id anyway.
+         */
+        size_t keep = r->nids / 2;
+        memmove(r->ids, r->ids + (r->nids - keep), keep * sizeof(*r->ids));
+        r->nids = keep;
+    }
+    hi = r->nids;
     if (r->nids == r->capids) {
         size_t ncap = r->capids ? 2 * r->capids : 128;
         uint64_t *ni = realloc(r->ids, ncap * sizeof(*ni));
