@@ -50,7 +50,7 @@ DEPENDS=$(dpkg-deb -f "$DEB" Depends)
 echo "Depends: $DEPENDS"
 # The libraries the binary links, the libuv event library libwebsockets loads at run
 # time (invisible to dpkg-shlibdeps), and adduser for postinst.
-for need in libwebsockets17 libwebsockets-evlib-uv libstrophe0 libpq5 libhiredis0.14 libjson-c5 \
+for need in libwebsockets17 libwebsockets-evlib-uv libexpat1 libpq5 libhiredis0.14 libjson-c5 \
     libuv1 libssl3 libc6 adduser; do
     echo "$DEPENDS" | tr ',|' '\n\n' | sed 's/(.*//; s/ //g' | grep -qx "$need" ||
         fail "Depends lacks $need"

@@ -12,7 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 # nginx-light (`nginx -t`) and prometheus (promtool) are for the packaging checks
 # (packaging/check-deb.sh, docker/check.sh).
 PKGS="build-essential cmake pkg-config git ca-certificates curl
-  libstrophe-dev libwebsockets-dev libhiredis-dev libjson-c-dev libpq-dev libuv1-dev libssl-dev
+  libexpat1-dev libwebsockets-dev libhiredis-dev libjson-c-dev libpq-dev libuv1-dev libssl-dev
   postgresql redis-server prosody
   openjdk-17-jdk-headless junit4 libdom4j-java libslf4j-java libservlet-api-java libhsqldb-java
   chromium clang-format

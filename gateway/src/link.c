@@ -1,41 +1,34 @@
 /*
- * link.c - the component link: libstrophe stepped from the libuv loop.
+ * link.c - the component link: a libuv TCP stream, our own XMPP stream reader
+ * (xmlstream.c, on expat) and the XEP-0114 handshake.
  *
- * How libstrophe runs here: the library owns the socket and its send queue;
- * we learn the socket through the sockopt callback (where TCP_NODELAY is also
- * set), watch it with a uv_poll, and call xmpp_run_once(ctx, 0) whenever it
- * is readable, writable while output is pending, or when we have queued a
- * stanza (a uv_prepare hook flushes once per loop iteration, so a burst of
- * sends costs one write).
+ * Reading: each read from the socket is fed to the stream reader, which calls
+ * back with the server's stream header (whose id the handshake digests) and
+ * with each complete stanza as a small element tree, handled here before the
+ * read callback returns.
  *
- * Why raw mode: libstrophe's component mode writes a fixed stream header, and
- * Openfire needs an extra allowMultiple attribute to let several gateways
- * share one domain. So the link connects in raw mode, opens the stream with
- * its own attributes and performs the XEP-0114 handshake itself. libstrophe
- * 0.12 has no getter for the stream id the server chose; its debug log line
- * for the received stream header is the only public place it appears, so the
- * log handler picks it up from there.
+ * Writing: stanzas are appended to one output buffer; a uv_prepare hook
+ * writes it once per loop iteration (uv_try_write first, the rest handed to
+ * uv_write with the buffer), so a burst of sends costs one system call. The
+ * bytes not yet handed to the kernel are bounded (OUT_MAX): a server that
+ * stops reading for that long loses the connection, and the router writes its
+ * chats again after the reconnect, as after any lost connection.
  *
- * libstrophe 0.12.2 also dereferences conn->sm_state on every stanza, but only
- * xmpp_connect_client() allocates it. Each connection therefore borrows a
- * state from a throw-away client connection that fails at once (see
- * borrow_sm_state()); tests/link keeps stanzas flowing both ways so a
- * regression would crash the suite.
+ * The stream header carries allowMultiple when configured, which lets several
+ * gateways share one component domain on Openfire (ENVIRONMENT notes).
  */
 #include "link.h"
 #include "gw.h"
 #include "log.h"
 #include "payload.h"
 #include "text.h"
+#include "ticket.h"
+#include "xmlstream.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <strophe.h>
-#include <sys/socket.h>
 
 #define NS_STREAMS     "http://etherx.jabber.org/streams"
 #define NS_STANZAS     "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -49,6 +42,10 @@
 #define NS_SID         "urn:xmpp:sid:0"
 #define NS_OOB         "jabber:x:oob"
 
+/* Bytes written and not yet taken by the kernel before the connection is given up. */
+#define OUT_MAX  (32u << 20)
+#define READ_BUF 65536
+
 typedef enum { L_DOWN, L_CONNECTING, L_HANDSHAKE, L_UP, L_STOPPED } lstate_t;
 
 typedef struct pending_iq {
@@ -60,19 +57,42 @@ typedef struct pending_iq {
     void *ud;
 } pending_iq_t;
 
+/*
+ * One TCP connection. It outlives its place in the link: after the link lets
+ * go of it (l == NULL) it waits for libuv to close its handle and cancel its
+ * requests, and frees itself then.
+ */
+typedef struct lconn {
+    gw_link_t *l;
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_getaddrinfo_t gai;
+    int tcp_init;  /* tcp needs uv_close */
+    int resolving; /* gai is in flight */
+    int reading;
+    size_t inflight; /* bytes in uv_write requests not yet completed */
+} lconn_t;
+
+typedef struct wreq {
+    uv_write_t req;
+    lconn_t *c;
+    char *buf; /* owned */
+    size_t len;
+} wreq_t;
+
 struct gw_link {
     uv_loop_t *loop;
     const gw_config_t *cfg;
     gw_link_cbs_t cbs;
     void *ud;
 
-    xmpp_ctx_t *ctx;
-    xmpp_log_t logger;
-    xmpp_conn_t *conn; /* current connection, or NULL */
-    xmpp_conn_t *dead; /* disconnected connection to release outside its callbacks */
-    uv_poll_t *poll;   /* watches the current socket; NULL when none */
-    int fd;
-    int poll_events;
+    lconn_t *conn;      /* current connection, or NULL */
+    gw_xmlstream_t *xs; /* the reader, reset for each connection */
+    char *out;          /* bytes to write, not yet handed to libuv */
+    size_t out_len, out_cap;
+    int out_overflow; /* OUT_MAX passed: the connection is dropped at the next flush */
+    int no_send;      /* gw_link_handle_xml: answers are dropped */
+    char *rbuf;
 
     uv_timer_t reconnect_timer;
     uv_timer_t keepalive_timer;
@@ -84,7 +104,6 @@ struct gw_link {
     lstate_t state;
     unsigned attempt;
     char stream_id[128];
-    int stream_id_seen;
 
     pending_iq_t *iqs; /* companion requests awaiting an answer */
     unsigned long iq_seq;
@@ -113,163 +132,157 @@ struct gw_link {
 };
 
 static void schedule_reconnect(gw_link_t *l);
-static void update_poll(gw_link_t *l);
 static void expire_iqs(gw_link_t *l, int all);
 static void send_gateway(gw_link_t *l, int lease);
 static void send_full_web_list(gw_link_t *l);
 static void flush_web_delta(gw_link_t *l);
 static void flush_acks(gw_link_t *l);
 static void start_heartbeat(gw_link_t *l);
+static void conn_lost(gw_link_t *l, int err, const char *why);
+static void on_handshake_timeout(uv_timer_t *t);
 
-/* ---- logging ---------------------------------------------------------- */
+/* ---- writing ------------------------------------------------------------ */
 
-static void strophe_log(void *ud, xmpp_log_level_t level, const char *area, const char *msg)
+/* Appends bytes to the output; past OUT_MAX the connection is dropped at the next flush. */
+static void out_append(gw_link_t *l, const char *s, size_t n)
 {
-    gw_link_t *l = ud;
-    static const char open_prefix[] = "RECV: <stream:stream";
-
-    if (level == XMPP_LEVEL_DEBUG) {
-        if (strncmp(msg, open_prefix, sizeof(open_prefix) - 1) == 0) {
-            const char *id = strstr(msg, " id=\"");
-            l->stream_id[0] = '\0';
-            if (id) {
-                size_t n;
-                id += 5;
-                n = strcspn(id, "\"");
-                if (n < sizeof(l->stream_id)) {
-                    memcpy(l->stream_id, id, n);
-                    l->stream_id[n] = '\0';
-                }
-            }
-            l->stream_id_seen = 1;
-        }
-        gw_debug("xmpp", "%s: %.300s", area, msg);
+    if (l->out_overflow)
+        return;
+    if (l->out_len + n + (l->conn ? l->conn->inflight : 0) > OUT_MAX) {
+        l->out_overflow = 1;
+        l->dirty = 1;
         return;
     }
-    if (level == XMPP_LEVEL_INFO)
-        gw_info("xmpp", "%s: %s", area, msg);
-    else if (level == XMPP_LEVEL_WARN)
-        gw_warn("xmpp", "%s: %s", area, msg);
-    else
-        gw_error("xmpp", "%s: %s", area, msg);
+    if (l->out_len + n > l->out_cap) {
+        size_t cap = l->out_cap ? l->out_cap : 16384;
+        char *p;
+        while (cap < l->out_len + n)
+            cap *= 2;
+        p = realloc(l->out, cap);
+        if (p == NULL) {
+            l->out_overflow = 1;
+            l->dirty = 1;
+            return;
+        }
+        l->out = p;
+        l->out_cap = cap;
+    }
+    memcpy(l->out + l->out_len, s, n);
+    l->out_len += n;
+    l->dirty = 1;
 }
 
-/* ---- what a lost connection leaves behind ------------------------------ */
+/* 1 when the connection can take stanzas: TCP connected and not being dropped. */
+static int can_write(const gw_link_t *l)
+{
+    return l->conn != NULL && l->conn->reading && !l->no_send;
+}
 
 /*
- * Drops the stanzas libstrophe had not yet written. Chats come back from the
- * router's outbox after the reconnect (it keeps them until routed); the web
- * user list, heartbeats and disco are sent afresh on every handshake; an
- * acknowledgement lost here only makes the companion send that copy again.
+ * Without a version-1 companion, a chat handed to the kernel is as routed as
+ * XEP-0114 can tell (docs/companion-protocol.md section 10).
  */
-static void drop_unsent(gw_link_t *l, xmpp_conn_t *conn)
+static void check_routed(gw_link_t *l)
 {
-    char *s;
-    size_t n = 0;
-
-    while ((s = xmpp_conn_send_queue_drop_element(conn, XMPP_QUEUE_YOUNGEST)) != NULL) {
-        if (strlen(s) > 1) /* keep-alive whitespace does not count */
-            n++;
-        xmpp_free(l->ctx, s);
-    }
-    if (n)
-        gw_info("link", "%zu unsent stanza(s) dropped with the connection; chats are written again",
-                n);
-}
-
-/* ---- libuv plumbing ---------------------------------------------------- */
-
-static void step(gw_link_t *l)
-{
-    l->dirty = 0;
-    if (l->iqs)
-        expire_iqs(l, 0);
-    xmpp_run_once(l->ctx, 0);
-    /*
-     * Without a version-1 companion, a chat handed to the kernel is as routed
-     * as XEP-0114 can tell (docs/companion-protocol.md section 10).
-     */
     if (l->state == L_UP && l->conn != NULL && l->companion == C_V0 &&
-        l->mark_confirmed < l->mark_written && xmpp_conn_send_queue_len(l->conn) == 0) {
+        l->mark_confirmed < l->mark_written && l->out_len == 0 && l->conn->inflight == 0) {
         l->mark_confirmed = l->mark_written;
         l->cbs.on_routed(l->ud, l->mark_confirmed);
     }
-    if (l->dead != NULL && l->dead != l->conn) {
-        /* Released here, never from inside its own callback. */
-        xmpp_conn_release(l->dead);
-        l->dead = NULL;
-    }
-    update_poll(l);
 }
 
-static void on_poll(uv_poll_t *h, int status, int events)
+static void on_written(uv_write_t *req, int status)
 {
-    gw_link_t *l = h->data;
+    wreq_t *w = (wreq_t *)req;
+    lconn_t *c = w->c;
+    gw_link_t *l = c->l;
 
-    GW_UNUSED(events);
-    if (status < 0)
-        gw_debug("link", "poll error: %s", uv_strerror(status));
-    if (l != NULL)
-        step(l);
+    c->inflight -= w->len;
+    free(w->buf);
+    free(w);
+    if (l == NULL || l->conn != c)
+        return; /* a connection already given up */
+    if (status < 0) {
+        conn_lost(l, status, "write failed");
+        return;
+    }
+    check_routed(l);
+}
+
+/* Hands the output to the kernel, or to libuv for what the kernel does not take now. */
+static void flush_out(gw_link_t *l)
+{
+    lconn_t *c = l->conn;
+    size_t off = 0;
+
+    if (c == NULL || !c->reading)
+        return;
+    if (l->out_overflow) {
+        conn_lost(l, 0, "the server stopped reading (write queue full)");
+        return;
+    }
+    if (l->out_len == 0) {
+        check_routed(l);
+        return;
+    }
+    if (c->inflight == 0) {
+        /* Nothing queued in libuv: write at once, in order. */
+        uv_buf_t buf = uv_buf_init(l->out, (unsigned int)l->out_len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_lost(l, n, "write failed");
+            return;
+        }
+        if (n > 0)
+            off = (size_t)n;
+    }
+    if (off < l->out_len) {
+        wreq_t *w = malloc(sizeof(*w));
+        uv_buf_t buf;
+        int rc;
+        if (w == NULL) {
+            conn_lost(l, UV_ENOMEM, "out of memory");
+            return;
+        }
+        /* The request takes the buffer; the link starts a new one. */
+        w->c = c;
+        w->buf = l->out;
+        w->len = l->out_len - off;
+        buf = uv_buf_init(l->out + off, (unsigned int)w->len);
+        l->out = NULL;
+        l->out_len = l->out_cap = 0;
+        rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
+        if (rc != 0) {
+            free(w->buf);
+            free(w);
+            conn_lost(l, rc, "write failed");
+            return;
+        }
+        c->inflight += w->len;
+        return;
+    }
+    l->out_len = 0;
+    check_routed(l);
 }
 
 static void on_flush(uv_prepare_t *h)
 {
     gw_link_t *l = h->data;
 
-    if (l->dirty && l->conn != NULL)
-        step(l);
-}
-
-static void free_handle(uv_handle_t *h)
-{
-    free(h);
-}
-
-static void close_poll(gw_link_t *l)
-{
-    if (l->poll) {
-        l->poll->data = NULL;
-        uv_close((uv_handle_t *)l->poll, free_handle);
-        l->poll = NULL;
-    }
-    l->fd = -1;
-    l->poll_events = 0;
-}
-
-static void update_poll(gw_link_t *l)
-{
-    int want;
-
-    if (l->poll == NULL || l->conn == NULL)
+    if (!l->dirty)
         return;
-    want = UV_READABLE;
-    if (l->state == L_CONNECTING || xmpp_conn_send_queue_len(l->conn) > 0)
-        want |= UV_WRITABLE;
-    if (want != l->poll_events) {
-        uv_poll_start(l->poll, want, on_poll);
-        l->poll_events = want;
-    }
-}
-
-static int on_sockopt(xmpp_conn_t *conn, void *sock)
-{
-    int fd = *(int *)sock;
-    int one = 1;
-
-    /* Nagle adds tens of milliseconds to every small stanza at low rates. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return xmpp_sockopt_cb_keepalive(conn, sock);
+    l->dirty = 0;
+    if (l->iqs)
+        expire_iqs(l, 0);
+    flush_out(l);
 }
 
 /* ---- stanzas ----------------------------------------------------------- */
 
 static void send_stanza_text(gw_link_t *l, gw_sbuf_t *b)
 {
-    if (!b->overflow && l->conn != NULL && l->state == L_UP) {
-        xmpp_send_raw(l->conn, b->data, b->len);
-        l->dirty = 1;
-    }
+    if (!b->overflow && can_write(l) && l->state == L_UP)
+        out_append(l, b->data, b->len);
     gw_sbuf_free(b);
 }
 
@@ -282,16 +295,16 @@ static void attr(gw_sbuf_t *b, const char *name, const char *v)
     gw_sbuf_puts(b, "'");
 }
 
-static void reply_iq(gw_link_t *l, xmpp_stanza_t *iq, const char *type, const char *inner)
+static void reply_iq(gw_link_t *l, const gw_xml_el_t *iq, const char *type, const char *inner)
 {
     gw_sbuf_t b;
 
     gw_sbuf_init(&b, 65536);
     gw_sbuf_puts(&b, "<iq");
     attr(&b, "type", type);
-    attr(&b, "id", xmpp_stanza_get_id(iq));
-    attr(&b, "from", xmpp_stanza_get_to(iq));
-    attr(&b, "to", xmpp_stanza_get_from(iq));
+    attr(&b, "id", gw_xml_attr(iq, "id"));
+    attr(&b, "from", gw_xml_attr(iq, "to"));
+    attr(&b, "to", gw_xml_attr(iq, "from"));
     if (inner) {
         gw_sbuf_puts(&b, ">");
         gw_sbuf_puts(&b, inner);
@@ -305,10 +318,10 @@ static void reply_iq(gw_link_t *l, xmpp_stanza_t *iq, const char *type, const ch
 #define DISCO_ID "imgw-companion-disco"
 
 /* Same-JID mode needs the companion: say so plainly when the server lacks it. */
-static void check_companion(gw_link_t *l, xmpp_stanza_t *st, const char *type)
+static void check_companion(gw_link_t *l, const gw_xml_el_t *st, const char *type)
 {
-    xmpp_stanza_t *q = xmpp_stanza_get_child_by_name(st, "query");
-    xmpp_stanza_t *c = q ? xmpp_stanza_get_children(q) : NULL;
+    const gw_xml_el_t *q = gw_xml_child(st, "query", NULL);
+    const gw_xml_el_t *c = q ? q->child : NULL;
 
     int v0 = 0, v1 = 0;
 
@@ -316,11 +329,8 @@ static void check_companion(gw_link_t *l, xmpp_stanza_t *st, const char *type)
         return;
     uv_timer_stop(&l->handshake_timer);
     if (strcmp(type, "result") == 0)
-        for (; c; c = xmpp_stanza_get_next(c)) {
-            const char *var =
-                xmpp_stanza_is_tag(c) && strcmp(xmpp_stanza_get_name(c), "feature") == 0
-                    ? xmpp_stanza_get_attribute(c, "var")
-                    : NULL;
+        for (; c; c = c->next) {
+            const char *var = strcmp(c->name, "feature") == 0 ? gw_xml_attr(c, "var") : NULL;
             if (var && strcmp(var, NS_COMPANION) == 0)
                 v0 = 1;
             else if (var && strcmp(var, NS_COMPANION1) == 0)
@@ -415,14 +425,14 @@ static void on_mark_timer(uv_timer_t *t)
 }
 
 /* The XMPP error condition of an error stanza ("undefined-condition" when none). */
-static const char *error_condition(xmpp_stanza_t *st)
+static const char *error_condition(const gw_xml_el_t *st)
 {
-    xmpp_stanza_t *err = xmpp_stanza_get_child_by_name(st, "error");
-    xmpp_stanza_t *c = err ? xmpp_stanza_get_children(err) : NULL;
+    const gw_xml_el_t *err = gw_xml_child(st, "error", NULL);
+    const gw_xml_el_t *c = err ? err->child : NULL;
 
-    while (c && (!xmpp_stanza_is_tag(c) || strcmp(xmpp_stanza_get_name(c), "text") == 0))
-        c = xmpp_stanza_get_next(c);
-    return c ? xmpp_stanza_get_name(c) : "undefined-condition";
+    while (c && strcmp(c->name, "text") == 0)
+        c = c->next;
+    return c ? c->name : "undefined-condition";
 }
 
 /*
@@ -431,7 +441,7 @@ static const char *error_condition(xmpp_stanza_t *st)
  * a second. Anything else (forbidden: the companion serves another gateway
  * domain) would repeat forever: say so once and stop speaking version 1.
  */
-static void v1_refused(gw_link_t *l, xmpp_stanza_t *st, const char *id)
+static void v1_refused(gw_link_t *l, const gw_xml_el_t *st, const char *id)
 {
     const char *cond = error_condition(st);
     uint64_t now = gw_now_ms();
@@ -484,12 +494,12 @@ static void apply_status(gw_link_t *l, const char *mark, const char *sync)
  * relay ("st-<boot>-<mark>", detail = sync), so that a status never depends on
  * the server's rotation landing right.
  */
-static void handle_status(gw_link_t *l, xmpp_stanza_t *status)
+static void handle_status(gw_link_t *l, const gw_xml_el_t *status)
 {
-    const char *node = xmpp_stanza_get_attribute(status, "node");
-    const char *boot = xmpp_stanza_get_attribute(status, "boot");
-    const char *mark = xmpp_stanza_get_attribute(status, "mark");
-    const char *sync = xmpp_stanza_get_attribute(status, "sync");
+    const char *node = gw_xml_attr(status, "node");
+    const char *boot = gw_xml_attr(status, "boot");
+    const char *mark = gw_xml_attr(status, "mark");
+    const char *sync = gw_xml_attr(status, "sync");
     char mine[8], id[72];
     char *end;
     long n;
@@ -687,9 +697,9 @@ int gw_link_companion_v1(const gw_link_t *l)
 
 /* Completes the pending request answered by st; returns 1 when there was one. */
 /* 1 when st comes from exactly jid (domains compare case-insensitively). */
-static int from_is(xmpp_stanza_t *st, const char *jid)
+static int from_is(const gw_xml_el_t *st, const char *jid)
 {
-    const char *from = xmpp_stanza_get_from(st);
+    const char *from = gw_xml_attr(st, "from");
 
     return from != NULL && strcasecmp(from, jid) == 0;
 }
@@ -701,9 +711,9 @@ static int from_is(xmpp_stanza_t *st, const char *jid)
  * an IQ result, and a guessed id from anyone else must not settle a
  * registration.
  */
-static int finish_iq(gw_link_t *l, xmpp_stanza_t *st, const char *type)
+static int finish_iq(gw_link_t *l, const gw_xml_el_t *st, const char *type)
 {
-    const char *id = xmpp_stanza_get_id(st);
+    const char *id = gw_xml_attr(st, "id");
     pending_iq_t **pp = &l->iqs;
 
     if (id == NULL)
@@ -717,16 +727,12 @@ static int finish_iq(gw_link_t *l, xmpp_stanza_t *st, const char *type)
         const char *cond = NULL;
         *pp = p->next;
         if (strcmp(type, "error") == 0) {
-            xmpp_stanza_t *err = xmpp_stanza_get_child_by_name(st, "error");
-            xmpp_stanza_t *c = err ? xmpp_stanza_get_children(err) : NULL;
-            while (c && (!xmpp_stanza_is_tag(c) || strcmp(xmpp_stanza_get_name(c), "text") == 0))
-                c = xmpp_stanza_get_next(c);
-            cond = c ? xmpp_stanza_get_name(c) : "undefined-condition";
+            cond = error_condition(st);
             p->cb(p->ud, GW_EINVAL, cond);
         } else {
             /* A companion's answer to <user/> says what it did: status='created' and so on. */
-            xmpp_stanza_t *u = xmpp_stanza_get_child_by_name_and_ns(st, "user", NS_COMPANION);
-            p->cb(p->ud, 0, u ? xmpp_stanza_get_attribute(u, "status") : NULL);
+            const gw_xml_el_t *u = gw_xml_child(st, "user", NS_COMPANION);
+            p->cb(p->ud, 0, u ? gw_xml_attr(u, "status") : NULL);
         }
         free(p);
     }
@@ -757,9 +763,9 @@ static int new_iq_id(const char *prefix, char *out, size_t outlen)
  * here. The id says whose it is ("reg-<node>-<random>"); it goes on to that
  * node through the relay (gw_link_finish_answer there). Returns 1 when passed on.
  */
-static int pass_on_answer(gw_link_t *l, xmpp_stanza_t *st, const char *type)
+static int pass_on_answer(gw_link_t *l, const gw_xml_el_t *st, const char *type)
 {
-    const char *id = xmpp_stanza_get_id(st);
+    const char *id = gw_xml_attr(st, "id");
     char *end;
     long node;
 
@@ -773,8 +779,8 @@ static int pass_on_answer(gw_link_t *l, xmpp_stanza_t *st, const char *type)
     if (strcmp(type, "error") == 0) {
         l->cbs.on_foreign_answer(l->ud, (int)node, id, GW_EINVAL, error_condition(st));
     } else {
-        xmpp_stanza_t *u = xmpp_stanza_get_child_by_name_and_ns(st, "user", NS_COMPANION);
-        const char *status = u ? xmpp_stanza_get_attribute(u, "status") : NULL;
+        const gw_xml_el_t *u = gw_xml_child(st, "user", NS_COMPANION);
+        const char *status = u ? gw_xml_attr(u, "status") : NULL;
         l->cbs.on_foreign_answer(l->ud, (int)node, id, 0, status);
     }
     return 1;
@@ -825,25 +831,23 @@ static void expire_iqs(gw_link_t *l, int all)
     }
 }
 
-static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+static int on_iq(gw_link_t *l, const gw_xml_el_t *st)
 {
-    gw_link_t *l = ud;
-    const char *type = xmpp_stanza_get_type(st);
-    xmpp_stanza_t *child;
+    const char *type = gw_xml_attr(st, "type");
+    const gw_xml_el_t *child;
     const char *ns;
 
-    GW_UNUSED(conn);
-    if (type && xmpp_stanza_get_id(st) && strcmp(xmpp_stanza_get_id(st), DISCO_ID) == 0 &&
+    if (type && gw_xml_attr(st, "id") && strcmp(gw_xml_attr(st, "id"), DISCO_ID) == 0 &&
         (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) &&
         from_is(st, l->cfg->xmpp_domain)) {
         check_companion(l, st, type);
         return 1;
     }
-    if (type && l->state == L_UP && xmpp_stanza_get_from(st) &&
-        strcmp(xmpp_stanza_get_from(st), l->cfg->xmpp_domain) == 0 &&
+    if (type && l->state == L_UP && gw_xml_attr(st, "from") &&
+        strcmp(gw_xml_attr(st, "from"), l->cfg->xmpp_domain) == 0 &&
         (strcmp(type, "result") == 0 || strcmp(type, "error") == 0)) {
-        xmpp_stanza_t *status = xmpp_stanza_get_child_by_name_and_ns(st, "status", NS_COMPANION1);
-        const char *id = xmpp_stanza_get_id(st);
+        const gw_xml_el_t *status = gw_xml_child(st, "status", NS_COMPANION1);
+        const char *id = gw_xml_attr(st, "id");
         char prefix[48];
         if (status != NULL && strcmp(type, "result") == 0) {
             handle_status(l, status);
@@ -864,16 +868,14 @@ static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         return 1;
     if (type == NULL || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)) {
         if (type && strcmp(type, "error") == 0)
-            gw_warn("link", "IQ error from %s (id %s)", xmpp_stanza_get_from(st) ?: "?",
-                    xmpp_stanza_get_id(st) ?: "?");
+            gw_warn("link", "IQ error from %s (id %s)", gw_xml_attr(st, "from") ?: "?",
+                    gw_xml_attr(st, "id") ?: "?");
         return 1;
     }
-    child = xmpp_stanza_get_children(st);
-    while (child && !xmpp_stanza_is_tag(child))
-        child = xmpp_stanza_get_next(child);
-    ns = child ? xmpp_stanza_get_ns(child) : NULL;
+    child = st->child;
+    ns = child ? child->ns : NULL;
     if (strcmp(type, "get") == 0 && ns && strcmp(ns, NS_DISCO_INFO) == 0) {
-        const char *node = xmpp_stanza_get_attribute(child, "node");
+        const char *node = gw_xml_attr(child, "node");
         if (node == NULL) {
             reply_iq(l, st, "result",
                      "<query xmlns='" NS_DISCO_INFO "'>"
@@ -897,58 +899,55 @@ static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     return 1;
 }
 
-static xmpp_stanza_t *child_ns(xmpp_stanza_t *st, const char *name, const char *ns)
+static const gw_xml_el_t *child_ns(const gw_xml_el_t *st, const char *name, const char *ns)
 {
-    return xmpp_stanza_get_child_by_name_and_ns(st, name, ns);
+    return gw_xml_child(st, name, ns);
 }
 
-static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied, uint64_t seq)
+static void deliver(gw_link_t *l, const gw_xml_el_t *msg, int copied, uint64_t seq)
 {
-    const char *type = xmpp_stanza_get_type(msg);
-    xmpp_stanza_t *body;
-    char *text;
+    const char *type = gw_xml_attr(msg, "type");
+    const gw_xml_el_t *body;
+    const char *text;
     gw_link_msg_t m;
 
     if (type == NULL)
         type = "normal";
     if (strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {
         if (strcmp(type, "error") == 0)
-            gw_info("link", "dropped error message from %s to %s", xmpp_stanza_get_from(msg) ?: "?",
-                    xmpp_stanza_get_to(msg) ?: "?");
+            gw_info("link", "dropped error message from %s to %s", gw_xml_attr(msg, "from") ?: "?",
+                    gw_xml_attr(msg, "to") ?: "?");
         else
             gw_debug("link", "dropped %s message", type);
         gw_link_ack(l, seq);
         return;
     }
-    body = xmpp_stanza_get_child_by_name(msg, "body");
+    body = gw_xml_child(msg, "body", NULL);
     if (body == NULL) {
-        gw_debug("link", "dropped message without body from %s", xmpp_stanza_get_from(msg) ?: "?");
+        gw_debug("link", "dropped message without body from %s", gw_xml_attr(msg, "from") ?: "?");
         gw_link_ack(l, seq);
         return;
     }
-    text = xmpp_stanza_get_text(body);
-    m.from = xmpp_stanza_get_from(msg);
-    m.to = xmpp_stanza_get_to(msg);
-    m.id = xmpp_stanza_get_id(msg);
+    text = body->text;
+    m.from = gw_xml_attr(msg, "from");
+    m.to = gw_xml_attr(msg, "to");
+    m.id = gw_xml_attr(msg, "id");
     {
-        xmpp_stanza_t *oid = xmpp_stanza_get_child_by_name_and_ns(msg, "origin-id", NS_SID);
-        m.origin_id = oid ? xmpp_stanza_get_attribute(oid, "id") : NULL;
+        const gw_xml_el_t *oid = gw_xml_child(msg, "origin-id", NS_SID);
+        m.origin_id = oid ? gw_xml_attr(oid, "id") : NULL;
     }
     m.kind = "text";
     m.type = type;
-    m.body = text ? text : "";
-    m.body_len = text ? strlen(text) : 0;
+    m.body = text;
+    m.body_len = body->text_len;
     m.copied = copied;
     m.seq = seq;
     {
         /* XEP-0066: a picture is a message whose body is the out-of-band URL. */
-        xmpp_stanza_t *oob = xmpp_stanza_get_child_by_name_and_ns(msg, "x", NS_OOB);
-        xmpp_stanza_t *url = oob ? xmpp_stanza_get_child_by_name(oob, "url") : NULL;
-        char *u = url ? xmpp_stanza_get_text(url) : NULL;
-        if (u && text && strcmp(u, text) == 0)
+        const gw_xml_el_t *oob = gw_xml_child(msg, "x", NS_OOB);
+        const gw_xml_el_t *url = oob ? gw_xml_child(oob, "url", NULL) : NULL;
+        if (url && url->text_len == body->text_len && memcmp(url->text, text, body->text_len) == 0)
             m.kind = "image";
-        if (u)
-            xmpp_free(l->ctx, u);
     }
     if (m.from == NULL || m.to == NULL || m.body_len == 0) {
         gw_debug("link", "dropped message without from, to or body text");
@@ -956,25 +955,21 @@ static void deliver(gw_link_t *l, xmpp_stanza_t *msg, int copied, uint64_t seq)
     } else {
         l->cbs.on_message(l->ud, &m);
     }
-    if (text)
-        xmpp_free(l->ctx, text);
 }
 
-static int on_message(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+static int on_message(gw_link_t *l, const gw_xml_el_t *st)
 {
-    gw_link_t *l = ud;
-    xmpp_stanza_t *copy;
+    const gw_xml_el_t *copy;
 
-    GW_UNUSED(conn);
     if (l->state != L_UP)
         return 1;
     copy = child_ns(st, "copy", NS_COMPANION);
     if (copy != NULL) {
-        const char *from = xmpp_stanza_get_from(st);
-        xmpp_stanza_t *fwd = child_ns(copy, "forwarded", NS_FORWARD);
-        xmpp_stanza_t *inner = fwd ? xmpp_stanza_get_child_by_name(fwd, "message") : NULL;
+        const char *from = gw_xml_attr(st, "from");
+        const gw_xml_el_t *fwd = child_ns(copy, "forwarded", NS_FORWARD);
+        const gw_xml_el_t *inner = fwd ? gw_xml_child(fwd, "message", NULL) : NULL;
         /* Only the companion on our own XMPP domain may hand us copies. */
-        const char *seqtext = xmpp_stanza_get_attribute(copy, "seq");
+        const char *seqtext = gw_xml_attr(copy, "seq");
         uint64_t seq = 0;
         /* Only the companion on our own XMPP domain may hand us copies. */
         if (from == NULL || strcmp(from, l->cfg->xmpp_domain) != 0 || inner == NULL) {
@@ -997,17 +992,15 @@ static int on_message(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     return 1;
 }
 
-static int on_stream_error(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+static int on_stream_error(gw_link_t *l, const gw_xml_el_t *st)
 {
-    gw_link_t *l = ud;
-    xmpp_stanza_t *c = xmpp_stanza_get_children(st);
+    const gw_xml_el_t *c = st->child;
     const char *cond = "unknown";
     const char *hint = "";
 
-    GW_UNUSED(conn);
-    for (; c; c = xmpp_stanza_get_next(c))
-        if (xmpp_stanza_is_tag(c) && strcmp(xmpp_stanza_get_name(c), "text") != 0) {
-            cond = xmpp_stanza_get_name(c);
+    for (; c; c = c->next)
+        if (strcmp(c->name, "text") != 0) {
+            cond = c->name;
             break;
         }
     if (strcmp(cond, "conflict") == 0)
@@ -1039,11 +1032,9 @@ static void on_disco_timeout(uv_timer_t *t)
     l->dirty = 1;
 }
 
-static int on_handshake(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+static int on_handshake(gw_link_t *l, const gw_xml_el_t *st)
 {
-    gw_link_t *l = ud;
 
-    GW_UNUSED(conn);
     GW_UNUSED(st);
     if (l->state != L_HANDSHAKE)
         return 1;
@@ -1071,205 +1062,298 @@ static int on_handshake(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 
 /* ---- connection lifecycle --------------------------------------------- */
 
-static void send_handshake(gw_link_t *l)
+/* The stream's top-level elements, as the reader completes them. */
+static int on_stanza(void *ud, const gw_xml_el_t *st)
 {
-    gw_sbuf_t b;
-    char *digest;
+    gw_link_t *l = ud;
+    if (strcmp(st->name, "error") == 0 && strcmp(st->ns, NS_STREAMS) == 0) {
+        on_stream_error(l, st);
+        return GW_ELINK; /* the server closes the stream after an error: so do we */
+    }
+    if (strcmp(st->name, "handshake") == 0)
+        on_handshake(l, st);
+    else if (strcmp(st->name, "message") == 0)
+        on_message(l, st);
+    else if (strcmp(st->name, "iq") == 0)
+        on_iq(l, st);
+    /* A handler may have given the connection up (a full write queue is dropped later). */
+    return l->conn != NULL ? 0 : GW_ELINK;
+}
 
-    gw_sbuf_init(&b, 4096);
-    gw_sbuf_puts(&b, l->stream_id);
-    gw_sbuf_puts(&b, l->cfg->component_secret);
-    if (b.overflow || l->stream_id[0] == '\0') {
+static void on_skipped(void *ud, const char *name, const char *why)
+{
+    GW_UNUSED(ud);
+    gw_warn("link", "dropped a <%s> stanza from the server: %s", name, why);
+}
+
+static int on_stream_close(void *ud)
+{
+    gw_link_t *l = ud;
+
+    gw_warn("link", "the server closed the component stream");
+    GW_UNUSED(l);
+    return GW_ELINK;
+}
+
+/* The server's stream header: its id is what the handshake digests. */
+static int on_stream_open(void *ud, const gw_xml_el_t *h)
+{
+    gw_link_t *l = ud;
+    const char *id = gw_xml_attr(h, "id");
+    char digest[41];
+    char line[64];
+
+    if (l->state != L_CONNECTING)
+        return GW_EINVAL;
+    if (id == NULL || id[0] == '\0' || strlen(id) >= sizeof(l->stream_id)) {
         gw_error("link", "server sent no usable stream id; closing");
-        gw_sbuf_free(&b);
-        xmpp_disconnect(l->conn);
-        return;
+        return GW_EINVAL;
     }
-    digest = xmpp_sha1(l->ctx, (const unsigned char *)b.data, b.len);
-    gw_sbuf_free(&b);
-    if (digest == NULL) {
-        xmpp_disconnect(l->conn);
-        return;
-    }
-    xmpp_send_raw_string(l->conn, "<handshake>%s</handshake>", digest);
-    xmpp_free(l->ctx, digest);
+    snprintf(l->stream_id, sizeof(l->stream_id), "%s", id);
+    if (gw_sha1_hex2(l->stream_id, strlen(l->stream_id), l->cfg->component_secret,
+                     strlen(l->cfg->component_secret), digest) != 0)
+        return GW_EINVAL;
+    snprintf(line, sizeof(line), "<handshake>%s</handshake>", digest);
+    out_append(l, line, strlen(line));
     l->state = L_HANDSHAKE;
-    l->dirty = 1;
+    uv_timer_stop(&l->handshake_timer);
+    uv_timer_start(&l->handshake_timer, on_handshake_timeout,
+                   (uint64_t)l->cfg->handshake_timeout_ms, 0);
+    return 0;
 }
 
 static void on_handshake_timeout(uv_timer_t *t)
 {
     gw_link_t *l = t->data;
 
-    if (l->state == L_HANDSHAKE && l->conn) {
+    if ((l->state == L_HANDSHAKE || l->state == L_CONNECTING) && l->conn) {
         gw_error("link", "no handshake answer from %s:%d within %d ms; reconnecting",
                  l->cfg->xmpp_host, l->cfg->xmpp_port, l->cfg->handshake_timeout_ms);
-        xmpp_disconnect(l->conn);
-        l->dirty = 1;
+        conn_lost(l, UV_ETIMEDOUT, NULL);
     }
 }
 
-static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error, xmpp_stream_error_t *se,
-                    void *ud)
+static void free_conn_handle(uv_handle_t *h)
 {
-    gw_link_t *l = ud;
+    free(h->data);
+}
 
-    GW_UNUSED(se);
-    switch (ev) {
-    case XMPP_CONN_RAW_CONNECT: {
-        char *attrs[] = {
-            "to",
-            l->cfg->component_domain,
-            "xmlns",
-            "jabber:component:accept",
-            "xmlns:stream",
-            NS_STREAMS,
-            "allowMultiple",
-            "true",
-        };
-        size_t n = l->cfg->allow_multiple ? 8 : 6;
-        l->stream_id_seen = 0;
-        xmpp_conn_open_stream(conn, attrs, n);
-        l->dirty = 1;
-        break;
-    }
-    case XMPP_CONN_CONNECT:
-        /* The server's stream header has arrived (raw mode). */
-        if (!l->stream_id_seen)
-            gw_warn("link", "stream header not seen in the log; handshake may fail");
-        send_handshake(l);
-        uv_timer_stop(&l->handshake_timer);
-        uv_timer_start(&l->handshake_timer, on_handshake_timeout,
-                       (uint64_t)l->cfg->handshake_timeout_ms, 0);
-        break;
-    case XMPP_CONN_DISCONNECT:
-    case XMPP_CONN_FAIL: {
-        int was_up = l->state == L_UP;
-        uv_timer_stop(&l->handshake_timer);
-        uv_timer_stop(&l->heartbeat_timer);
-        uv_timer_stop(&l->mark_timer);
-        drop_unsent(l, conn);
-        expire_iqs(l, 1);
-        l->companion = C_UNKNOWN;
-        close_poll(l);
-        if (conn == l->conn) {
-            l->dead = conn;
-            l->conn = NULL;
-        }
-        if (l->state == L_STOPPED)
-            break;
-        l->state = L_DOWN;
-        if (was_up)
-            gw_warn("link", "component link to %s:%d lost%s%s", l->cfg->xmpp_host,
-                    l->cfg->xmpp_port, error ? ": " : "", error ? strerror(error) : "");
-        else
-            gw_warn("link", "cannot connect component to %s:%d%s%s", l->cfg->xmpp_host,
-                    l->cfg->xmpp_port, error ? ": " : "", error ? strerror(error) : "");
-        if (was_up)
-            l->cbs.on_down(l->ud);
-        schedule_reconnect(l);
-        break;
-    }
+/* Lets go of a connection: its handle closes, its requests are cancelled, then it is freed. */
+static void release_conn(lconn_t *c)
+{
+    c->l = NULL;
+    if (c->tcp_init) {
+        c->tcp.data = c;
+        uv_close((uv_handle_t *)&c->tcp, free_conn_handle);
+    } else if (c->resolving) {
+        uv_cancel((uv_req_t *)&c->gai); /* on_resolved frees it, cancelled or not */
+    } else {
+        free(c);
     }
 }
 
-static void dummy_cb(xmpp_conn_t *c, xmpp_conn_event_t e, int err, xmpp_stream_error_t *se,
-                     void *ud)
+/*
+ * The connection is over (or never came up): drop what it had not written,
+ * fail the pending requests, tell the router and schedule the reconnect.
+ * Chats come back from the router's outbox after the reconnect (it keeps them
+ * until routed); the web user list, heartbeats and disco are sent afresh on
+ * every handshake; an acknowledgement lost here only makes the companion send
+ * that copy again.
+ */
+static void conn_lost(gw_link_t *l, int err, const char *why)
 {
-    GW_UNUSED(c);
-    GW_UNUSED(e);
-    GW_UNUSED(err);
-    GW_UNUSED(se);
-    GW_UNUSED(ud);
+    lconn_t *c = l->conn;
+    int was_up = l->state == L_UP;
+
+    if (c == NULL)
+        return;
+    uv_timer_stop(&l->handshake_timer);
+    uv_timer_stop(&l->heartbeat_timer);
+    uv_timer_stop(&l->mark_timer);
+    if (l->out_len > 0 || c->inflight > 0)
+        gw_info("link", "%zu unsent byte(s) dropped with the connection; chats are written again",
+                l->out_len + c->inflight);
+    l->out_len = 0;
+    l->out_overflow = 0;
+    l->conn = NULL;
+    release_conn(c);
+    expire_iqs(l, 1);
+    l->companion = C_UNKNOWN;
+    if (l->state == L_STOPPED)
+        return;
+    l->state = L_DOWN;
+    if (why == NULL)
+        why = err ? uv_strerror(err) : "";
+    if (was_up)
+        gw_warn("link", "component link to %s:%d lost%s%s", l->cfg->xmpp_host, l->cfg->xmpp_port,
+                why[0] ? ": " : "", why);
+    else
+        gw_warn("link", "cannot connect component to %s:%d%s%s", l->cfg->xmpp_host,
+                l->cfg->xmpp_port, why[0] ? ": " : "", why);
+    if (was_up)
+        l->cbs.on_down(l->ud);
+    schedule_reconnect(l);
 }
 
-/* Works around the libstrophe 0.12.2 component-mode crash (see the top of this file). */
-static xmpp_sm_state_t *borrow_sm_state(gw_link_t *l)
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    xmpp_conn_t *tmp = xmpp_conn_new(l->ctx);
-    xmpp_sm_state_t *sm;
+    lconn_t *c = h->data;
 
-    if (tmp == NULL)
-        return NULL;
-    xmpp_conn_set_jid(tmp, "x@invalid");
-    xmpp_connect_client(tmp, "invalid.invalid", 1, dummy_cb, NULL);
-    sm = xmpp_conn_get_sm_state(tmp);
-    xmpp_conn_release(tmp);
-    return sm;
+    GW_UNUSED(suggested);
+    if (c->l == NULL) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init(c->l->rbuf, READ_BUF);
 }
 
-/* libstrophe's sockopt callback has no user data; the link is found through the ctx's one conn. */
-static gw_link_t *sockopt_link;
-
-static int on_sockopt_track(xmpp_conn_t *conn, void *sock)
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
-    gw_link_t *l = sockopt_link;
-    int fd = *(int *)sock;
+    lconn_t *c = s->data;
+    gw_link_t *l = c->l;
+    int rc;
 
-    if (l != NULL && conn == l->conn) {
-        close_poll(l);
-        l->poll = malloc(sizeof(*l->poll));
-        if (l->poll != NULL) {
-            if (uv_poll_init(l->loop, l->poll, fd) != 0) {
-                free(l->poll);
-                l->poll = NULL;
-            } else {
-                l->poll->data = l;
-                l->fd = fd;
-                l->poll_events = 0;
-            }
+    GW_UNUSED(buf);
+    if (l == NULL || l->conn != c)
+        return;
+    if (n < 0) {
+        conn_lost(l, (int)n, n == UV_EOF ? "closed by the server" : NULL);
+        return;
+    }
+    if (n == 0)
+        return;
+    rc = gw_xmlstream_feed(l->xs, buf->base, (size_t)n);
+    if (rc != 0 && l->conn == c) {
+        if (rc == GW_EINVAL || rc == GW_ELIMIT || rc == GW_ENOMEM) {
+            /* Tell the server why, as RFC 6120 asks, then go. */
+            char e[256];
+            snprintf(e, sizeof(e),
+                     "<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+                     "</stream:error></stream:stream>",
+                     gw_xmlstream_condition(l->xs));
+            out_append(l, e, strlen(e));
+            flush_out(l);
+            if (l->conn == c)
+                conn_lost(l, 0, gw_xmlstream_error(l->xs));
+        } else {
+            conn_lost(l, 0, "stream ended");
         }
     }
-    return on_sockopt(conn, sock);
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    lconn_t *c = req->data;
+    gw_link_t *l = c->l;
+    gw_sbuf_t b;
+    int rc;
+
+    if (l == NULL || l->conn != c)
+        return;
+    if (status < 0) {
+        conn_lost(l, status, NULL);
+        return;
+    }
+    /* Nagle adds tens of milliseconds to every small stanza at low rates. */
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, 60);
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc != 0) {
+        conn_lost(l, rc, NULL);
+        return;
+    }
+    c->reading = 1;
+    if (gw_xmlstream_reset(l->xs) != 0) {
+        conn_lost(l, UV_ENOMEM, "out of memory");
+        return;
+    }
+    gw_sbuf_init(&b, 4096);
+    gw_sbuf_puts(&b, "<?xml version='1.0'?><stream:stream");
+    attr(&b, "to", l->cfg->component_domain);
+    gw_sbuf_puts(&b, " xmlns='jabber:component:accept' xmlns:stream='" NS_STREAMS "'");
+    if (l->cfg->allow_multiple)
+        gw_sbuf_puts(&b, " allowMultiple='true'");
+    gw_sbuf_puts(&b, ">");
+    if (!b.overflow)
+        out_append(l, b.data, b.len);
+    gw_sbuf_free(&b);
+    flush_out(l);
+}
+
+static void connect_addr(gw_link_t *l, lconn_t *c, const struct sockaddr *sa)
+{
+    int rc = uv_tcp_init(l->loop, &c->tcp);
+
+    if (rc == 0) {
+        c->tcp_init = 1;
+        c->tcp.data = c;
+        c->creq.data = c;
+        rc = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connected);
+    }
+    if (rc != 0)
+        conn_lost(l, rc, NULL);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    lconn_t *c = req->data;
+    gw_link_t *l = c->l;
+
+    c->resolving = 0;
+    if (l == NULL || l->conn != c) {
+        uv_freeaddrinfo(res);
+        free(c);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        uv_freeaddrinfo(res);
+        conn_lost(l, status < 0 ? status : UV_EAI_NONAME, NULL);
+        return;
+    }
+    connect_addr(l, c, res->ai_addr);
+    uv_freeaddrinfo(res);
 }
 
 static void do_connect(gw_link_t *l)
 {
-    xmpp_sm_state_t *sm;
+    lconn_t *c = calloc(1, sizeof(*c));
+    struct sockaddr_storage ss;
+    char port[16];
     int rc;
 
-    if (l->dead) {
-        xmpp_conn_release(l->dead);
-        l->dead = NULL;
-    }
-    l->conn = xmpp_conn_new(l->ctx);
-    if (l->conn == NULL) {
+    if (c == NULL) {
         schedule_reconnect(l);
         return;
     }
-    sm = borrow_sm_state(l);
-    if (sm == NULL || xmpp_conn_set_sm_state(l->conn, sm) != XMPP_EOK) {
-        gw_error("link", "cannot allocate libstrophe stream state");
-        if (sm)
-            xmpp_free_sm_state(sm);
-        xmpp_conn_release(l->conn);
-        l->conn = NULL;
-        schedule_reconnect(l);
-        return;
-    }
-    xmpp_conn_set_jid(l->conn, l->cfg->component_domain);
-    xmpp_conn_set_flags(l->conn, XMPP_CONN_FLAG_DISABLE_TLS);
-    xmpp_conn_set_sockopt_callback(l->conn, on_sockopt_track);
-    xmpp_handler_add(l->conn, on_message, NULL, "message", NULL, l);
-    xmpp_handler_add(l->conn, on_iq, NULL, "iq", NULL, l);
-    xmpp_handler_add(l->conn, on_handshake, NULL, "handshake", NULL, l);
-    xmpp_handler_add(l->conn, on_stream_error, NS_STREAMS, "error", NULL, l);
+    c->l = l;
+    l->conn = c;
     l->state = L_CONNECTING;
+    l->out_len = 0;
+    l->out_overflow = 0;
+    l->stream_id[0] = '\0';
     gw_debug("link", "connecting to %s:%d", l->cfg->xmpp_host, l->cfg->xmpp_port);
-    sockopt_link = l;
-    rc =
-        xmpp_connect_raw(l->conn, l->cfg->xmpp_host, (unsigned short)l->cfg->xmpp_port, conn_cb, l);
-    if (rc != XMPP_EOK) {
-        gw_warn("link", "cannot connect to %s:%d (libstrophe error %d)", l->cfg->xmpp_host,
-                l->cfg->xmpp_port, rc);
-        close_poll(l);
-        l->dead = l->conn;
-        l->conn = NULL;
-        l->state = L_DOWN;
-        schedule_reconnect(l);
+    /* Connecting, the stream header and the handshake answer share one bound. */
+    uv_timer_stop(&l->handshake_timer);
+    uv_timer_start(&l->handshake_timer, on_handshake_timeout,
+                   (uint64_t)l->cfg->handshake_timeout_ms, 0);
+    if (uv_ip4_addr(l->cfg->xmpp_host, l->cfg->xmpp_port, (struct sockaddr_in *)&ss) == 0 ||
+        uv_ip6_addr(l->cfg->xmpp_host, l->cfg->xmpp_port, (struct sockaddr_in6 *)&ss) == 0) {
+        connect_addr(l, c, (const struct sockaddr *)&ss);
         return;
     }
-    update_poll(l);
+    {
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        snprintf(port, sizeof(port), "%d", l->cfg->xmpp_port);
+        c->gai.data = c;
+        rc = uv_getaddrinfo(l->loop, &c->gai, on_resolved, l->cfg->xmpp_host, port, &hints);
+        if (rc == 0)
+            c->resolving = 1;
+        else
+            conn_lost(l, rc, NULL);
+    }
 }
 
 static void on_reconnect_timer(uv_timer_t *t)
@@ -1303,10 +1387,8 @@ static void on_keepalive(uv_timer_t *t)
     gw_link_t *l = t->data;
 
     /* Openfire closes a silent component after xmpp.component.idle (6 min). */
-    if (l->state == L_UP && l->conn) {
-        xmpp_send_raw(l->conn, " ", 1);
-        l->dirty = 1;
-    }
+    if (l->state == L_UP && can_write(l))
+        out_append(l, " ", 1);
 }
 
 /* ---- public API -------------------------------------------------------- */
@@ -1322,14 +1404,15 @@ int gw_link_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_link_cbs_t *cb
     l->cfg = cfg;
     l->cbs = *cbs;
     l->ud = ud;
-    l->fd = -1;
-    l->logger.handler = strophe_log;
-    l->logger.userdata = l;
-    xmpp_initialize();
-    l->ctx = xmpp_ctx_new(NULL, &l->logger);
-    if (l->ctx == NULL) {
-        free(l);
-        return GW_ENOMEM;
+    {
+        static const gw_xmlstream_cbs_t xcbs = {on_stream_open, on_stanza, on_skipped,
+                                                on_stream_close};
+        l->rbuf = malloc(READ_BUF);
+        if (l->rbuf == NULL || gw_xmlstream_new(&xcbs, l, NULL, &l->xs) != 0) {
+            free(l->rbuf);
+            free(l);
+            return GW_ENOMEM;
+        }
     }
     uv_timer_init(loop, &l->reconnect_timer);
     uv_timer_init(loop, &l->keepalive_timer);
@@ -1419,7 +1502,7 @@ int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char
     gw_sbuf_t b;
     int rc;
 
-    if (l->state != L_UP || l->conn == NULL)
+    if (l->state != L_UP || !can_write(l) || l->out_overflow)
         return GW_ELINK;
     gw_sbuf_init(&b, (size_t)l->cfg->max_body_bytes * 6 + 2048);
     rc = build_chat(l, &b, user, to, id, origin_id, kind, body, body_len);
@@ -1427,9 +1510,10 @@ int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char
         gw_sbuf_free(&b);
         return rc;
     }
-    xmpp_send_raw(l->conn, b.data, b.len);
-    l->dirty = 1;
+    out_append(l, b.data, b.len);
     gw_sbuf_free(&b);
+    if (l->out_overflow)
+        return GW_ELINK; /* not written: the connection is dropped at the next flush */
     *mark = ++l->mark_written;
     /* Version 1 (or not yet known): a mark follows soon, so the companion can confirm it. */
     if (l->companion != C_V0 && !uv_is_active((uv_handle_t *)&l->mark_timer))
@@ -1453,7 +1537,7 @@ int gw_link_register_user(gw_link_t *l, const char *user, gw_link_iq_cb cb, void
     gw_sbuf_t b;
     char prefix[16];
 
-    if (l->state != L_UP || l->conn == NULL)
+    if (l->state != L_UP || !can_write(l))
         return GW_ELINK;
     p = calloc(1, sizeof(*p));
     if (p == NULL)
@@ -1504,14 +1588,20 @@ void gw_link_stop(gw_link_t *l)
         send_gateway(l, 0);
     }
     l->state = L_STOPPED;
-    if (l->conn && (was == L_UP || was == L_HANDSHAKE)) {
-        /* Queues </stream:stream>; one step writes it and what was pending.
-         * The socket itself is closed when the connection is released. */
-        xmpp_disconnect(l->conn);
-        xmpp_run_once(l->ctx, 0);
+    if (l->conn != NULL) {
+        lconn_t *c = l->conn;
+        if (can_write(l) && (was == L_UP || was == L_HANDSHAKE)) {
+            /* One write of what was pending and the stream's end; the socket closes next. */
+            out_append(l, "</stream:stream>", 16);
+            flush_out(l); /* a failed write gives the connection up itself */
+        }
+        if (l->conn == c) {
+            l->conn = NULL;
+            release_conn(c);
+        }
+        l->out_len = 0;
     }
     expire_iqs(l, 1);
-    close_poll(l);
     uv_close((uv_handle_t *)&l->reconnect_timer, NULL);
     uv_close((uv_handle_t *)&l->keepalive_timer, NULL);
     uv_close((uv_handle_t *)&l->handshake_timer, NULL);
@@ -1525,57 +1615,78 @@ void gw_link_stop(gw_link_t *l)
 
 void gw_link_free(gw_link_t *l)
 {
-    xmpp_conn_t *c;
-
     if (l == NULL)
         return;
-    /*
-     * Releasing a connection that is still open fires its DISCONNECT callback,
-     * which would park it in l->dead; detach it first so it is released once.
-     */
-    c = l->conn;
-    l->conn = NULL;
-    if (l->dead) {
-        xmpp_conn_release(l->dead);
-        l->dead = NULL;
+    if (l->conn != NULL) {
+        /* Never stopped: the loop is gone, so the connection is only forgotten. */
+        l->conn->l = NULL;
+        l->conn = NULL;
     }
-    if (c)
-        xmpp_conn_release(c);
     gw_sbuf_free(&l->web_delta);
     gw_sbuf_free(&l->web_full);
     gw_sbuf_free(&l->acks);
-    if (sockopt_link == l)
-        sockopt_link = NULL;
-    xmpp_ctx_free(l->ctx);
-    xmpp_shutdown();
+    gw_xmlstream_free(l->xs);
+    free(l->out);
+    free(l->rbuf);
     free(l);
+}
+
+/* gw_link_handle_xml: one element inside a made-up stream header. */
+typedef struct frag {
+    gw_link_t *l;
+    int n;
+} frag_t;
+
+static int frag_open(void *ud, const gw_xml_el_t *h)
+{
+    GW_UNUSED(ud);
+    GW_UNUSED(h);
+    return 0;
+}
+
+static int frag_stanza(void *ud, const gw_xml_el_t *st)
+{
+    frag_t *f = ud;
+    gw_link_t *l = f->l;
+
+    if (f->n++ > 0)
+        return GW_EINVAL;
+    if (strcmp(st->name, "message") == 0)
+        on_message(l, st);
+    else if (strcmp(st->name, "iq") == 0)
+        on_iq(l, st);
+    else if (strcmp(st->name, "error") == 0)
+        on_stream_error(l, st);
+    return 0;
+}
+
+static int frag_close(void *ud)
+{
+    GW_UNUSED(ud);
+    return GW_EINVAL;
 }
 
 int gw_link_handle_xml(gw_link_t *l, const char *xml, size_t len)
 {
-    char *text = malloc(len + 1);
-    xmpp_stanza_t *st;
-    const char *name;
+    static const char head[] =
+        "<stream:stream xmlns='jabber:component:accept' xmlns:stream='" NS_STREAMS "'>";
+    static const gw_xmlstream_cbs_t cbs = {frag_open, frag_stanza, NULL, frag_close};
+    gw_xmlstream_t *x;
+    frag_t f = {l, 0};
     lstate_t saved = l->state;
+    int rc;
 
-    if (text == NULL)
+    if (gw_xmlstream_new(&cbs, &f, NULL, &x) != 0)
         return GW_ENOMEM;
-    memcpy(text, xml, len);
-    text[len] = '\0';
-    /* libstrophe takes a C string: a NUL inside ends the text, as it would end a parse. */
-    st = xmpp_stanza_new_from_string(l->ctx, text);
-    free(text);
-    if (st == NULL)
-        return GW_EINVAL;
-    name = xmpp_stanza_get_name(st);
     l->state = L_UP;
-    if (name != NULL && strcmp(name, "message") == 0)
-        on_message(NULL, st, l);
-    else if (name != NULL && strcmp(name, "iq") == 0)
-        on_iq(NULL, st, l);
-    else if (name != NULL && strcmp(name, "error") == 0)
-        on_stream_error(NULL, st, l);
+    l->no_send = 1;
+    rc = gw_xmlstream_feed(x, head, sizeof(head) - 1);
+    if (rc == 0)
+        rc = gw_xmlstream_feed(x, xml, len);
+    l->no_send = 0;
     l->state = saved;
-    xmpp_stanza_release(st);
-    return 0;
+    gw_xmlstream_free(x);
+    if (rc == GW_ENOMEM)
+        return rc;
+    return rc == 0 && f.n == 1 ? 0 : GW_EINVAL;
 }

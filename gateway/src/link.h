@@ -1,10 +1,10 @@
 /*
- * link.h - the XEP-0114 component link to the XMPP server (libstrophe).
+ * link.h - the XEP-0114 component link to the XMPP server.
  *
  * One link carries the traffic of every web user. It runs on the shared
- * libuv loop: the component socket is watched with uv_poll and libstrophe is
- * stepped with xmpp_run_once(ctx, 0) when it is readable or has output.
- * Only this module includes strophe.h.
+ * libuv loop: a uv_tcp stream, read through the stream reader of
+ * xmlstream.h (expat), written once per loop iteration. No other module sees
+ * the stream's XML.
  *
  * Outgoing chat messages are not queued here: the caller (router.c through
  * outbox.c) keeps every message until the link reports it routed, and writes
@@ -90,9 +90,11 @@ int gw_link_start(gw_link_t *l);
  * copy of the message coming back can be matched; NULL for none). The body
  * must be XML-safe text (gw_xml_text_ok). A message of kind "image" carries its
  * URL as the body and as an XEP-0066 out-of-band URL, which apps display.
- * Returns 0 when handed to libstrophe, with *mark set to the number this write
+ * Returns 0 when queued for writing (written to the socket before the loop
+ * next waits), with *mark set to the number this write
  * got (increasing; on_routed reports it), GW_ELINK when the link is not up
- * (nothing written), GW_ENOMEM.
+ * (nothing written; also when the server has stopped reading and the write
+ * queue's bound is reached, which gives the connection up), GW_ENOMEM.
  */
 int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char *id,
                       const char *origin_id, const char *kind, const char *body, size_t body_len,
@@ -158,8 +160,9 @@ void gw_link_free(gw_link_t *l);
 
 /*
  * Runs the link's stanza handlers on one stanza given as XML text (len
- * bytes, parsed by libstrophe's own parser), as if it had arrived on an open
- * stream, without a socket: for tests and the fuzz target. Answers that would
+ * bytes, parsed by the link's stream reader inside a made-up stream header,
+ * so the prefix "stream:" is bound), as if it had arrived on an open stream,
+ * without a socket: for tests and the fuzz target. Answers that would
  * be sent are dropped; callbacks run as for a real stanza. Returns 0, or
  * GW_EINVAL when the text is not one well-formed element.
  */

@@ -2,8 +2,8 @@
  * log.h - the one logging macro.
  *
  * gw_log() checks the level before formatting anything, so a disabled debug
- * line costs one comparison. libstrophe and libwebsockets logs are routed
- * here by their adapter modules (link.c, front.c).
+ * line costs one comparison. libwebsockets' logs are routed here by its
+ * adapter module (front.c).
  */
 #ifndef GW_LOG_H
 #define GW_LOG_H

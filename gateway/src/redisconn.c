@@ -27,8 +27,8 @@
  * updates and relay forwards) go out pipelined in one write(), and POLLOUT is
  * armed only when the socket does not take it all. A mask that does not
  * change is not set again. An idle hook rather than a prepare hook: a command
- * may be issued from another prepare hook (the link's flush steps libstrophe,
- * which may read a stanza), and a prepare hook started there would not run
+ * may be issued from another prepare hook (the link's flush may give up a
+ * connection, which the router hears at once), and a prepare hook started there would not run
  * before the poll, which may then block; an active idle hook keeps the poll
  * from blocking until it has run.
  *

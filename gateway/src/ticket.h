@@ -49,6 +49,13 @@ int gw_ticket_make(const char *user, uint64_t expiry, const char *secret, char *
 int gw_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
                    unsigned char out[32]);
 
+/*
+ * SHA-1 of a[0..alen) followed by b[0..blen), as 40 lower-case hex digits and a
+ * NUL in out: the XEP-0114 handshake digest (stream id, then secret). Returns
+ * 0, or GW_EINVAL when OpenSSL fails.
+ */
+int gw_sha1_hex2(const void *a, size_t alen, const void *b, size_t blen, char out[41]);
+
 /* 1 when a[0..n) equals b[0..n), compared in time independent of the contents. */
 int gw_ct_equal(const void *a, const void *b, size_t n);
 

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target: the component link's stanza handling (link.c) on XML parsed by
- * libstrophe's own parser, without a socket (gw_link_handle_xml). What reaches the router
- * must be well-formed: JIDs and body present and NUL-terminated, body_len its length.
+ * the link's stream reader (xmlstream.c), without a socket (gw_link_handle_xml). What reaches the
+ * router must be well-formed: JIDs and body present and NUL-terminated, body_len its length.
  */
 #include "config.h"
 #include "gw.h"
