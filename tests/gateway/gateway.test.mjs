@@ -7,6 +7,7 @@ import net from 'node:net';
 import { startProsody } from '../lib/prosody.mjs';
 import { gatewayBuilt, startImgw } from '../lib/imgw.mjs';
 import { openWs } from '../lib/wsclient.mjs';
+import { until } from '../lib/bounded.mjs';
 import { login, nextMessage, stopAll, xml } from '../lib/xmpp.mjs';
 
 const DOMAIN = 'shop.test';
@@ -440,6 +441,75 @@ describe('component link errors', { skip: !gatewayBuilt() && 'build/gateway/imgw
     } finally {
       await gw.cleanup();
       fake.srv.close();
+    }
+  });
+
+  // A scripted server that keeps its sockets, so a test can write to the gateway later.
+  async function liveServer({ before = '', answer = '<handshake/>' } = {}) {
+    const conns = [];
+    const srv = net.createServer((s) => {
+      const c = { s, seen: '' };
+      conns.push(c);
+      s.on('data', (d) => {
+        c.seen += d.toString();
+        if (c.seen.includes('<stream:stream') && !c.opened) {
+          c.opened = true;
+          s.write(`<?xml version='1.0'?>${before}<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:accept' id='sid42' from='gw.shop.test'>`);
+        }
+        if (c.seen.includes('</handshake>') && !c.answered) {
+          c.answered = true;
+          s.write(answer);
+        }
+      });
+      s.on('error', () => {});
+    });
+    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+    return { srv, conns, port: srv.address().port, close: () => { for (const c of conns) c.s.destroy(); srv.close(); } };
+  }
+
+  it("takes Openfire 4.1's long handshake answer <handshake></handshake>", async () => {
+    const fake = await liveServer({ answer: '<handshake></handshake>' });
+    const gw = await startImgw({ prosody: { componentPort: fake.port, domain: DOMAIN } });
+    try {
+      assert.equal((await gw.health()).link, 'up');
+    } finally {
+      await gw.cleanup();
+      fake.close();
+    }
+  });
+
+  it('answers a DTD with a restricted-xml stream error and connects again', async () => {
+    const fake = await liveServer({ before: "<!DOCTYPE x [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;&a;&a;'>]>" });
+    const gw = await startImgw({ prosody: { componentPort: fake.port, domain: DOMAIN }, waitLinkUp: false,
+      config: { reconnect_min_ms: 100, reconnect_max_ms: 200 } });
+    try {
+      await until('a second connection', 10_000, () => fake.conns.length >= 2, () => gw.logText());
+      assert.match(fake.conns[0].seen, /<stream:error><restricted-xml xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/><\/stream:error><\/stream:stream>$/);
+      assert.ok(!fake.conns[0].seen.includes('<handshake>'), 'no handshake on a stream with a DTD');
+      assert.match(gw.logText(), /a DTD in the stream/);
+    } finally {
+      await gw.cleanup();
+      fake.close();
+    }
+  });
+
+  it('drops a stanza over 1 MiB and keeps the link: the next message arrives', async () => {
+    const fake = await liveServer();
+    const gw = await startImgw({ prosody: { componentPort: fake.port, domain: DOMAIN } });
+    try {
+      const t = await openWs(gw.wsUrl);
+      assert.equal((await t.hello('olga')).op, 'welcome');
+      const big = 'x'.repeat(3 << 20);
+      fake.conns[0].s.write(`<message from='app1@${DOMAIN}' to='olga@${GW}' type='chat'><body>${big}</body></message>`);
+      fake.conns[0].s.write(`<message from='app1@${DOMAIN}' to='olga@${GW}' type='chat'><body>after</body></message>`);
+      const m = await t.next((f) => f.op === 'msg');
+      assert.equal(m.body, 'after');
+      assert.equal(fake.conns.length, 1, 'the same connection');
+      assert.match(gw.logText(), /dropped a <message> stanza from the server: stanza too large/);
+      await t.close();
+    } finally {
+      await gw.cleanup();
+      fake.close();
     }
   });
 
