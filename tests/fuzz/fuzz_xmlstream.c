@@ -77,8 +77,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     d1 = feed(data, size, size, &rc1);
     d2 = feed(data, size, size ? data[0] % size : 0, &rc2);
-    /* Where a read ends must not change what is read (the token limit aside). */
-    if (rc1 != GW_ELIMIT && rc2 != GW_ELIMIT && (rc1 != rc2 || d1 != d2))
+    /*
+     * Where a read ends must not change what is read (the token limit aside).
+     * One feed may still wait for bytes where the other has already failed:
+     * expat decides on the first bytes of a stream only once it has enough.
+     */
+    if (rc1 == GW_ELIMIT || rc2 == GW_ELIMIT)
+        return 0;
+    if ((rc1 == rc2 && d1 != d2) || (rc1 != rc2 && rc1 != 0 && rc2 != 0))
         abort();
     return 0;
 }
