@@ -114,6 +114,18 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   });
 }
 
+/**
+ * Every second, each gateway's and Redis' CPU seconds so far: a gateway busy outside the
+ * measured windows (a timer over all its users, say) shows up here with its time.
+ */
+const timeline = [];
+const windows = [];
+let t0Run = Date.now();
+function sampleCpu() {
+  timeline.push({ t: Date.now() - t0Run, gw: live.gateways.map((g) => cpuSeconds(g.pid)),
+    redis: live.redis ? cpuSeconds(live.redis.pid) : NaN });
+}
+
 /** Counters from a gateway's /metrics, by name (NaN when unreadable). */
 async function metrics(gw, names) {
   const out = {};
@@ -177,6 +189,7 @@ async function startOneGateway(i, dir, port, redis) {
       log_level: 'warning',
     },
   });
+  gw.startedAt = Date.now();
   live.gateways.push(gw);
   return gw;
 }
@@ -294,11 +307,13 @@ async function measure(phase, run, rate, ngw, attach) {
   const rec0 = cpuSecondsOf(live.receivers.map((r) => r.pid));
   const b0 = machineBusySeconds();
   const w0 = Date.now();
+  windows.push({ from: w0 - t0Run, to: NaN });
   const a = attach ? startAttached(rate) : null;
   log(`${phase}: offering ${rate} msg/s for ${S} s to the users of ${ngw} gateway(s) over ${live.server.links.length} link(s)`);
   const done = await blast(run, rate, S, 0, ngw * PER_GW);
   await drain(done.sent);
   const win = (Date.now() - w0) / 1000;
+  windows[windows.length - 1].to = Date.now() - t0Run;
   await stopAttached(a);
   const split = gwPids.map((p, i) => {
     const s = cpuSplit(p);
@@ -356,6 +371,10 @@ function memorySnapshot(gis) {
 
 async function main() {
   const t0 = new Date();
+  t0Run = t0.getTime();
+  const sampler = setInterval(sampleCpu, 1000);
+  sampler.unref();
+  const upAt = [];
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'imgw-scaleout-'));
   live.dir = dir;
   live.redis = await startRedis();
@@ -375,6 +394,7 @@ async function main() {
   log(`opening ${PER_GW} sessions on gateway 1`);
   res.open1 = await openSessions([0]);
   log(`gateway 1: ${res.open1.up}/${PER_GW} up in ${fmt(res.open1.seconds, 1)} s`);
+  upAt[0] = Date.now() - t0Run;
   if (res.open1.up !== PER_GW) throw new Error(`gateway 1: only ${res.open1.up} sessions up: ${JSON.stringify(res.open1.failures)}`);
   await sleep(SETTLE * 1000);
   res.redisAfter1 = await redisMem();
@@ -394,6 +414,7 @@ async function main() {
     log(`opening ${PER_GW * (G - 1)} sessions on gateways 2..${G}`);
     res.openRest = await openSessions(rest);
     log(`gateways 2..${G}: ${res.openRest.up}/${PER_GW * (G - 1)} up in ${fmt(res.openRest.seconds, 1)} s`);
+    for (const i of rest) upAt[i] = Date.now() - t0Run;
     if (res.openRest.up !== PER_GW * (G - 1)) {
       throw new Error(`only ${res.openRest.up} sessions up: ${JSON.stringify(res.openRest.failures)}`);
     }
@@ -409,6 +430,11 @@ async function main() {
     for (const [k, rate] of RATES.entries()) res.rows.push(await measure('multi', `b${k}`, rate, G, true));
   }
   res.finished = new Date().toISOString();
+  clearInterval(sampler);
+  res.timeline = timeline;
+  res.windows = windows;
+  res.gatewayStartMs = live.gateways.map((g) => g.startedAt - t0Run);
+  res.upAtMs = upAt;
   report(res);
   if (opt.json) await fs.writeFile(opt.json, JSON.stringify(res, null, 1));
 }
@@ -480,6 +506,20 @@ function report(res) {
   }
   p(`\nProblems: ${problems.length ? problems.join('; ') : 'none'}. Load processes' worst event-loop delay per window (ms): ` +
     `${res.rows.map((r) => fmt(r.loopDelayMaxMs, 0)).join(', ')}. Rest of the machine per window is other work sharing the cores.`);
+  // Seconds outside the measured windows in which a gateway used more than a quarter of a core.
+  const busy = [];
+  for (let i = 1; i < res.timeline.length; i++) {
+    const a = res.timeline[i - 1];
+    const b = res.timeline[i];
+    if (res.windows.some((w) => b.t >= w.from && a.t <= w.to)) continue;
+    b.gw.forEach((v, g) => {
+      const d = v - a.gw[g];
+      if (!(a.t >= res.upAtMs[g])) return;
+      if (d > 0.25) busy.push(`gw${g + 1} ${fmt(d, 2)} s at +${fmt(b.t / 1000, 0)} s (${fmt((b.t - res.upAtMs[g]) / 1000, 0)} s after its sessions were up)`);
+    });
+  }
+  p(`Outside the windows, seconds in which a gateway used > 0.25 CPU s: ${busy.length ? busy.join('; ') : 'none'} ` +
+    '(from the time its own sessions were all up; others\' opens may still be running).');
   p(`Single-gateway vs scale-out gateway CPU per message, same rate per gateway: ` +
     res.rows.filter((r) => r.phase === 'multi').map((r) => {
       const s = res.rows.find((x) => x.phase === 'single' && Math.abs(x.rate * G - r.rate) < 1e-6);
