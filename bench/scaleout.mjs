@@ -49,8 +49,9 @@ const USAGE = `usage: node bench/scaleout.mjs [options]
   --no-single        skip the single-gateway phase
   --quiet-wait S     before each window wait up to S s for the rest of the machine to use
                      less than 0.15 of a core (default 0)
-  --attach CMD       during each window of the multi phase run CMD through sh ({gw} = PID of
-                     gateway 2, {redis} = Redis' PID, {rate} = the offered rate); SIGINT at the end
+  --attach CMD       during each window run CMD through sh ({gw} = PID of gateway 2, or 1 in
+                     the single phase; {gws} = PIDs of the window's gateways, space-separated;
+                     {redis} = Redis' PID; {rate}, {phase}); it gets SIGINT at the end
   --gateway PATH     gateway binary (default build/gateway/imgw)
   --json FILE        also write the raw results`;
 
@@ -274,10 +275,13 @@ async function drain(sent) {
   }
 }
 
-function startAttached(rate) {
+function startAttached(phase, rate, ngw) {
   if (!opt.attach) return null;
-  const cmd = opt.attach.replaceAll('{gw}', String(live.gateways[Math.min(1, G - 1)].pid))
-    .replaceAll('{redis}', String(live.redis.pid)).replaceAll('{rate}', String(rate));
+  const gws = live.gateways.slice(0, ngw);
+  const cmd = opt.attach.replaceAll('{gw}', String(gws[Math.min(1, ngw - 1)].pid))
+    .replaceAll('{gws}', gws.map((g) => g.pid).join(' '))
+    .replaceAll('{redis}', String(live.redis.pid)).replaceAll('{rate}', String(rate))
+    .replaceAll('{phase}', phase);
   log(`attaching: ${cmd}`);
   const child = spawn('sh', ['-c', `exec ${cmd}`], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
   return { child, exited: new Promise((r) => child.on('exit', r)) };
@@ -292,7 +296,7 @@ async function stopAttached(a) {
 }
 
 /** One measured window: `rate` msg/s to users of gateways [0, ngw), dealt over every link. */
-async function measure(phase, run, rate, ngw, attach) {
+async function measure(phase, run, rate, ngw) {
   const gws = live.gateways.slice(0, ngw);
   const gwPids = gws.map((g) => g.pid);
   const others = [live.redis.pid, process.pid, ...live.receivers.map((r) => r.pid)];
@@ -308,7 +312,7 @@ async function measure(phase, run, rate, ngw, attach) {
   const b0 = machineBusySeconds();
   const w0 = Date.now();
   windows.push({ from: w0 - t0Run, to: NaN });
-  const a = attach ? startAttached(rate) : null;
+  const a = startAttached(phase, rate, ngw);
   log(`${phase}: offering ${rate} msg/s for ${S} s to the users of ${ngw} gateway(s) over ${live.server.links.length} link(s)`);
   const done = await blast(run, rate, S, 0, ngw * PER_GW);
   await drain(done.sent);
@@ -401,7 +405,7 @@ async function main() {
   res.rss1 = { before: rss0, idle: memorySnapshot([0]) };
   if (!opt['no-single']) {
     await warmup(1);
-    for (const [k, rate] of RATES.entries()) res.rows.push(await measure('single', `a${k}`, rate / G, 1, false));
+    for (const [k, rate] of RATES.entries()) res.rows.push(await measure('single', `a${k}`, rate / G, 1));
   }
 
   // Phase multi: gateways 2..G join.
@@ -427,7 +431,7 @@ async function main() {
   res.gatewayLimits = live.gateways.map((g) => openFileLimit(g.pid));
   if (G > 1) {
     await warmup(G);
-    for (const [k, rate] of RATES.entries()) res.rows.push(await measure('multi', `b${k}`, rate, G, true));
+    for (const [k, rate] of RATES.entries()) res.rows.push(await measure('multi', `b${k}`, rate, G));
   }
   res.finished = new Date().toISOString();
   clearInterval(sampler);
