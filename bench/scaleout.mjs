@@ -213,10 +213,13 @@ function receiversFor(gi, gw) {
 /** Opens sessions on the given gateways at once; returns sessions up, failures and seconds. */
 async function openSessions(gis) {
   const rs = gis.flatMap((gi) => receiversFor(gi, live.gateways[gi]));
+  const pids = gis.map((gi) => live.gateways[gi].pid);
+  const c0 = cpuSecondsOf(pids);
   const t0 = Date.now();
   const opened = await Promise.all(rs.map((r) => r.ask({ cmd: 'open' }, 'opened')));
   const secs = (Date.now() - t0) / 1000;
   return {
+    gatewayCpu: cpuSecondsOf(pids) - c0,
     up: opened.reduce((s, o) => s + o.ok, 0),
     failed: opened.reduce((s, o) => s + o.failed, 0),
     failures: mergeCounts(opened.map((o) => o.failures)),
@@ -466,9 +469,11 @@ function report(res) {
   p(`| Redis used_memory per session (bytes) | ${fmt(((res.redisAfterAll.used - res.redisBefore.used) * 1024) / total, 0)} |`);
   const gwBefore = res.rss1.before.concat(res.rssRest ? res.rssRest.before : []).reduce((s, v) => s + v, 0);
   p(`| gateways + Redis RSS per session, total (KiB) | ${fmt((gwRssSum - gwBefore + res.redisAfterAll.rss - res.redisBefore.rss) / total, 2)} |`);
-  p(`| sessions opened: gateway 1 alone | ${fmt(res.open1.up)} in ${fmt(res.open1.seconds, 1)} s (${fmt(res.open1.up / res.open1.seconds)}/s) |`);
+  p(`| sessions opened: gateway 1 alone | ${fmt(res.open1.up)} in ${fmt(res.open1.seconds, 1)} s (${fmt(res.open1.up / res.open1.seconds)}/s); ` +
+    `gateway CPU ${fmt(res.open1.gatewayCpu, 2)} s (${fmt((res.open1.gatewayCpu * 1e6) / res.open1.up, 0)} µs per open) |`);
   if (res.openRest) {
-    p(`| sessions opened: gateways 2..${G} at once | ${fmt(res.openRest.up)} in ${fmt(res.openRest.seconds, 1)} s (${fmt(res.openRest.up / res.openRest.seconds)}/s) |`);
+    p(`| sessions opened: gateways 2..${G} at once | ${fmt(res.openRest.up)} in ${fmt(res.openRest.seconds, 1)} s (${fmt(res.openRest.up / res.openRest.seconds)}/s); ` +
+      `gateways' CPU ${fmt(res.openRest.gatewayCpu, 2)} s (${fmt((res.openRest.gatewayCpu * 1e6) / res.openRest.up, 0)} µs per open) |`);
   }
   p(`| load processes' RSS, total (MiB) | ${fmt(res.receiverRss.reduce((s, v) => s + v, 0) / 1024, 0)} |`);
   p('');
