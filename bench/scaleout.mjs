@@ -321,7 +321,7 @@ async function measure(phase, run, rate, ngw) {
   await drain(done.sent);
   const win = (Date.now() - w0) / 1000;
   windows[windows.length - 1].to = Date.now() - t0Run;
-  await stopAttached(a);
+  // CPU is read before the attached tool stops: a profiler may take a while to write.
   const split = gwPids.map((p, i) => {
     const s = cpuSplit(p);
     return { user: s.user - split0[i].user, system: s.system - split0[i].system };
@@ -331,6 +331,7 @@ async function measure(phase, run, rate, ngw) {
   const recCpu = cpuSecondsOf(live.receivers.map((r) => r.pid)) - rec0;
   const gwCpu = split.reduce((s, x) => s + x.user + x.system, 0);
   const rest = machineBusySeconds() - b0 - gwCpu - redisCpu - serverCpu - recCpu;
+  await stopAttached(a);
   const i1 = await redisInfo();
   const m1 = await Promise.all(gws.map((g) => metrics(g, METRICS)));
   const stats = await Promise.all(live.receivers.map((r) => r.ask({ cmd: 'collect' }, 'stats')));
