@@ -557,13 +557,17 @@ static void on_refresh(uv_timer_t *t)
 
 /* ---- forwarding ------------------------------------------------------------- */
 
-/* Keeps f for a retry when the command connection is back (takes ownership). */
-static void retry_keep(gw_relay_t *r, fwd_t *f)
+/*
+ * Keeps f for a retry when the command connection is back or has room again
+ * (takes ownership). Returns 0 when kept, GW_EFULL when f was too old or the
+ * list full, and was freed.
+ */
+static int retry_keep(gw_relay_t *r, fwd_t *f)
 {
     if (r->stopped || gw_now_ms() - f->at_ms > RETRY_MAX_AGE_MS ||
         r->retry_bytes + f->len > RETRY_MAX_BYTES) {
         free(f);
-        return;
+        return GW_EFULL;
     }
     f->next = NULL;
     if (r->retry_tail)
@@ -572,6 +576,7 @@ static void retry_keep(gw_relay_t *r, fwd_t *f)
         r->retry_head = f;
     r->retry_tail = f;
     r->retry_bytes += f->len;
+    return 0;
 }
 
 static void on_forward_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -591,6 +596,9 @@ static void on_forward_reply(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     free(f);
+    /* Forwards that waited for room go out once half of it is free again. */
+    if (r->retry_head != NULL && cmd_ready(r) && gw_redisconn_pending(r->cmd.rc) < PENDING_MAX / 2)
+        retry_flush(r);
     if (rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0) {
         r->st.forwarded += (uint64_t)rep->integer;
         return;
@@ -1207,9 +1215,16 @@ static void forward_one(gw_relay_t *r, fwd_t *f)
         retry_keep(r, f);
         return;
     }
-    if (gw_redisconn_pending(r->cmd.rc) >= PENDING_MAX || r->inflight + f->len > INFLIGHT_MAX) {
-        drop(r, "not forwarded: too many forwards outstanding");
-        free(f);
+    /*
+     * Redis is up but behind: the forward waits in the retry list (bounded as
+     * for a Redis that is down) and goes out as replies come back, rather
+     * than being dropped while the user's session would never know. Later
+     * forwards queue behind it, so a user's messages keep their order.
+     */
+    if (r->retry_head != NULL || gw_redisconn_pending(r->cmd.rc) >= PENDING_MAX ||
+        r->inflight + f->len > INFLIGHT_MAX) {
+        if (retry_keep(r, f) != 0)
+            drop(r, "not forwarded: too many forwards outstanding, and the retry list is full");
         return;
     }
     gw_sbuf_init(&env, ENVELOPE_MAX);
