@@ -58,7 +58,7 @@
 #define REFRESH_MS         60000       /* every local user's entry is refreshed this often */
 #define SWEEP_TICK_MS      10          /* a refresh sweep sends one batch per tick */
 #define SWEEP_BATCH        500         /* users per batch (two commands each) */
-#define PENDING_MAX        10000       /* outstanding commands; forwards drop past it */
+#define PENDING_MAX        10000       /* outstanding commands; forwards wait past it */
 #define SWEEP_PENDING_MAX  5000        /* a sweep waits above this, leaving room for forwards */
 #define INFLIGHT_MAX       (32u << 20) /* bytes of forwarded envelopes not yet answered */
 #define FRAME_MAX          (4u << 20)  /* largest frame forwarded or accepted */
@@ -308,6 +308,17 @@ static int send_argv(rconn_t *c, gw_redisconn_reply_cb *fn, void *priv, int argc
     return gw_redisconn_send(c->rc, fn, priv, argc, argv, lens);
 }
 
+/*
+ * A reply on the command connection made room: forwards that waited for it go
+ * out once half of it is free. Called from every reply callback of that
+ * connection, since the room may be held by directory writes as well.
+ */
+static void room_made(gw_relay_t *r)
+{
+    if (r->retry_head != NULL && cmd_ready(r) && gw_redisconn_pending(r->cmd.rc) < PENDING_MAX / 2)
+        retry_flush(r);
+}
+
 static void conn_up(rconn_t *c)
 {
     gw_relay_t *r = c->r;
@@ -468,9 +479,11 @@ static void on_write_reply(redisAsyncContext *ac, void *reply, void *priv)
     gw_redisconn_replied(ac, rep);
     if (rep == NULL) {
         c->r->st.errors++;
-    } else if (rep->type == REDIS_REPLY_ERROR) {
-        drop(c->r, "directory write failed");
+        return;
     }
+    if (rep->type == REDIS_REPLY_ERROR)
+        drop(c->r, "directory write failed");
+    room_made(c->r);
 }
 
 /* SADD + EXPIRE (here) or SREM of our node id for user. 0 or a GW_E code. */
@@ -596,9 +609,7 @@ static void on_forward_reply(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     free(f);
-    /* Forwards that waited for room go out once half of it is free again. */
-    if (r->retry_head != NULL && cmd_ready(r) && gw_redisconn_pending(r->cmd.rc) < PENDING_MAX / 2)
-        retry_flush(r);
+    room_made(r);
     if (rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0) {
         r->st.forwarded += (uint64_t)rep->integer;
         return;
@@ -959,8 +970,12 @@ void gw_relay_on_answer(gw_relay_t *r, gw_relay_answer_cb cb, void *ud)
 
 static void on_answer_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
+    rconn_t *c = gw_redisconn_ctx(ac);
+
     GW_UNUSED(priv);
     gw_redisconn_replied(ac, reply);
+    if (reply != NULL)
+        room_made(c->r);
 }
 
 void gw_relay_seal_answer(const gw_relay_key_t *key, uint64_t now_ms, int node, int db,
@@ -1268,9 +1283,10 @@ static void retry_flush(gw_relay_t *r)
     r->retry_bytes = 0;
     while (f) {
         fwd_t *next = f->next;
-        if (gw_now_ms() - f->at_ms > RETRY_MAX_AGE_MS)
+        if (gw_now_ms() - f->at_ms > RETRY_MAX_AGE_MS) {
+            drop(r, "not forwarded: waited more than 60 s");
             free(f);
-        else
+        } else
             forward_one(r, f);
         f = next;
     }
