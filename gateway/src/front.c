@@ -249,6 +249,9 @@ static void tp_welcomed(void *ctx, gw_session_t *s)
 
 static const gw_transport_t ws_transport = {tp_send, tp_close, tp_welcomed};
 
+/* Idle policy for every connection: none (see gw_front_new). */
+static const lws_retry_bo_t no_idle_policy = {0};
+
 /* Writes one SockJS frame (text) from a framed SockJS WebSocket. */
 static int write_sockjs(struct lws *wsi, gw_sbuf_t *fr)
 {
@@ -737,7 +740,22 @@ int gw_front_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_front_cbs_t *
         long hd = 3L * cfg->max_body_bytes + 4096;
         info.max_http_header_data = (unsigned short)(hd > 65535 ? 65535 : (hd < 4096 ? 4096 : hd));
     }
-    info.ka_time = 0;
+    /*
+     * No lws validity timers. lws 4.1 gives every connection a default idle
+     * policy (PING after 300 s without traffic from the peer, hang up at 310 s)
+     * kept in one sorted list per thread: arming or re-arming it (each open,
+     * each ping sent) walks that whole list, so at 19,800 sessions opening
+     * them cost ~9 CPU s and every 300 s the pings cost ~15 CPU s in bursts
+     * (docs/performance.md, "Scale-out: 5 gateways"). A policy whose
+     * secs_since_valid_hangup is 0 arms nothing; the kernel's TCP keepalive
+     * finds dead peers instead (after 300 s idle, 3 probes 30 s apart), with
+     * no work in this process. Clients ping at the application level (op
+     * "ping"), which the router answers.
+     */
+    info.retry_and_idle_policy = &no_idle_policy;
+    info.ka_time = 300;
+    info.ka_probes = 3;
+    info.ka_interval = 30;
 
     if (gw_pending_new((size_t)cfg->max_pending_sessions, (size_t)cfg->max_pending_per_addr,
                        &f->pending) != 0) {

@@ -58,7 +58,7 @@
 #define REFRESH_MS         60000       /* every local user's entry is refreshed this often */
 #define SWEEP_TICK_MS      10          /* a refresh sweep sends one batch per tick */
 #define SWEEP_BATCH        500         /* users per batch (two commands each) */
-#define PENDING_MAX        10000       /* outstanding commands; forwards drop past it */
+#define PENDING_MAX        10000       /* outstanding commands; forwards wait past it */
 #define SWEEP_PENDING_MAX  5000        /* a sweep waits above this, leaving room for forwards */
 #define INFLIGHT_MAX       (32u << 20) /* bytes of forwarded envelopes not yet answered */
 #define FRAME_MAX          (4u << 20)  /* largest frame forwarded or accepted */
@@ -308,6 +308,17 @@ static int send_argv(rconn_t *c, gw_redisconn_reply_cb *fn, void *priv, int argc
     return gw_redisconn_send(c->rc, fn, priv, argc, argv, lens);
 }
 
+/*
+ * A reply on the command connection made room: forwards that waited for it go
+ * out once half of it is free. Called from every reply callback of that
+ * connection, since the room may be held by directory writes as well.
+ */
+static void room_made(gw_relay_t *r)
+{
+    if (r->retry_head != NULL && cmd_ready(r) && gw_redisconn_pending(r->cmd.rc) < PENDING_MAX / 2)
+        retry_flush(r);
+}
+
 static void conn_up(rconn_t *c)
 {
     gw_relay_t *r = c->r;
@@ -468,9 +479,11 @@ static void on_write_reply(redisAsyncContext *ac, void *reply, void *priv)
     gw_redisconn_replied(ac, rep);
     if (rep == NULL) {
         c->r->st.errors++;
-    } else if (rep->type == REDIS_REPLY_ERROR) {
-        drop(c->r, "directory write failed");
+        return;
     }
+    if (rep->type == REDIS_REPLY_ERROR)
+        drop(c->r, "directory write failed");
+    room_made(c->r);
 }
 
 /* SADD + EXPIRE (here) or SREM of our node id for user. 0 or a GW_E code. */
@@ -557,13 +570,17 @@ static void on_refresh(uv_timer_t *t)
 
 /* ---- forwarding ------------------------------------------------------------- */
 
-/* Keeps f for a retry when the command connection is back (takes ownership). */
-static void retry_keep(gw_relay_t *r, fwd_t *f)
+/*
+ * Keeps f for a retry when the command connection is back or has room again
+ * (takes ownership). Returns 0 when kept, GW_EFULL when f was too old or the
+ * list full, and was freed.
+ */
+static int retry_keep(gw_relay_t *r, fwd_t *f)
 {
     if (r->stopped || gw_now_ms() - f->at_ms > RETRY_MAX_AGE_MS ||
         r->retry_bytes + f->len > RETRY_MAX_BYTES) {
         free(f);
-        return;
+        return GW_EFULL;
     }
     f->next = NULL;
     if (r->retry_tail)
@@ -572,6 +589,7 @@ static void retry_keep(gw_relay_t *r, fwd_t *f)
         r->retry_head = f;
     r->retry_tail = f;
     r->retry_bytes += f->len;
+    return 0;
 }
 
 static void on_forward_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -591,6 +609,7 @@ static void on_forward_reply(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     free(f);
+    room_made(r);
     if (rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0) {
         r->st.forwarded += (uint64_t)rep->integer;
         return;
@@ -951,8 +970,12 @@ void gw_relay_on_answer(gw_relay_t *r, gw_relay_answer_cb cb, void *ud)
 
 static void on_answer_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
+    rconn_t *c = gw_redisconn_ctx(ac);
+
     GW_UNUSED(priv);
     gw_redisconn_replied(ac, reply);
+    if (reply != NULL)
+        room_made(c->r);
 }
 
 void gw_relay_seal_answer(const gw_relay_key_t *key, uint64_t now_ms, int node, int db,
@@ -1207,9 +1230,16 @@ static void forward_one(gw_relay_t *r, fwd_t *f)
         retry_keep(r, f);
         return;
     }
-    if (gw_redisconn_pending(r->cmd.rc) >= PENDING_MAX || r->inflight + f->len > INFLIGHT_MAX) {
-        drop(r, "not forwarded: too many forwards outstanding");
-        free(f);
+    /*
+     * Redis is up but behind: the forward waits in the retry list (bounded as
+     * for a Redis that is down) and goes out as replies come back, rather
+     * than being dropped while the user's session would never know. Later
+     * forwards queue behind it, so a user's messages keep their order.
+     */
+    if (r->retry_head != NULL || gw_redisconn_pending(r->cmd.rc) >= PENDING_MAX ||
+        r->inflight + f->len > INFLIGHT_MAX) {
+        if (retry_keep(r, f) != 0)
+            drop(r, "not forwarded: too many forwards outstanding, and the retry list is full");
         return;
     }
     gw_sbuf_init(&env, ENVELOPE_MAX);
@@ -1253,9 +1283,10 @@ static void retry_flush(gw_relay_t *r)
     r->retry_bytes = 0;
     while (f) {
         fwd_t *next = f->next;
-        if (gw_now_ms() - f->at_ms > RETRY_MAX_AGE_MS)
+        if (gw_now_ms() - f->at_ms > RETRY_MAX_AGE_MS) {
+            drop(r, "not forwarded: waited more than 60 s");
             free(f);
-        else
+        } else
             forward_one(r, f);
         f = next;
     }
