@@ -3,7 +3,15 @@
 // analysts' queries (bench/history_explain.sql) and pgbench latency of a
 // 50-message page (bench/history_*.pgbench).
 //
-//   node bench/history_run.mjs [--rows 5000000] [--seconds 30] [--clients 2] [--rate 1000] [--hold]
+//   node bench/history_run.mjs [--rows 5000000] [--seconds 30] [--clients 2] [--rate 1000]
+//        [--long 20000] [--lock FILE] [--hold]
+//
+// Generated conversations hold 1..39 messages, so a page there is the whole conversation.
+// --long N adds one conversation of N messages spread over the 12 months (through the
+// insert triggers), and history_page_long.pgbench pages back from random ids inside it:
+// the deep page of a long conversation, 50 rows from a Merge Append over the partitions.
+// --lock FILE runs each pgbench under `flock FILE` (a shared machine's bench lock), so
+// the generation and EXPLAIN do not hold it.
 //
 // Each pgbench script runs twice: flat out (--clients connections), then
 // paced at --rate transactions/s (pgbench -R; latency includes schedule lag;
@@ -14,16 +22,18 @@
 // Results go to stdout. Numbers depend on the machine: quote them with it.
 
 import { execFile, execFileSync } from 'node:child_process';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostgres } from '../tests/lib/postgres.mjs';
+import { machineBusySeconds, processTree } from './lib/procstat.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.dirname(here);
 
-const opts = { rows: 5_000_000, seconds: 30, clients: 2, rate: 1000, hold: false, skip: [] };
+const opts = { rows: 5_000_000, seconds: 30, clients: 2, rate: 1000, long: 20000, lock: null, hold: false, skip: [] };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
@@ -31,6 +41,8 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--seconds') opts.seconds = Number(argv[++i]);
   else if (a === '--clients') opts.clients = Number(argv[++i]);
   else if (a === '--rate') opts.rate = Number(argv[++i]);
+  else if (a === '--long') opts.long = Number(argv[++i]);
+  else if (a === '--lock') opts.lock = argv[++i];
   else if (a === '--hold') opts.hold = true;
   else if (a === '--skip') opts.skip.push(argv[++i]);
   else { console.error(`unknown argument ${a}`); process.exit(2); }
@@ -49,6 +61,17 @@ function run(cmd, args) {
       if (err) { err.message += `\n${stderr}`; reject(err); } else resolve(stdout + stderr);
     });
   });
+}
+
+// utime + stime of a process, with children: + cutime + cstime (those it reaped).
+function ticks(pid, children) {
+  try {
+    const st = fsSync.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ').map(Number);
+    return (f[11] + f[12] + (children ? f[13] + f[14] : 0)) / 100;
+  } catch {
+    return 0;
+  }
 }
 
 function pct(sorted, p) {
@@ -72,6 +95,27 @@ try {
     (SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits WHERE inhparent = 'messages'::regclass) AS messages_total`,
   { tuplesOnly: false }));
 
+  // One long conversation, through the triggers like any writer's: ids after the generated
+  // ones, times spread evenly over the generated months.
+  let longIds = [1, 1];
+  if (opts.long > 0) {
+    t = Date.now();
+    await pg.psql(`INSERT INTO messages (id, sender, recipient, body, kind, stanza_id, created_at)
+      SELECT (SELECT max(id) FROM messages) + g,
+             CASE WHEN g % 2 = 0 THEN 'longbuyer@shop.example' ELSE 'seller0@shop.example' END,
+             CASE WHEN g % 2 = 0 THEN 'seller0@shop.example' ELSE 'longbuyer@shop.example' END,
+             'long conversation message ' || g, 'text', 'long-' || g,
+             now() - interval '360 days' + g * (interval '359 days' / ${opts.long})
+      FROM generate_series(1, ${opts.long}) g;
+      SELECT setval('message_id_seq', (SELECT max(id) FROM messages));
+      ANALYZE messages;`, { timeoutMs: 0 });
+    longIds = (await pg.psql(`SELECT min(id), max(id) FROM messages
+      WHERE conv = imgw_conv_key('longbuyer@shop.example', 'seller0@shop.example')`)).split('|').map(Number);
+    const parts = await pg.psql(`SELECT count(DISTINCT tableoid) FROM messages
+      WHERE conv = imgw_conv_key('longbuyer@shop.example', 'seller0@shop.example')`);
+    console.log(`\n## long conversation: ${opts.long} messages, ids ${longIds[0]}..${longIds[1]}, in ${parts} partitions (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+  }
+
   if (!opts.skip.includes('explain')) {
     t = Date.now();
     const out = await pg.psql(await fs.readFile(path.join(here, 'history_explain.sql'), 'utf8'),
@@ -89,9 +133,17 @@ try {
         const prefix = path.join(tmp, `${s.replace(/\.pgbench$/, '')}-${rate}`);
         const args = ['-h', pg.host, '-p', String(pg.port), '-U', 'postgres',
           '-n', '-M', 'prepared', '-c', String(opts.clients), '-j', String(opts.clients),
-          '-T', String(opts.seconds), '-l', `--log-prefix=${prefix}`, '-f', path.join(here, s)];
+          '-T', String(opts.seconds), '-l', `--log-prefix=${prefix}`, '-f', path.join(here, s),
+          '-D', `convs=${Math.floor(opts.rows / 20)}`, '-D', `rows=${opts.rows}`,
+          '-D', `long_lo=${longIds[0]}`, '-D', `long_hi=${longIds[1]}`];
         if (rate) args.push('-R', String(rate));
-        const out = await run('pgbench', [...args, pg.db]);
+        if (s.includes('long') && opts.long <= 0) continue;
+        // CPU of PostgreSQL (with its reaped backends) and of the rest of the machine in
+        // the window; pgbench is this process's child, so its CPU is in our cutime.
+        const pgCpu = () => ticks(pg.pid, true) + processTree(pg.pid).slice(1).reduce((a, p) => a + ticks(p, false), 0);
+        const w0 = [machineBusySeconds(), pgCpu(), ticks(process.pid, true) - ticks(process.pid, false)];
+        const out = opts.lock ? await run('flock', [opts.lock, 'pgbench', ...args, pg.db]) : await run('pgbench', [...args, pg.db]);
+        const w1 = [machineBusySeconds(), pgCpu(), ticks(process.pid, true) - ticks(process.pid, false)];
         const lat = [];
         for (const f of await fs.readdir(tmp)) {
           if (!f.startsWith(path.basename(prefix) + '.')) continue;
@@ -106,6 +158,8 @@ try {
           `${opts.seconds} s, ${lat.length} transactions, ${tps} tps`);
         console.log(`latency ms: p50 ${pct(lat, 50).toFixed(3)}  p90 ${pct(lat, 90).toFixed(3)}  ` +
           `p99 ${pct(lat, 99).toFixed(3)}  p99.9 ${pct(lat, 99.9).toFixed(3)}  max ${lat[lat.length - 1].toFixed(3)}`);
+        console.log(`CPU s in the window: PostgreSQL ${(w1[1] - w0[1]).toFixed(2)}, pgbench ${(w1[2] - w0[2]).toFixed(2)}, ` +
+          `rest of the machine ${(w1[0] - w0[0] - (w1[1] - w0[1]) - (w1[2] - w0[2])).toFixed(2)}`);
       }
     }
     await fs.rm(tmp, { recursive: true, force: true });
