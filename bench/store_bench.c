@@ -4,7 +4,7 @@
  * per transaction, on the same database, schema and triggers.
  *
  *   store_bench CONNINFO N writer|single [CONCURRENT [BATCH_MAX]]
- *   store_bench CONNINFO N copy [CONNECTIONS [BATCH]]
+ *   store_bench CONNINFO N copy|rawcopy [CONNECTIONS [BATCH]]
  *
  * writer: N messages are handed to gw_store_write with at most CONCURRENT
  * (default 2000, like many browsers sending at once) waiting for their
@@ -16,6 +16,9 @@
  * connections (default 1) at once: the floor a writer could reach with the same
  * table and triggers when it needs no answer per row (no de-duplication
  * outcome, no ids back). Prints messages/s and per-batch commit latency.
+ * rawcopy: the same with session_replication_role = replica, i.e. without
+ * the triggers (no de-duplication, no conversation_state): what the rows
+ * and indexes of messages alone cost. Needs a superuser.
  */
 #include "config.h"
 #include "gw.h"
@@ -229,6 +232,7 @@ static int run_single(const char *conninfo, long n)
 typedef struct {
     const char *conninfo;
     long first, n, batch; /* rows [first, first + n) in batches of batch */
+    int no_triggers;
     uint64_t base;
     double *lat; /* one per batch */
     long nlat;
@@ -260,9 +264,22 @@ static void *copier_run(void *arg)
         fprintf(stderr, "%s", PQerrorMessage(c));
         goto out;
     }
+    if (k->no_triggers) {
+        PGresult *r = PQexec(c, "SET session_replication_role = replica");
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            fprintf(stderr, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        if (!ok)
+            goto out;
+    }
     for (long i = 0; i < k->n; i += k->batch) {
         double s0 = now_s();
-        PGresult *r = PQexec(c, "COPY messages (id, sender, recipient, body, kind, stanza_id, "
+        /* Without the triggers nobody sets conv: the rows carry it (imgw_conv_key). */
+        PGresult *r = PQexec(
+            c, k->no_triggers ? "COPY messages (id, sender, recipient, body, kind, stanza_id, "
+                                "created_at, conv) FROM STDIN"
+                              : "COPY messages (id, sender, recipient, body, kind, stanza_id, "
                                 "created_at) FROM STDIN");
         if (PQresultStatus(r) != PGRES_COPY_IN) {
             fprintf(stderr, "%s", PQresultErrorMessage(r));
@@ -289,8 +306,19 @@ static void *copier_run(void *arg)
                 char ts[32];
                 gmtime_r(&sec, &tm);
                 strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
-                len += (size_t)snprintf(line + len, sizeof(line) - len, "\t%s.%03u+00\n", ts,
+                len += (size_t)snprintf(line + len, sizeof(line) - len, "\t%s.%03u+00", ts,
                                         (unsigned)(m.ts % 1000));
+            }
+            if (k->no_triggers) {
+                /* The two JIDs in byte order, one space between (schema/README.md). */
+                int lt = strcmp(m.sender, m.recipient) < 0;
+                line[len++] = '\t';
+                len = copy_field(line, len, sizeof(line), lt ? m.sender : m.recipient);
+                line[len++] = ' ';
+                len = copy_field(line, len, sizeof(line), lt ? m.recipient : m.sender);
+            }
+            if (len + 1 < sizeof(line)) {
+                line[len++] = '\n';
             }
             if (PQputCopyData(c, line, (int)len) != 1) {
                 fprintf(stderr, "%s", PQerrorMessage(c));
@@ -318,7 +346,7 @@ out:
     return NULL;
 }
 
-static int run_copy(const char *conninfo, long n, long conns, long batch)
+static int run_copy(const char *conninfo, long n, long conns, long batch, int no_triggers)
 {
     copier_t k[MAX_COPIERS];
     pthread_t th[MAX_COPIERS];
@@ -335,6 +363,7 @@ static int run_copy(const char *conninfo, long n, long conns, long batch)
         k[i].first = n / conns * i;
         k[i].n = i == conns - 1 ? n - k[i].first : n / conns;
         k[i].batch = batch;
+        k[i].no_triggers = no_triggers;
         k[i].base = base;
         k[i].lat = calloc((size_t)(k[i].n / batch + 2), sizeof(double));
         k[i].nlat = 0;
@@ -353,9 +382,10 @@ static int run_copy(const char *conninfo, long n, long conns, long batch)
     }
     qsort(lat, (size_t)nlat, sizeof(double), cmp_d);
     if (rc == 0 && nlat > 0)
-        printf("copy n=%ld connections=%ld batch=%ld seconds=%.3f msgs_per_s=%.0f batches=%ld "
+        printf("%s n=%ld connections=%ld batch=%ld seconds=%.3f msgs_per_s=%.0f batches=%ld "
                "batch_p50_ms=%.2f batch_p99_ms=%.2f\n",
-               n, conns, batch, el, (double)n / el, nlat, lat[(size_t)((double)nlat * 0.50)] * 1000,
+               no_triggers ? "rawcopy" : "copy", n, conns, batch, el, (double)n / el, nlat,
+               lat[(size_t)((double)nlat * 0.50)] * 1000,
                lat[(size_t)((double)nlat * 0.99)] * 1000);
     free(lat);
     return rc;
@@ -366,14 +396,16 @@ int main(int argc, char **argv)
     long n;
 
     if (argc < 4) {
-        fprintf(stderr, "usage: store_bench CONNINFO N writer|single|copy [CONCURRENT|CONNECTIONS "
-                        "[BATCH]]\n");
+        fprintf(stderr,
+                "usage: store_bench CONNINFO N writer|single|copy|rawcopy [CONCURRENT|CONNECTIONS "
+                "[BATCH]]\n");
         return 2;
     }
     gw_log_level = GW_LOG_WARNING;
     n = atol(argv[2]);
-    if (strcmp(argv[3], "copy") == 0)
-        return run_copy(argv[1], n, argc > 4 ? atol(argv[4]) : 1, argc > 5 ? atol(argv[5]) : 500);
+    if (strcmp(argv[3], "copy") == 0 || strcmp(argv[3], "rawcopy") == 0)
+        return run_copy(argv[1], n, argc > 4 ? atol(argv[4]) : 1, argc > 5 ? atol(argv[5]) : 500,
+                        strcmp(argv[3], "rawcopy") == 0);
     if (strcmp(argv[3], "writer") == 0)
         return run_writer(argv[1], n, argc > 4 ? atol(argv[4]) : 2000, argc > 5 ? argv[5] : NULL);
     return run_single(argv[1], n);

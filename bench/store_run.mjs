@@ -7,6 +7,8 @@
 //   copy:K  plain `COPY messages FROM STDIN` in batches of --copy-batch rows, each its own
 //           transaction, on K connections at once: the same table and triggers with no
 //           answer per row (the floor for the writer)
+//   rawcopy:K the same without the triggers (session_replication_role = replica): what the
+//           rows and indexes of messages cost without de-duplication and conversation_state
 //   single  one INSERT and commit per message, one connection
 //
 //   node bench/store_run.mjs [--messages 200000] [--single 20000] [--concurrent 4000]
@@ -34,7 +36,7 @@ for (let i = 2; i < process.argv.length; i += 2) {
 }
 const phases = opts.phases.split(',');
 // A phase may name other migrations: writer@DIR migrates its database from DIR (A/B of a schema).
-for (const p of phases) if (!/^(writer|single|copy:[1-8])(@.+)?$/.test(p)) throw new Error(`unknown phase ${p}`);
+for (const p of phases) if (!/^(writer|single|copy:[1-8]|rawcopy:[1-8])(@.+)?$/.test(p)) throw new Error(`unknown phase ${p}`);
 
 const bin = path.join(root, 'build', 'bench', 'store_bench');
 const gw = path.join(root, 'build', 'gateway', 'imgw');
@@ -73,7 +75,7 @@ try {
       await pg.psql('CHECKPOINT', { db });
       const args = phase === 'writer' ? [conn, String(opts.messages), 'writer', String(opts.concurrent), String(opts['batch-max'])]
         : phase === 'single' ? [conn, String(opts.single), 'single']
-          : [conn, String(opts.messages), 'copy', phase.split(':')[1], String(opts['copy-batch'])];
+          : [conn, String(opts.messages), phase.split(':')[0], phase.split(':')[1], String(opts['copy-batch'])];
       const kids0 = processTree(pg.pid).length;
       const [pg0, b0, m0] = [pgCpu(pg), benchCpu(), machineBusySeconds()];
       const out = execFileSync(bin, args, { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
@@ -105,12 +107,13 @@ console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
   const lat = r.phase === 'writer' || r.phase === 'single' ? `${r.ack_p50_ms} / ${r.ack_p99_ms}` : `${r.batch_p50_ms} / ${r.batch_p99_ms}`;
   const name = r.phase === 'writer' ? `imgw writer (batches ≤ ${opts['batch-max']}, ${opts.concurrent} in flight)`
-    : r.phase === 'single' ? 'one INSERT per transaction' : `COPY, batches of ${r.batch}, ${r.connections} connection(s)`;
+    : r.phase === 'single' ? 'one INSERT per transaction'
+      : `COPY${r.phase.startsWith('raw') ? ' without the triggers' : ''}, batches of ${r.batch}, ${r.connections} connection(s)`;
   const schema = r.spec.includes('@') ? `, schema ${r.spec.split('@')[1]}` : '';
   console.log(`| ${name}${schema} | ${r.n} (${r.rows} stored) | ${r.msgs_per_s} | ${lat} | ${r.batches ?? '-'} | ${r.pgUs.toFixed(1)} | ${r.benchUs.toFixed(1)} | ${r.restS.toFixed(2)} | ${r.seconds} |`);
 }
 const w = results.filter((r) => r.spec === 'writer').map((r) => Number(r.msgs_per_s));
-for (const k of phases.filter((p) => p.startsWith('copy'))) {
+for (const k of phases.filter((p) => /^(raw)?copy/.test(p))) {
   const c = results.filter((r) => r.spec === k).map((r) => Number(r.msgs_per_s));
   if (w.length && c.length) console.log(`\nwriter / ${k}: ${w.map((x, i) => (x / c[Math.min(i, c.length - 1)]).toFixed(2)).join(', ')}`);
 }
