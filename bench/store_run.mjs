@@ -12,7 +12,10 @@
 //   single  one INSERT and commit per message, one connection
 //
 //   node bench/store_run.mjs [--messages 200000] [--single 20000] [--concurrent 4000]
-//        [--batch-max 1000] [--copy-batch 500] [--phases writer,copy:1,copy:2,single] [--repeat 1]
+//        [--batch-max 1000] [--copy-batch 500] [--state-rows 0] [--phases writer,copy:1,copy:2,single] [--repeat 1]
+//
+// --state-rows N fills conversation_state with N rows of other conversations before each
+// phase (a deployment with history: the trigger's lookups run against a table that size).
 //
 // For each phase: messages/s, ack (or batch) latency, and the CPU seconds PostgreSQL (the
 // postmaster, its backends and the ones that exited), the bench process and the rest of
@@ -28,7 +31,7 @@ import { startPostgres } from '../tests/lib/postgres.mjs';
 import { machineBusySeconds, processTree } from './lib/procstat.mjs';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const opts = { messages: 200000, single: 20000, concurrent: 4000, 'batch-max': 1000, 'copy-batch': 500, phases: 'writer,copy:1,copy:2,single', repeat: 1 };
+const opts = { messages: 200000, single: 20000, concurrent: 4000, 'batch-max': 1000, 'copy-batch': 500, 'state-rows': 0, phases: 'writer,copy:1,copy:2,single', repeat: 1 };
 for (let i = 2; i < process.argv.length; i += 2) {
   const k = process.argv[i].replace(/^--/, '');
   if (!(k in opts)) throw new Error(`unknown option ${process.argv[i]}`);
@@ -72,6 +75,15 @@ try {
       await pg.psql(`CREATE DATABASE ${db}`, { db: 'postgres' });
       const conn = pg.connString.replace(/dbname=\S+/, `dbname=${db}`);
       execFileSync(gw, ['migrate'], { env: { ...process.env, ...(schemaDir ? { IMGW_SCHEMA_DIR: schemaDir } : {}), IMGW_PG_CONNINFO: conn, IMGW_COMPONENT_SECRET: 'x', IMGW_DEV_MODE: 'yes' } });
+      if (opts['state-rows'] > 0) {
+        await pg.psql(`INSERT INTO conversation_state (user_jid, peer_jid, conv, last_message_id, last_message_at,
+            last_sender, last_kind, last_preview)
+          SELECT v.u, v.p, imgw_conv_key(v.u, v.p), g, now(), v.u, 'text', 'earlier'
+          FROM generate_series(1, ${Math.ceil(opts['state-rows'] / 2)}) g,
+               LATERAL (SELECT 'old' || g || '@shop.bench' AS b, 'oldseller' || (g % 100) || '@shop.bench' AS s) x,
+               LATERAL (VALUES (x.b, x.s), (x.s, x.b)) v (u, p);
+          ANALYZE conversation_state;`, { db, timeoutMs: 0 });
+      }
       await pg.psql('CHECKPOINT', { db });
       const args = phase === 'writer' ? [conn, String(opts.messages), 'writer', String(opts.concurrent), String(opts['batch-max'])]
         : phase === 'single' ? [conn, String(opts.single), 'single']
@@ -102,6 +114,7 @@ try {
 const cpu = os.cpus()[0].model;
 console.log(`store benchmark, ${new Date().toISOString()}, ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, PostgreSQL 15 fsync on, a fresh database per phase`);
 console.log(`command: node bench/store_run.mjs ${process.argv.slice(2).join(' ')}\n`);
+if (opts['state-rows'] > 0) console.log(`conversation_state held ${opts['state-rows']} rows of other conversations before each phase\n`);
 console.log('| phase | messages | msgs/s | ack (writer, single) or batch (copy) p50 / p99 ms | batches | PostgreSQL CPU µs/msg | bench CPU µs/msg | rest of the machine, CPU s | seconds |');
 console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
