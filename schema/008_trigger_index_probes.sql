@@ -3,16 +3,18 @@
 --
 -- 007's trigger filtered the batch with `NOT EXISTS (pair) OR NOT EXISTS (reverse pair)`
 -- and locked the rows with `(user_jid, peer_jid) IN (…)`. PL/pgSQL plans each statement
--- once per session, estimating from the size of the batch it first sees and the table's
--- statistics at that moment, and with random_page_cost 4 the planner prices one primary-key
+-- when a session first runs it (again only after an invalidation, e.g. an ANALYZE of the
+-- table), from the size of that batch and the table's statistics at that moment, and
+-- with random_page_cost 4 the planner prices one primary-key
 -- probe at ~8 times a heap row read in sequence. So with a few hundred rows per batch and
 -- conversation_state under a few hundred thousand rows, it chose two hashed SubPlans and a
 -- hash join, each a sequential scan of the whole of conversation_state, on every batch
 -- (auto_explain, 282-row batch, 40,000 state rows: 20 ms for the lock statement alone);
 -- the production-path bench of 2026-12-01 found it as the cost of each batch growing with
 -- the table (docs/performance.md, "PostgreSQL on the production path"). A plain anti-join
--- (`UNION` of two `NOT EXISTS`) is chosen by the same arithmetic: a nested-loop anti-join
--- for small batches, a hash anti-join over a scan of the table for large ones.
+-- (`UNION` of two `NOT EXISTS`, tried) was planned as probes there, but that too is a cost
+-- choice between probes and a hash anti-join over a scan of the table, and it left the
+-- row-lock statement's hash join over a scan as it was.
 --
 -- Here both statements probe the primary key once per distinct pair and direction, in a
 -- LATERAL subquery the planner cannot flatten into a join (a LIMIT, resp. FOR UPDATE):
