@@ -158,7 +158,7 @@ try {
       for (const rate of [0, paced]) {
         const prefix = path.join(tmp, `${s.replace(/\.pgbench$/, '')}-${rate}`);
         const args = ['-h', pg.host, '-p', String(pg.port), '-U', 'postgres',
-          '-n', '-M', 'prepared', '-c', String(opts.clients), '-j', String(opts.clients),
+          '-n', '-M', s.includes('unnamed') ? 'extended' : 'prepared', '-c', String(opts.clients), '-j', String(opts.clients),
           '-T', String(opts.seconds), '-l', `--log-prefix=${prefix}`, '-f', path.join(here, s),
           '-D', `convs=${Math.floor(opts.rows / 20)}`, '-D', `rows=${opts.rows}`,
           '-D', `long_lo=${longIds[0]}`, '-D', `long_hi=${longIds[1]}`];
