@@ -35,6 +35,19 @@ WHERE conv = imgw_conv_key(:seller, :buyer) AND id < :conv_mid_id
 ORDER BY id DESC
 LIMIT 50;
 
+\echo ==== the gateway page statement (store.c page_sql) in the long conversation (history_run --long)
+SELECT min(id) AS long_min, max(id) AS long_max, (min(id) + max(id)) / 2 AS long_mid
+FROM messages WHERE conv = imgw_conv_key('longbuyer@shop.example', 'seller0@shop.example') \gset
+PREPARE gw_page(text, text, bigint, int) AS
+SELECT id, sender, recipient, body, kind, client_id,
+       (extract(epoch FROM created_at) * 1000)::bigint
+FROM messages WHERE conv = imgw_conv_key($1, $2) AND id < $3 ORDER BY id DESC LIMIT $4;
+\echo newest page
+EXPLAIN (ANALYZE, BUFFERS) EXECUTE gw_page('seller0@shop.example', 'longbuyer@shop.example', 9223372036854775807, 50);
+\echo deep page: 50 before the middle id
+EXPLAIN (ANALYZE, BUFFERS) EXECUTE gw_page('seller0@shop.example', 'longbuyer@shop.example', :long_mid, 50);
+DEALLOCATE gw_page;
+
 \echo ==== chat list of a seller (100 conversations), first 50
 EXPLAIN (ANALYZE, BUFFERS)
 SELECT cs.peer_jid, u.display_name, u.type AS peer_type,

@@ -4,12 +4,21 @@
  * per transaction, on the same database, schema and triggers.
  *
  *   store_bench CONNINFO N writer|single [CONCURRENT [BATCH_MAX]]
+ *   store_bench CONNINFO N copy|rawcopy [CONNECTIONS [BATCH]]
  *
  * writer: N messages are handed to gw_store_write with at most CONCURRENT
  * (default 2000, like many browsers sending at once) waiting for their
  * durable acknowledgement; prints messages/s and ack latency percentiles.
  * single: the same N messages, each its own INSERT and commit, from one
  * connection (what a simple per-message writer does).
+ * copy: the same N messages as plain `COPY messages FROM STDIN` in batches of
+ * BATCH rows (default 500), each its own transaction, from CONNECTIONS
+ * connections (default 1) at once: the floor a writer could reach with the same
+ * table and triggers when it needs no answer per row (no de-duplication
+ * outcome, no ids back). Prints messages/s and per-batch commit latency.
+ * rawcopy: the same with session_replication_role = replica, i.e. without
+ * the triggers (no de-duplication, no conversation_state): what the rows
+ * and indexes of messages alone cost. Needs a superuser.
  */
 #include "config.h"
 #include "gw.h"
@@ -18,6 +27,7 @@
 
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +49,8 @@ typedef struct {
     double *lat;
     uint64_t base_id;
 } bench_t;
+
+#define MAX_COPIERS 8
 
 typedef struct {
     bench_t *b;
@@ -217,16 +229,183 @@ static int run_single(const char *conninfo, long n)
     return 0;
 }
 
+typedef struct {
+    const char *conninfo;
+    long first, n, batch; /* rows [first, first + n) in batches of batch */
+    int no_triggers;
+    uint64_t base;
+    double *lat; /* one per batch */
+    long nlat;
+    int rc;
+} copier_t;
+
+/* Appends v to b in COPY's text format (backslash escapes); returns the new length. */
+static size_t copy_field(char *b, size_t len, size_t cap, const char *v)
+{
+    for (const char *p = v; *p && len + 2 < cap; p++) {
+        char c = *p;
+        if (c == '\\' || c == '\t' || c == '\n' || c == '\r') {
+            b[len++] = '\\';
+            c = c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\';
+        }
+        b[len++] = c;
+    }
+    return len;
+}
+
+static void *copier_run(void *arg)
+{
+    copier_t *k = arg;
+    PGconn *c = PQconnectdb(k->conninfo);
+    char from[64], to[64], body[128], sid[128], line[1024];
+
+    k->rc = 1;
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "%s", PQerrorMessage(c));
+        goto out;
+    }
+    if (k->no_triggers) {
+        PGresult *r = PQexec(c, "SET session_replication_role = replica");
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            fprintf(stderr, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        if (!ok)
+            goto out;
+    }
+    for (long i = 0; i < k->n; i += k->batch) {
+        double s0 = now_s();
+        /* Without the triggers nobody sets conv: the rows carry it (imgw_conv_key). */
+        PGresult *r = PQexec(
+            c, k->no_triggers ? "COPY messages (id, sender, recipient, body, kind, stanza_id, "
+                                "created_at, conv) FROM STDIN"
+                              : "COPY messages (id, sender, recipient, body, kind, stanza_id, "
+                                "created_at) FROM STDIN");
+        if (PQresultStatus(r) != PGRES_COPY_IN) {
+            fprintf(stderr, "%s", PQresultErrorMessage(r));
+            PQclear(r);
+            goto out;
+        }
+        PQclear(r);
+        for (long j = i; j < i + k->batch && j < k->n; j++) {
+            gw_store_msg_t m;
+            size_t len;
+            fill(k->first + j, k->base, from, to, body, sid, sizeof(from), &m);
+            len = (size_t)snprintf(line, sizeof(line), "%" PRIu64 "\t", m.id);
+            len = copy_field(line, len, sizeof(line), m.sender);
+            line[len++] = '\t';
+            len = copy_field(line, len, sizeof(line), m.recipient);
+            line[len++] = '\t';
+            len = copy_field(line, len, sizeof(line), m.body);
+            len += (size_t)snprintf(line + len, sizeof(line) - len, "\ttext\t");
+            len = copy_field(line, len, sizeof(line), m.stanza_id);
+            /* created_at: the same instant the writer sends as epoch milliseconds. */
+            {
+                time_t sec = (time_t)(m.ts / 1000);
+                struct tm tm;
+                char ts[32];
+                gmtime_r(&sec, &tm);
+                strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+                len += (size_t)snprintf(line + len, sizeof(line) - len, "\t%s.%03u+00", ts,
+                                        (unsigned)(m.ts % 1000));
+            }
+            if (k->no_triggers) {
+                /* The two JIDs in byte order, one space between (schema/README.md). */
+                int lt = strcmp(m.sender, m.recipient) < 0;
+                line[len++] = '\t';
+                len = copy_field(line, len, sizeof(line), lt ? m.sender : m.recipient);
+                line[len++] = ' ';
+                len = copy_field(line, len, sizeof(line), lt ? m.recipient : m.sender);
+            }
+            if (len + 1 < sizeof(line)) {
+                line[len++] = '\n';
+            }
+            if (PQputCopyData(c, line, (int)len) != 1) {
+                fprintf(stderr, "%s", PQerrorMessage(c));
+                goto out;
+            }
+        }
+        if (PQputCopyEnd(c, NULL) != 1) {
+            fprintf(stderr, "%s", PQerrorMessage(c));
+            goto out;
+        }
+        r = PQgetResult(c);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "%s", PQresultErrorMessage(r));
+            PQclear(r);
+            goto out;
+        }
+        PQclear(r);
+        while ((r = PQgetResult(c)) != NULL)
+            PQclear(r);
+        k->lat[k->nlat++] = now_s() - s0;
+    }
+    k->rc = 0;
+out:
+    PQfinish(c);
+    return NULL;
+}
+
+static int run_copy(const char *conninfo, long n, long conns, long batch, int no_triggers)
+{
+    copier_t k[MAX_COPIERS];
+    pthread_t th[MAX_COPIERS];
+    uint64_t base = ((uint64_t)time(NULL) << 24) + (3u << 22);
+    double t0, el, *lat;
+    long nlat = 0;
+    int rc = 0;
+
+    if (conns < 1 || conns > MAX_COPIERS || batch < 1)
+        return 2;
+    t0 = now_s();
+    for (long i = 0; i < conns; i++) {
+        k[i].conninfo = conninfo;
+        k[i].first = n / conns * i;
+        k[i].n = i == conns - 1 ? n - k[i].first : n / conns;
+        k[i].batch = batch;
+        k[i].no_triggers = no_triggers;
+        k[i].base = base;
+        k[i].lat = calloc((size_t)(k[i].n / batch + 2), sizeof(double));
+        k[i].nlat = 0;
+        pthread_create(&th[i], NULL, copier_run, &k[i]);
+    }
+    for (long i = 0; i < conns; i++) {
+        pthread_join(th[i], NULL);
+        rc |= k[i].rc;
+    }
+    el = now_s() - t0;
+    lat = calloc((size_t)(n / batch + 2 * conns), sizeof(double));
+    for (long i = 0; i < conns; i++) {
+        memcpy(lat + nlat, k[i].lat, (size_t)k[i].nlat * sizeof(double));
+        nlat += k[i].nlat;
+        free(k[i].lat);
+    }
+    qsort(lat, (size_t)nlat, sizeof(double), cmp_d);
+    if (rc == 0 && nlat > 0)
+        printf("%s n=%ld connections=%ld batch=%ld seconds=%.3f msgs_per_s=%.0f batches=%ld "
+               "batch_p50_ms=%.2f batch_p99_ms=%.2f\n",
+               no_triggers ? "rawcopy" : "copy", n, conns, batch, el, (double)n / el, nlat,
+               lat[(size_t)((double)nlat * 0.50)] * 1000,
+               lat[(size_t)((double)nlat * 0.99)] * 1000);
+    free(lat);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     long n;
 
     if (argc < 4) {
-        fprintf(stderr, "usage: store_bench CONNINFO N writer|single [CONCURRENT]\n");
+        fprintf(stderr,
+                "usage: store_bench CONNINFO N writer|single|copy|rawcopy [CONCURRENT|CONNECTIONS "
+                "[BATCH]]\n");
         return 2;
     }
     gw_log_level = GW_LOG_WARNING;
     n = atol(argv[2]);
+    if (strcmp(argv[3], "copy") == 0 || strcmp(argv[3], "rawcopy") == 0)
+        return run_copy(argv[1], n, argc > 4 ? atol(argv[4]) : 1, argc > 5 ? atol(argv[5]) : 500,
+                        strcmp(argv[3], "rawcopy") == 0);
     if (strcmp(argv[3], "writer") == 0)
         return run_writer(argv[1], n, argc > 4 ? atol(argv[4]) : 2000, argc > 5 ? argv[5] : NULL);
     return run_single(argv[1], n);

@@ -198,6 +198,9 @@ typedef struct pgc {
     uint64_t batch_t0;  /* when it was sent (gw_metrics_now_ns), for imgw_store_batch_seconds */
     int finished;       /* F_*: what to do with the batch when its turn comes */
     int op;             /* W_*: the statement running for the batch */
+    /* reader only: the page statement is prepared on this connection (named, planned
+     * once: a page no longer pays for planning over every partition) */
+    int preparing, page_prepared;
     char failed_state[6];
     char *failed_msg; /* why the database refused the row being dead-lettered */
 } pgc_t;
@@ -250,6 +253,7 @@ struct gw_store {
 
 static void pgc_dispatch(pgc_t *c);
 static void pgc_fail(pgc_t *c, const char *why);
+static void reader_prepare(pgc_t *c);
 static void writer_kick(gw_store_t *s);
 static int writers_up(const gw_store_t *s);
 
@@ -601,6 +605,8 @@ static void pgc_fail(pgc_t *c, const char *why)
         gw_warn("store", "%s connection to PostgreSQL %s: %s", c->name, was_up ? "lost" : "failed",
                 msg);
     pgc_close_poll(c);
+    c->preparing = 0;
+    c->page_prepared = 0;
     if (c->result) {
         PQclear(c->result);
         c->result = NULL;
@@ -646,18 +652,15 @@ static void pgc_ready(pgc_t *c)
         spool_replay(c->store);
         writer_kick(c->store);
     } else {
-        pgc_dispatch(c);
+        reader_prepare(c);
     }
 }
 
-static void pgc_send(pgc_t *c, const char *sql, int n, const char *const *params)
+/* After a PQsend* call that returned ok: busy until its result, flush what is left. */
+static void pgc_sent(pgc_t *c)
 {
     int rc;
 
-    if (!PQsendQueryParams(c->conn, sql, n, NULL, params, NULL, NULL, 0)) {
-        pgc_fail(c, PQerrorMessage(c->conn));
-        return;
-    }
     c->state = C_BUSY;
     rc = PQflush(c->conn);
     if (rc < 0) {
@@ -665,6 +668,15 @@ static void pgc_send(pgc_t *c, const char *sql, int n, const char *const *params
         return;
     }
     pgc_watch(c, rc == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+}
+
+static void pgc_send(pgc_t *c, const char *sql, int n, const char *const *params)
+{
+    if (!PQsendQueryParams(c->conn, sql, n, NULL, params, NULL, NULL, 0)) {
+        pgc_fail(c, PQerrorMessage(c->conn));
+        return;
+    }
+    pgc_sent(c);
 }
 
 static void writer_done(gw_store_t *s, pgc_t *c, PGresult *res);
@@ -1335,12 +1347,47 @@ int gw_store_write(gw_store_t *s, const gw_store_msg_t *m, gw_store_write_cb cb,
 
 /* ---- reader -------------------------------------------------------------------- */
 
+/*
+ * A page of a conversation. $1 is the conversation key (imgw_conv_key, computed
+ * by gw_store_page): as a plain parameter, a prepared plan's index scans compare
+ * with it directly, where imgw_conv_key($1, $2) (a SQL function the planner does
+ * not inline) would run once per partition. The reader prepares it once per
+ * connection (PAGE_STMT): planning this statement over every monthly partition
+ * cost more than running it (docs/performance.md, "History writer and pages").
+ */
+#define PAGE_STMT "imgw_page"
+static const char page_sql[] =
+    "SELECT id, sender, recipient, body, kind, client_id, "
+    "(extract(epoch FROM created_at) * 1000)::bigint "
+    "FROM messages WHERE conv = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
+
+/* Prepares the page statement on a reader connection that just came up. */
+static void reader_prepare(pgc_t *c)
+{
+    c->page_prepared = 0;
+    if (!PQsendPrepare(c->conn, PAGE_STMT, page_sql, 0, NULL)) {
+        pgc_fail(c, PQerrorMessage(c->conn));
+        return;
+    }
+    c->preparing = 1;
+    pgc_sent(c);
+}
+
 static void reader_done(pgc_t *c, PGresult *res)
 {
     req_t *r = c->running;
     gw_rows_t rows = {res};
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
+    if (c->preparing) {
+        /* Without it pages still work, as unnamed statements planned each time. */
+        c->preparing = 0;
+        c->page_prepared = st == PGRES_COMMAND_OK;
+        if (!c->page_prepared)
+            gw_warn("store", "cannot prepare the page statement, pages are planned each time: %s",
+                    res ? PQresultErrorMessage(res) : "no result");
+        return;
+    }
     c->running = NULL;
     if (r == NULL)
         return;
@@ -1367,6 +1414,14 @@ static void pgc_dispatch(pgc_t *c)
     c->nreqs--;
     r->next = NULL;
     c->running = r;
+    if (r->sql == page_sql && c->page_prepared) {
+        if (!PQsendQueryPrepared(c->conn, PAGE_STMT, r->nparams, (const char *const *)r->params,
+                                 NULL, NULL, 0))
+            pgc_fail(c, PQerrorMessage(c->conn));
+        else
+            pgc_sent(c);
+        return;
+    }
     pgc_send(c, r->sql, r->nparams, (const char *const *)r->params);
 }
 
@@ -1418,11 +1473,6 @@ static int submit(gw_store_t *s, const char *sql, gw_store_rows_cb cb, void *ud,
     return 0;
 }
 
-static const char page_sql[] =
-    "SELECT id, sender, recipient, body, kind, client_id, "
-    "(extract(epoch FROM created_at) * 1000)::bigint "
-    "FROM messages WHERE conv = imgw_conv_key($1, $2) AND id < $3 ORDER BY id DESC LIMIT $4";
-
 /* imgw_chat_list (schema 006): the entries, read markers and unread ids in one snapshot. */
 static const char chats_sql[] = "SELECT * FROM imgw_chat_list($1, $2, $3)";
 
@@ -1439,11 +1489,22 @@ static const char recover_sql[] =
 int gw_store_page(gw_store_t *s, const char *a, const char *b, uint64_t before, int limit,
                   gw_store_rows_cb cb, void *ud)
 {
-    char bs[24], ls[16];
+    char bs[24], ls[16], *key;
+    size_t n;
+    int rc;
+    /* imgw_conv_key (schema 001): the two JIDs in byte order, one space between. */
+    int a_first = strcmp(a, b) <= 0;
 
+    n = strlen(a) + strlen(b) + 2;
+    key = malloc(n);
+    if (key == NULL)
+        return GW_ENOMEM;
+    snprintf(key, n, "%s %s", a_first ? a : b, a_first ? b : a);
     snprintf(bs, sizeof(bs), "%" PRIu64, before > INT64_MAX ? (uint64_t)INT64_MAX : before);
     snprintf(ls, sizeof(ls), "%d", limit);
-    return submit(s, page_sql, cb, ud, 4, a, b, bs, ls);
+    rc = submit(s, page_sql, cb, ud, 3, key, bs, ls);
+    free(key);
+    return rc;
 }
 
 int gw_store_chats(gw_store_t *s, const char *user, int limit, int ids_max, gw_store_rows_cb cb,

@@ -191,6 +191,15 @@ describe('history', { skip: !gatewayBuilt() && 'build/gateway/imgw is not built'
     await pg.start();
     await until('spool replayed', 30000, async () => (await count(`sender = '${J('rex')}'`)) === before + N);
     assert.equal(await count(`sender = '${J('rex')}' AND body LIKE 'during outage %'`), N);
+    // Pages again once the reader is back: its page statement is prepared per connection,
+    // so the new connection must have prepared it again.
+    let page;
+    await until('history answers again', 30000, async () => {
+      a.send({ op: 'history', with: 'sam', limit: 100 });
+      page = await a.next((f) => f.op === 'history' || (f.op === 'error' && f.for === 'history'), 10000);
+      return page.op === 'history';
+    });
+    assert.equal(page.msgs.filter((m) => m.body.startsWith('during outage ')).length, N);
     await Promise.all([a.close(), b.close()]);
   });
 

@@ -50,6 +50,34 @@ describe('schema 006: imgw_read, imgw_chat_list', () => {
     assert.deepEqual(await list(q, 'a@x', 2), [['c@x', '1', '25', '<null>'], ['b@x', '2', '40', '<null>']]);
   });
 
+  // 007 takes an advisory lock (one of 64 per conversation key) for every conversation
+  // of the batch with a state row missing in either direction; 008 rewrote that statement
+  // as primary-key probes and must take exactly the same locks.
+  it('a batch takes the advisory locks of exactly the conversations it begins (007, 008)', async () => {
+    const q = await fresh('locks');
+    const bucket = async (a, b) => q(`SELECT hashtext(imgw_conv_key('${a}', '${b}')) & 63`);
+    await q(`INSERT INTO messages (id, sender, recipient, body, stanza_id) VALUES
+      (1, 'old@x', 'peer@x', 'm', 'l1'), (2, 'half@x', 'peer@x', 'm', 'l2')`);
+    // One direction of the second conversation gone (an analyst's DELETE): it counts as begun.
+    await q(`DELETE FROM conversation_state WHERE user_jid = 'peer@x' AND peer_jid = 'half@x'`);
+    const inTx = (vals) => q(`BEGIN;
+      INSERT INTO messages (id, sender, recipient, body, stanza_id) VALUES ${vals};
+      SELECT 'adv', objid FROM pg_locks WHERE locktype = 'advisory' AND classid = 1768777591
+        AND pid = pg_backend_pid() ORDER BY objid;
+      ROLLBACK;`);
+    // Only existing conversations, both directions present: no advisory lock at all.
+    const only = await inTx(`(10, 'peer@x', 'old@x', 'm', 'l10'), (11, 'old@x', 'peer@x', 'm', 'l11')`);
+    assert.deepEqual(rows(only).filter((r) => r[0] === 'adv'), []);
+    const want = [...new Set([await bucket('new@x', 'peer@x'), await bucket('half@x', 'peer@x')])]
+      .map(Number).sort((a, b) => a - b).map(String);
+    const mixed = await inTx(`(20, 'old@x', 'peer@x', 'm', 'l20'), (21, 'new@x', 'peer@x', 'm', 'l21'),
+      (22, 'peer@x', 'new@x', 'm', 'l22'), (23, 'half@x', 'peer@x', 'm', 'l23')`);
+    const adv = rows(mixed).filter((r) => r[0] === 'adv').map((r) => r[1]);
+    assert.deepEqual(adv, want, 'the buckets of new@x and half@x (one direction missing), not old@x\'s alone');
+    // Nothing was stored (rolled back); the counts are as before.
+    assert.equal(await q(`SELECT count(*) FROM messages`), '2');
+  });
+
   // Eight fresh databases: conversations that begin while other batches write to them
   // (ids committed out of order, both directions) are where counts went wrong (007).
   for (let round = 0; round < 8; round++) {
