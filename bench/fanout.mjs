@@ -46,6 +46,7 @@ const { values: opt } = parseArgs({
     'tab-messages': { type: 'string', default: '20000' },
     duration: { type: 'string', default: '5' },
     bursts: { type: 'string', default: '5' },
+    'bare-all': { type: 'string', default: 'yes' },
     repeat: { type: 'string', default: '3' },
     scenarios: { type: 'string', default: 'tabs,burst' },
     receivers: { type: 'string', default: '4' },
@@ -53,6 +54,7 @@ const { values: opt } = parseArgs({
     settle: { type: 'string', default: '5' },
     'quiet-wait': { type: 'string', default: '0' },
     attach: { type: 'string' },
+    'attach-wait': { type: 'string', default: '500' },
     gateway: { type: 'string', default: path.join(repo, 'build/gateway/imgw') },
     barepush: { type: 'string', default: path.join(repo, 'build/bench/barepush') },
     json: { type: 'string' },
@@ -221,7 +223,7 @@ async function main() {
       if (opt.attach) {
         att = spawn('sh', ['-c', opt.attach.replaceAll('{pid}', String(serverPid)).replaceAll('{name}', `${row.scenario}-${row.kind}-${rows.length}`)], { stdio: 'inherit' });
         attached.push(att);
-        await sleep(500);
+        await sleep(Number(opt['attach-wait']));
       }
       const t0 = nowMs();
       await send(run);
@@ -280,7 +282,7 @@ async function main() {
       await measure({ scenario: 'burst', kind: 'bare', rep }, 'bare-burst', 1, N, bare.pid,
         (run) => offer(ctl, 'max', N, (i, ts) => bareLine(`u${i}`, `u${i}`, body(run, i, i, ts))));
       // One frame for everybody (TARGET '*'); the t0 tabs get it too but do not count it.
-      await measure({ scenario: 'burst', kind: 'bare-all', rep }, 'bare-burst', 1, N, bare.pid,
+      if (opt['bare-all'] !== 'no') await measure({ scenario: 'burst', kind: 'bare-all', rep }, 'bare-burst', 1, N, bare.pid,
         (run) => writeAll(ctl, bareLine('*', 'all', body(run, 'all', '*', nowMs().toFixed(3)))));
     }
     report(rows);
@@ -315,20 +317,24 @@ function report(rows) {
       `${fmt(r.bytesPerFrame, 1)} | ${fmt(r.firstToLast, 3)} | ${fmt(r.fps)} | ${fmt(r.fpsWrite)} | ${fmt(r.p50, 1)} / ${fmt(r.p99, 1)} | ` +
       `${fmt(r.cpu.server, 2)} | ${fmt(r.usPerFrame, 2)} | ${fmt(r.cpu.load, 2)} / ${fmt(r.cpu.bench, 2)} / ${fmt(r.rest, 2)} |`);
   }
-  console.log('\nMedians over the repetitions, and imgw / bare:\n');
-  console.log('| scenario | offered | imgw frames/s | bare frames/s | **ratio** | imgw µs/frame | bare µs/frame | bare/imgw CPU per frame |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('\nimgw / bare: frames/s ratio of each repetition (the servers ran back to back in it), its median; ' +
+    'CPU per frame over all repetitions (sum of CPU / sum of frames: ticks are 10 ms):\n');
+  console.log('| scenario | offered | imgw frames/s (median) | bare frames/s (median) | ratio per repetition | **median ratio** | imgw µs/frame | bare µs/frame | bare / imgw CPU per frame |');
+  console.log('|---|---:|---:|---:|---|---:|---:|---:|---:|');
   const keys = [...new Set(rows.map((r) => `${r.scenario}|${r.rate ?? 'burst'}`))];
   for (const k of keys) {
     const [scenario, rate] = k.split('|');
-    const pick = (kind, f) => median(rows.filter((r) => r.scenario === scenario && String(r.rate ?? 'burst') === rate && r.kind === kind).map(f));
-    const bareKinds = scenario === 'burst' ? ['bare', 'bare-all'] : ['bare'];
-    for (const bk of bareKinds) {
-      const fi = pick('imgw', (r) => r.fps);
-      const fb = pick(bk, (r) => r.fps);
-      const ui = pick('imgw', (r) => r.usPerFrame);
-      const ub = pick(bk, (r) => r.usPerFrame);
-      console.log(`| ${scenario} (vs ${bk}) | ${rate} | ${fmt(fi)} | ${fmt(fb)} | **${fmt(fi / fb, 2)}×** | ${fmt(ui, 2)} | ${fmt(ub, 2)} | ${fmt(ub / ui, 2)}× |`);
+    const of = (kind) => rows.filter((r) => r.scenario === scenario && String(r.rate ?? 'burst') === rate && r.kind === kind);
+    const perFrame = (rs) => (rs.reduce((s, r) => s + r.cpu.server, 0) * 1e6) / rs.reduce((s, r) => s + r.frames, 0);
+    for (const bk of scenario === 'burst' ? ['bare', 'bare-all'] : ['bare']) {
+      const im = of('imgw');
+      const ba = of(bk);
+      if (!ba.length) continue;
+      const ratios = im.filter((r) => ba.some((b) => b.rep === r.rep)).map((r) => r.fps / ba.find((b) => b.rep === r.rep).fps);
+      const ui = perFrame(im);
+      const ub = perFrame(ba);
+      console.log(`| ${scenario} (vs ${bk}) | ${rate} | ${fmt(median(im.map((r) => r.fps)))} | ${fmt(median(ba.map((r) => r.fps)))} | ` +
+        `${ratios.map((x) => fmt(x, 2)).join(', ')} | **${fmt(median(ratios), 2)}×** | ${fmt(ui, 2)} | ${fmt(ub, 2)} | ${fmt(ub / ui, 2)}× |`);
     }
   }
   console.log('\nframes/s: frames received / time from the first to the last frame received (all load processes, one clock). ' +
