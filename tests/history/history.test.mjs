@@ -206,10 +206,23 @@ describe('history', { skip: !gatewayBuilt() && 'build/gateway/imgw is not built'
   it('keeps history across a gateway restart', async () => {
     await gw.stop();
     await gw.start();
+    // gw.start() does not wait for the store (restarts may happen while PostgreSQL is down);
+    // until the reader has connected a page is refused 'unavailable' ("retry later"), and a
+    // client retries, as this does (bounded).
     const a = await openWs(gw.wsUrl);
     await a.hello('jay');
-    a.send({ op: 'history', with: 'kai', limit: 100 });
-    assert.equal((await a.next((f) => f.op === 'history')).msgs.length, 7);
+    let page;
+    await until('a history page after the restart', 20000, async () => {
+      a.send({ op: 'history', with: 'kai', limit: 100 });
+      const f = await a.next((x) => x.op === 'history' || (x.op === 'error' && x.for === 'history'));
+      if (f.op === 'error') {
+        assert.equal(f.code, 'unavailable', JSON.stringify(f));
+        return false;
+      }
+      page = f;
+      return true;
+    }, gw.logText);
+    assert.equal(page.msgs.length, 7);
     await a.close();
   });
 });
