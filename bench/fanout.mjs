@@ -34,7 +34,7 @@ import { forkChild } from './lib/child.mjs';
 import { startGateway } from './lib/gateway.mjs';
 import { cpuSecondsOf, machineBusySeconds, machineInfo } from './lib/procstat.mjs';
 import { fmt, summarize } from './lib/stats.mjs';
-import { startComponentServer } from './lib/xep114-server.mjs';
+import { startComponentServer } from './lib/component-server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..');
@@ -165,7 +165,7 @@ async function waitForQuiet(ownPids) {
 
 async function main() {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'imgw-fanout-'));
-  const xs = await startComponentServer({ componentDomain: GW_DOMAIN, secret: SECRET });
+  const xs = await startComponentServer({ domain: GW_DOMAIN, secret: SECRET });
   const gw = await startGateway({
     binary: opt.gateway, dir, xmppPort: xs.port, xmppDomain: DOMAIN,
     componentDomain: GW_DOMAIN, componentSecret: SECRET,
@@ -177,7 +177,7 @@ async function main() {
   const rows = [];
   const attached = [];
   try {
-    const link = await Promise.race([xs.up, sleep(15000).then(() => null)]);
+    const link = (await xs.waitLinks(1, 15000)) ? xs.links[0] : null;
     if (!link) throw new Error('the gateway did not complete the handshake');
     for (let i = 0; i < NREC; i++) {
       receivers.push(forkChild(path.join(here, 'lib/fanout-proc.mjs'), {
@@ -293,7 +293,7 @@ async function main() {
     ctl.destroy();
     await gw.stop();
     await bare.stop();
-    xs.server.close();
+    xs.close();
     await fs.rm(dir, { recursive: true, force: true });
   }
 }

@@ -13,8 +13,6 @@
 // processes over the window; "msg/s per gateway core" = delivered / gateway CPU seconds,
 // i.e. what one core would deliver if the gateway were the only thing limiting it.
 
-import crypto from 'node:crypto';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs/promises';
@@ -22,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { forkChild } from './lib/child.mjs';
+import { startComponentServer } from './lib/component-server.mjs';
 import { startGateway } from './lib/gateway.mjs';
 import { cpuSecondsOf, machineBusySeconds } from './lib/procstat.mjs';
 import { fmt, summarize } from './lib/stats.mjs';
@@ -47,41 +46,6 @@ const SECRET = 'saturation-secret';
 const log = (...a) => console.error(`[saturate ${new Date().toISOString().slice(11, 19)}]`, ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const nowMs = () => performance.timeOrigin + performance.now();
-
-/** The synthetic server: one component connection, handshake, then what we write. */
-function startComponentServer() {
-  let link = null;
-  let onUp = null;
-  const up = new Promise((r) => { onUp = r; });
-  const server = net.createServer((sock) => {
-    sock.setNoDelay(true);
-    const id = crypto.randomBytes(8).toString('hex');
-    let buf = '';
-    let opened = false;
-    sock.on('data', (d) => {
-      if (link === sock) return; // after the handshake the gateway's output is ignored
-      buf += d.toString('utf8');
-      if (!opened && buf.includes('<stream:stream')) {
-        opened = true;
-        sock.write(`<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' ` +
-          `xmlns='jabber:component:accept' from='${GW_DOMAIN}' id='${id}'>`);
-      }
-      const m = buf.match(/<handshake>([0-9a-f]+)<\/handshake>/);
-      if (m) {
-        const want = crypto.createHash('sha1').update(id + SECRET).digest('hex');
-        if (m[1] !== want) {
-          sock.end('<stream:error><not-authorized xmlns=\'urn:ietf:params:xml:ns:xmpp-streams\'/></stream:error>');
-          return;
-        }
-        sock.write('<handshake/>');
-        link = sock;
-        onUp(sock);
-      }
-    });
-    sock.on('error', () => {});
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: server.address().port, up })));
-}
 
 /**
  * Writes `rate` msg/s for `seconds` to random users, in chunks every millisecond, and
@@ -121,7 +85,7 @@ function blast(sock, run, rate, seconds) {
 
 async function main() {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'imgw-saturate-'));
-  const xs = await startComponentServer();
+  const xs = await startComponentServer({ domain: GW_DOMAIN, secret: SECRET });
   const gw = await startGateway({
     binary: opt.gateway, dir, xmppPort: xs.port, xmppDomain: DOMAIN,
     componentDomain: GW_DOMAIN, componentSecret: SECRET,
@@ -129,7 +93,7 @@ async function main() {
   });
   const receivers = [];
   try {
-    const link = await Promise.race([xs.up, sleep(15000).then(() => null)]);
+    const link = (await xs.waitLinks(1, 15000)) ? xs.links[0] : null;
     if (!link) throw new Error('the gateway did not complete the handshake');
     for (let i = 0; i < NREC; i++) {
       const first = Math.floor((i * N) / NREC);
@@ -192,7 +156,7 @@ async function main() {
   } finally {
     await Promise.all(receivers.map((r) => r.ask({ cmd: 'close' }, 'closed').catch(() => {})));
     await gw.stop();
-    xs.server.close();
+    xs.close();
     await fs.rm(dir, { recursive: true, force: true });
   }
 }
