@@ -88,10 +88,10 @@ struct gw_link {
 
     lconn_t *conn;      /* current connection, or NULL */
     gw_xmlstream_t *xs; /* the reader, reset for each connection */
-    char *out;          /* bytes to write, not yet handed to libuv */
-    size_t out_len, out_cap;
-    int out_overflow; /* OUT_MAX passed: the connection is dropped at the next flush */
-    int no_send;      /* gw_link_handle_xml: answers are dropped */
+    /* Bytes to write, not yet handed to libuv; out.overflow: OUT_MAX passed (with what
+     * libuv holds), and the connection is dropped at the next flush. */
+    gw_sbuf_t out;
+    int no_send; /* gw_link_handle_xml: answers are dropped */
     char *rbuf;
 
     uv_timer_t reconnect_timer;
@@ -143,32 +143,23 @@ static void on_handshake_timeout(uv_timer_t *t);
 
 /* ---- writing ------------------------------------------------------------ */
 
-/* Appends bytes to the output; past OUT_MAX the connection is dropped at the next flush. */
+/*
+ * Bounds the output to OUT_MAX with what libuv still holds, before an append or
+ * a build straight into l->out. Past it, l->out.overflow is set (by the sbuf),
+ * and the connection, with whatever the output holds, is dropped at the next
+ * flush, so a partly built stanza never goes out.
+ */
+static void out_limit(gw_link_t *l)
+{
+    size_t inflight = l->conn ? l->conn->inflight : 0;
+
+    l->out.limit = inflight < OUT_MAX ? OUT_MAX - inflight : 0;
+}
+
 static void out_append(gw_link_t *l, const char *s, size_t n)
 {
-    if (l->out_overflow)
-        return;
-    if (l->out_len + n + (l->conn ? l->conn->inflight : 0) > OUT_MAX) {
-        l->out_overflow = 1;
-        l->dirty = 1;
-        return;
-    }
-    if (l->out_len + n > l->out_cap) {
-        size_t cap = l->out_cap ? l->out_cap : 16384;
-        char *p;
-        while (cap < l->out_len + n)
-            cap *= 2;
-        p = realloc(l->out, cap);
-        if (p == NULL) {
-            l->out_overflow = 1;
-            l->dirty = 1;
-            return;
-        }
-        l->out = p;
-        l->out_cap = cap;
-    }
-    memcpy(l->out + l->out_len, s, n);
-    l->out_len += n;
+    out_limit(l);
+    gw_sbuf_append(&l->out, s, n);
     l->dirty = 1;
 }
 
@@ -185,7 +176,7 @@ static int can_write(const gw_link_t *l)
 static void check_routed(gw_link_t *l)
 {
     if (l->state == L_UP && l->conn != NULL && l->companion == C_V0 &&
-        l->mark_confirmed < l->mark_written && l->out_len == 0 && l->conn->inflight == 0) {
+        l->mark_confirmed < l->mark_written && l->out.len == 0 && l->conn->inflight == 0) {
         l->mark_confirmed = l->mark_written;
         l->cbs.on_routed(l->ud, l->mark_confirmed);
     }
@@ -217,17 +208,17 @@ static void flush_out(gw_link_t *l)
 
     if (c == NULL || !c->reading)
         return;
-    if (l->out_overflow) {
+    if (l->out.overflow) {
         conn_lost(l, 0, "the server stopped reading (write queue full)");
         return;
     }
-    if (l->out_len == 0) {
+    if (l->out.len == 0) {
         check_routed(l);
         return;
     }
     if (c->inflight == 0) {
         /* Nothing queued in libuv: write at once, in order. */
-        uv_buf_t buf = uv_buf_init(l->out, (unsigned int)l->out_len);
+        uv_buf_t buf = uv_buf_init(l->out.data, (unsigned int)l->out.len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
         if (n < 0 && n != UV_EAGAIN) {
             conn_lost(l, n, "write failed");
@@ -236,7 +227,7 @@ static void flush_out(gw_link_t *l)
         if (n > 0)
             off = (size_t)n;
     }
-    if (off < l->out_len) {
+    if (off < l->out.len) {
         wreq_t *w = malloc(sizeof(*w));
         uv_buf_t buf;
         int rc;
@@ -246,11 +237,10 @@ static void flush_out(gw_link_t *l)
         }
         /* The request takes the buffer; the link starts a new one. */
         w->c = c;
-        w->buf = l->out;
-        w->len = l->out_len - off;
-        buf = uv_buf_init(l->out + off, (unsigned int)w->len);
-        l->out = NULL;
-        l->out_len = l->out_cap = 0;
+        w->buf = l->out.data;
+        w->len = l->out.len - off;
+        buf = uv_buf_init(l->out.data + off, (unsigned int)w->len);
+        gw_sbuf_init(&l->out, OUT_MAX);
         rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
         if (rc != 0) {
             free(w->buf);
@@ -261,7 +251,7 @@ static void flush_out(gw_link_t *l)
         c->inflight += w->len;
         return;
     }
-    l->out_len = 0;
+    l->out.len = 0;
     check_routed(l);
 }
 
@@ -1170,11 +1160,11 @@ static void conn_lost(gw_link_t *l, int err, const char *why)
     uv_timer_stop(&l->handshake_timer);
     uv_timer_stop(&l->heartbeat_timer);
     uv_timer_stop(&l->mark_timer);
-    if (l->out_len > 0 || c->inflight > 0)
+    if (l->out.len > 0 || c->inflight > 0)
         gw_info("link", "%zu unsent byte(s) dropped with the connection; chats are written again",
-                l->out_len + c->inflight);
-    l->out_len = 0;
-    l->out_overflow = 0;
+                l->out.len + c->inflight);
+    l->out.len = 0;
+    l->out.overflow = 0;
     l->conn = NULL;
     release_conn(c);
     expire_iqs(l, 1);
@@ -1328,8 +1318,8 @@ static void do_connect(gw_link_t *l)
     c->l = l;
     l->conn = c;
     l->state = L_CONNECTING;
-    l->out_len = 0;
-    l->out_overflow = 0;
+    l->out.len = 0;
+    l->out.overflow = 0;
     l->stream_id[0] = '\0';
     gw_debug("link", "connecting to %s:%d", l->cfg->xmpp_host, l->cfg->xmpp_port);
     /* Connecting, the stream header and the handshake answer share one bound. */
@@ -1427,6 +1417,7 @@ int gw_link_new(uv_loop_t *loop, const gw_config_t *cfg, const gw_link_cbs_t *cb
     gw_sbuf_init(&l->web_delta, 1u << 20);
     gw_sbuf_init(&l->web_full, 1u << 20);
     gw_sbuf_init(&l->acks, 16384);
+    gw_sbuf_init(&l->out, OUT_MAX);
     {
         /* The instance's boot: random, so a restarted process is a new instance. */
         unsigned char r[16];
@@ -1499,20 +1490,12 @@ int gw_link_send_chat(gw_link_t *l, const char *user, const char *to, const char
                       const char *origin_id, const char *kind, const char *body, size_t body_len,
                       uint64_t *mark)
 {
-    gw_sbuf_t b;
-    int rc;
-
-    if (l->state != L_UP || !can_write(l) || l->out_overflow)
+    if (l->state != L_UP || !can_write(l) || l->out.overflow)
         return GW_ELINK;
-    gw_sbuf_init(&b, (size_t)l->cfg->max_body_bytes * 6 + 2048);
-    rc = build_chat(l, &b, user, to, id, origin_id, kind, body, body_len);
-    if (rc != 0) {
-        gw_sbuf_free(&b);
-        return rc;
-    }
-    out_append(l, b.data, b.len);
-    gw_sbuf_free(&b);
-    if (l->out_overflow)
+    /* Built straight into the output: no copy per message. */
+    out_limit(l);
+    l->dirty = 1;
+    if (build_chat(l, &l->out, user, to, id, origin_id, kind, body, body_len) != 0)
         return GW_ELINK; /* not written: the connection is dropped at the next flush */
     *mark = ++l->mark_written;
     /* Version 1 (or not yet known): a mark follows soon, so the companion can confirm it. */
@@ -1599,7 +1582,7 @@ void gw_link_stop(gw_link_t *l)
             l->conn = NULL;
             release_conn(c);
         }
-        l->out_len = 0;
+        l->out.len = 0;
     }
     expire_iqs(l, 1);
     uv_close((uv_handle_t *)&l->reconnect_timer, NULL);
@@ -1626,7 +1609,7 @@ void gw_link_free(gw_link_t *l)
     gw_sbuf_free(&l->web_full);
     gw_sbuf_free(&l->acks);
     gw_xmlstream_free(l->xs);
-    free(l->out);
+    gw_sbuf_free(&l->out);
     free(l->rbuf);
     free(l);
 }
